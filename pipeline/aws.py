@@ -1,0 +1,27 @@
+"""boto3 clients built from Settings: one place decides endpoint and region."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from pipeline.settings import Settings
+
+_RETRIES = Config(retries={"max_attempts": 5, "mode": "adaptive"})
+
+
+def client(settings: Settings, service: str, session: boto3.Session | None = None) -> Any:
+    """A boto3 client for `service`, pointed at its local endpoint when one is set."""
+    session = session or boto3.session.Session()
+    config = _RETRIES
+    if service == "s3" and settings.endpoint("s3"):
+        # Path-style keeps presigned URLs on the loopback host instead of <bucket>.host.
+        config = config.merge(Config(s3={"addressing_style": "path"}))
+    return session.client(
+        service,
+        region_name=settings.region,
+        endpoint_url=settings.endpoint(service),
+        config=config,
+    )

@@ -1,0 +1,65 @@
+"""python -m pipeline.local up|down|status|env|demo (and `services`, which `up` starts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+
+from pipeline.local import demo, stack
+from pipeline.local.services import Services
+from pipeline.settings import Settings
+
+
+def _env_lines(config: stack.LocalConfig) -> str:
+    settings = stack.local_settings(config)
+    env = {**settings.to_env(), **stack.LOCAL_CREDENTIALS, "IMGSIM_API_URL": config.api_url}
+    return "\n".join(f"export {k}={v}" for k, v in sorted(env.items()))
+
+
+def _serve(port: int) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger("pipeline").addHandler(handler)
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    services = Services.create(Settings.from_env(), api_port=port).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    services.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.local", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start moto, deploy infra/template.yaml, start pump and API")
+    sub.add_parser("down", help="stop what `up` started; state is kept for the next `up`")
+    sub.add_parser("status", help="what is running")
+    sub.add_parser("env", help="shell exports that point boto3 and the AWS CLI at the stack")
+    sub.add_parser("demo", help="`up`, then drop the sample photos and print their records")
+    services = sub.add_parser("services", help=argparse.SUPPRESS)
+    services.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    config = stack.LocalConfig.from_env()
+    if args.command == "services":
+        _serve(args.port)
+    elif args.command in ("up", "demo"):
+        state = stack.up(config)
+        print(f"local stack up: AWS APIs (moto) at {state.moto_url}, API at {state.api_url}")
+        if args.command == "demo":
+            demo.run(stack.local_settings(config), state.api_url)
+        print("point boto3 or the AWS CLI at it with: eval \"$(python -m pipeline.local env)\"")
+    elif args.command == "down":
+        print("stopped" if stack.down(config) else "nothing was running")
+    elif args.command == "status":
+        print(json.dumps(stack.status(config), indent=2))
+    elif args.command == "env":
+        print(_env_lines(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""`make demo`: drop the shipped sample photos into uploads/ and print their records as the
+API returns them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from pipeline import aws
+from pipeline.local.deploy import REPO_ROOT
+from pipeline.settings import Settings
+
+SAMPLES = REPO_ROOT / "samples"
+
+
+def sample_prompts() -> dict[str, str]:
+    return json.loads((SAMPLES / "prompts.json").read_text())
+
+
+def drop_samples(settings: Settings) -> list[str]:
+    """Put each sample photo into uploads/ with the AWS SDK, as a user would; return ids."""
+    s3 = aws.client(settings, "s3")
+    ids = []
+    for name, prompt in sample_prompts().items():
+        path = SAMPLES / name
+        s3.put_object(Bucket=settings.bucket, Key=f"{settings.upload_prefix}{name}",
+                      Body=path.read_bytes(), Metadata={"prompt": prompt})
+        ids.append(Path(name).stem)
+    # a file that is not an image: recorded as failed, with the reason
+    s3.put_object(Bucket=settings.bucket, Key=f"{settings.upload_prefix}not-a-photo.jpg",
+                  Body=b"this is a text file, not a photo")
+    ids.append("not-a-photo")
+    return ids
+
+
+def post_sample(api_url: str) -> str:
+    """Upload one sample through POST /images, as an API client would."""
+    data = base64.b64encode((SAMPLES / "coffee.jpg").read_bytes()).decode()
+    response = requests.post(f"{api_url}/images", json={"image_data": data,
+                                                        "prompt": "A cup of  Coffee"}, timeout=30)
+    response.raise_for_status()
+    return response.json()["image_id"]
+
+
+def wait_for_record(api_url: str, image_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = requests.get(f"{api_url}/images/{image_id}", timeout=10)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response.json()
+        time.sleep(0.25)
+
+
+def run(settings: Settings, api_url: str) -> list[dict[str, Any]]:
+    started = time.monotonic()
+    ids = [*drop_samples(settings), post_sample(api_url)]
+    records = [wait_for_record(api_url, image_id) for image_id in ids]
+    for record in records:
+        record["url"] = (record.get("url") or "")[:80] + "..."
+        print(json.dumps(record, indent=2, sort_keys=True))
+    print(f"{len(records)} uploads recorded in {time.monotonic() - started:.1f} s "
+          f"({sum(r.get('status') == 'pending' for r in records)} pending embedding, "
+          f"{sum(r.get('status') == 'failed' for r in records)} refused with a reason)")
+    return records

@@ -1,0 +1,130 @@
+"""Deploy infra/template.yaml to moto's CloudFormation, then bootstrap what moto skips.
+
+moto 5.2.5 reaches CREATE_COMPLETE for every resource of the template, but it does not
+apply the bucket's NotificationConfiguration; the bootstrap reads that block from the same
+template and applies it through the S3 API. Event source mappings are not created locally
+(CreateEventSourceMappings=false): the event pump plays that part.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import aws
+from pipeline.local.template import TEMPLATE_PATH, load_template, template_body
+from pipeline.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUCKET_RESOURCE = "ImagesBucket"
+CODE_KEY = "lambda/imgsim.zip"
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    name: str
+    code_bucket: str
+    ingest_visibility_timeout: int = 30
+
+
+def lambda_package(root: Path = REPO_ROOT) -> bytes:
+    """The code package of both functions: pipeline/ and lambdas/ (dependencies are a layer)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in ("pipeline", "lambdas"):
+            for path in sorted((root / package).rglob("*.py")):
+                if "local" not in path.relative_to(root).parts:
+                    archive.write(path, path.relative_to(root).as_posix())
+    return buffer.getvalue()
+
+
+def parameters(settings: Settings, spec: StackSpec) -> list[dict[str, str]]:
+    values = {
+        "BucketName": settings.bucket,
+        "ImagesTableName": settings.images_table,
+        "EmbeddingsTableName": settings.embeddings_table,
+        "ShardManifestsTableName": settings.shard_manifests_table,
+        "IngestQueueName": settings.ingest_queue,
+        "EmbedQueueName": settings.embed_queue,
+        "IngestVisibilityTimeout": str(spec.ingest_visibility_timeout),
+        "CodeBucket": spec.code_bucket,
+        "CodeKey": CODE_KEY,
+        "PresignExpirySeconds": str(settings.presign_expiry_seconds),
+        "CreateEventSourceMappings": "false",
+    }
+    return [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
+
+
+def deploy(settings: Settings, spec: StackSpec, template: Path = TEMPLATE_PATH) -> dict[str, str]:
+    """Create the stack unless it exists, wait for it, bootstrap; return its resources."""
+    cfn = aws.client(settings, "cloudformation")
+    if not _stack_exists(cfn, spec.name):
+        s3 = aws.client(settings, "s3")
+        _ensure_bucket(s3, spec.code_bucket, settings.region)
+        s3.put_object(Bucket=spec.code_bucket, Key=CODE_KEY, Body=lambda_package())
+        cfn.create_stack(StackName=spec.name, TemplateBody=template_body(template),
+                         Parameters=parameters(settings, spec),
+                         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
+    status = _wait_for_stack(cfn, spec.name)
+    if status != "CREATE_COMPLETE" and status != "UPDATE_COMPLETE":
+        raise RuntimeError(f"stack {spec.name} ended in {status}")
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                 for r in cfn.list_stack_resources(StackName=spec.name)["StackResourceSummaries"]}
+    apply_bucket_notifications(settings, load_template(template), resources)
+    return resources
+
+
+def _stack_exists(cfn: Any, name: str) -> bool:
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except cfn.exceptions.ClientError:
+        return False
+    return any(s["StackStatus"] != "DELETE_COMPLETE" for s in stacks)
+
+
+def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError:
+        extra = {} if region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=bucket, **extra)
+
+
+def _wait_for_stack(cfn: Any, name: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"]
+        if not status.endswith("_IN_PROGRESS") or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+def apply_bucket_notifications(settings: Settings, template: dict[str, Any],
+                               resources: dict[str, str]) -> None:
+    """Apply the template's bucket NotificationConfiguration if the stack did not."""
+    s3 = aws.client(settings, "s3")
+    current = s3.get_bucket_notification_configuration(Bucket=settings.bucket)
+    if current.get("QueueConfigurations"):
+        return
+    sqs = aws.client(settings, "sqs")
+    declared = template["Resources"][BUCKET_RESOURCE]["Properties"]["NotificationConfiguration"]
+    configs = []
+    for entry in declared.get("QueueConfigurations", []):
+        logical_id = entry["Queue"]["Fn::GetAtt"][0]
+        queue_name = resources[logical_id].rstrip("/").rsplit("/", 1)[-1]
+        url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        rules = entry.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+        configs.append({
+            "QueueArn": arn["Attributes"]["QueueArn"],
+            "Events": [entry["Event"]],
+            "Filter": {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]}
+                                               for r in rules]}},
+        })
+    s3.put_bucket_notification_configuration(
+        Bucket=settings.bucket, NotificationConfiguration={"QueueConfigurations": configs})

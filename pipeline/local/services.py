@@ -1,0 +1,35 @@
+"""The in-process half of the local stack: the event pump and the API, wired to handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lambdas.api.handler import make_handler as make_api_handler
+from lambdas.ingest.handler import make_handler as make_ingest_handler
+from pipeline.ingest import Ingestor
+from pipeline.local.http_api import LocalApi
+from pipeline.local.pump import EventPump
+from pipeline.settings import Settings
+
+
+@dataclass
+class Services:
+    pump: EventPump
+    api: LocalApi
+
+    @classmethod
+    def create(cls, settings: Settings, api_host: str = "127.0.0.1", api_port: int = 0
+               ) -> Services:
+        ingestor = Ingestor.from_settings(settings)
+        pump = EventPump(settings, make_ingest_handler(ingestor))
+        api = LocalApi(make_api_handler(Ingestor.from_settings(settings)), api_host, api_port)
+        return cls(pump=pump, api=api)
+
+    def start(self, pump_wait_seconds: int = 5) -> Services:
+        self.api.start()
+        self.pump.start(pump_wait_seconds)
+        return self
+
+    def stop(self) -> None:
+        self.pump.stop()
+        self.api.stop()

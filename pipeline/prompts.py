@@ -1,0 +1,28 @@
+"""Prompt normalization: `Fork ` and `fork` are one prompt (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+import re
+
+_SPACES = re.compile(r"\s+")
+
+
+class InvalidPrompt(ValueError):
+    """A prompt that cannot be used: empty after normalization, or too long."""
+
+
+def normalize_prompt(prompt: str) -> str:
+    """Trim, collapse runs of whitespace to one space, lowercase."""
+    return _SPACES.sub(" ", prompt).strip().lower()
+
+
+def checked_prompt(prompt: object, max_chars: int) -> str:
+    """The normalized prompt, or InvalidPrompt saying why it cannot be used."""
+    if not isinstance(prompt, str):
+        raise InvalidPrompt("prompt must be a string")
+    normalized = normalize_prompt(prompt)
+    if not normalized:
+        raise InvalidPrompt("prompt is empty")
+    if len(normalized) > max_chars:
+        raise InvalidPrompt(f"prompt has {len(normalized)} characters; the limit is {max_chars}")
+    return normalized

@@ -1,0 +1,35 @@
+"""The embed queue: one small JSON message per image version to embed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline import aws
+from pipeline.settings import Settings
+
+
+class EmbedQueue:
+    """SQS adapter. Queue URLs are resolved through the endpoint, never taken from stack
+    outputs (moto's carry AWS host names)."""
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._url: str | None = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client(self._settings, "sqs")
+        return self._client
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = self.client.get_queue_url(QueueName=self._settings.embed_queue)["QueueUrl"]
+        return self._url
+
+    def request_embedding(self, image_id: str, s3_key: str, etag: str) -> None:
+        body = {"image_id": image_id, "s3_key": s3_key, "etag": etag}
+        self.client.send_message(QueueUrl=self.url, MessageBody=json.dumps(body))
