@@ -1,0 +1,45 @@
+# make demo: set-up + the local stack + the main job.  make test: set-up + the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup test lint demo up down status package clean
+
+# torch goes in first and alone: the CPU build (2.13.0) that lies on this disk. Nothing the
+# project installs afterwards may replace it (no torchvision, open_clip or timm).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(PY) -m ruff check .
+
+test: setup lint
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) -m pipeline.local demo
+
+up: setup
+	$(PY) -m pipeline.local up
+
+down:
+	$(PY) -m pipeline.local down
+
+status:
+	$(PY) -m pipeline.local status
+
+# The Lambda code package (pipeline/ + lambdas/) for `aws cloudformation deploy`.
+package: setup
+	$(PY) -c "from pipeline.local.deploy import lambda_package; import pathlib; \
+	pathlib.Path('build').mkdir(exist_ok=True); pathlib.Path('build/imgsim.zip').write_bytes(lambda_package())"
+	@echo build/imgsim.zip
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

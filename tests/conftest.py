@@ -1,0 +1,68 @@
+"""Session-wide fixtures: one moto server per test session; a freshly deployed stack (unique
+names, same template) per test that needs one, so no test sees another's leftovers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.local.deploy import StackSpec, deploy
+from pipeline.local.moto_server import MotoServer
+from pipeline.local.processes import free_port
+from pipeline.settings import Settings
+
+HERE = Path(__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests talk to loopback servers only: fixed fake credentials, no profile, no real AWS.
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"})
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        os.environ.pop(name, None)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    server = MotoServer("127.0.0.1", free_port()).start(log)
+    yield server
+    server.stop()
+
+
+@dataclass
+class DeployedStack:
+    settings: Settings
+    resources: dict[str, str]
+
+
+@pytest.fixture
+def deploy_stack(moto_server: MotoServer):
+    """Deploy infra/template.yaml under unique names; returns a factory (visibility timeout)."""
+
+    def _deploy(ingest_visibility_timeout: int = 30) -> DeployedStack:
+        suffix = uuid.uuid4().hex[:10]
+        settings = replace(
+            Settings(),
+            bucket=f"imgsim-test-{suffix}",
+            images_table=f"Images-{suffix}",
+            embeddings_table=f"Embeddings-{suffix}",
+            shard_manifests_table=f"ShardManifests-{suffix}",
+            ingest_queue=f"ingest-{suffix}",
+            embed_queue=f"embed-{suffix}",
+        ).with_endpoint(moto_server.url)
+        spec = StackSpec(name=f"imgsim-{suffix}", code_bucket=f"code-{suffix}",
+                         ingest_visibility_timeout=ingest_visibility_timeout)
+        return DeployedStack(settings=settings, resources=deploy(settings, spec))
+
+    return _deploy
+
+
+@pytest.fixture
+def stack(deploy_stack) -> DeployedStack:
+    return deploy_stack()

@@ -1,0 +1,128 @@
+"""POST /images and GET /images/{id} through the local API adapter (HTTP -> proxy event ->
+the Lambda handler) against the moto stack."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import replace
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from lambdas.api.handler import make_handler
+from lambdas.ingest.handler import make_handler as make_ingest_handler
+from pipeline import aws
+from pipeline.ingest import Ingestor
+from pipeline.local.http_api import LocalApi
+from pipeline.local.pump import EventPump
+from tests.helpers import drain_messages, gradient_jpeg, image_bytes
+
+
+@pytest.fixture
+def api(stack):
+    server = LocalApi(make_handler(Ingestor.from_settings(stack.settings))).start()
+    yield server.url
+    server.stop()
+
+
+def _post(api, **payload):
+    return requests.post(f"{api}/images", json=payload, timeout=30)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_post_stores_records_and_queues_the_image(api, stack):
+    settings = stack.settings
+    png = image_bytes("PNG", (33, 22))
+    response = _post(api, image_data=_b64(png), prompt="  A  Fork ")
+    assert response.status_code == 200
+    image_id = response.json()["image_id"]
+    assert response.json()["s3_key"] == f"uploads/{image_id}.png"
+
+    head = aws.client(settings, "s3").head_object(Bucket=settings.bucket,
+                                                  Key=f"uploads/{image_id}.png")
+    assert head["ContentType"] == "image/png"
+
+    record = requests.get(f"{api}/images/{image_id}", timeout=10)
+    assert record.status_code == 200
+    body = record.json()
+    assert (body["status"], body["prompt"], body["width"], body["height"]) == (
+        "pending", "a fork", 33, 22)
+    assert "etag" not in body and body["url_expires_in"] == 900
+    download = requests.get(body["url"], timeout=10)
+    assert download.status_code == 200 and download.content == png
+
+    # the S3 event for the same object arrives later: a duplicate, nothing new is queued
+    EventPump(settings, make_ingest_handler(Ingestor.from_settings(settings))).drain()
+    assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == [image_id]
+
+
+def test_presigned_url_expiry_is_configurable(stack):
+    settings = replace(stack.settings, presign_expiry_seconds=60)
+    server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
+    try:
+        image_id = _post(server.url, image_data=_b64(gradient_jpeg())).json()["image_id"]
+        body = requests.get(f"{server.url}/images/{image_id}", timeout=10).json()
+    finally:
+        server.stop()
+    assert body["url_expires_in"] == 60
+    assert parse_qs(urlsplit(body["url"]).query)["Expires"]
+    assert "prompt" not in body
+
+
+def test_data_urls_are_accepted(api):
+    data = "data:image/jpeg;base64," + _b64(gradient_jpeg())
+    assert _post(api, image_data=data).status_code == 200
+
+
+@pytest.mark.parametrize("payload,status,code", [
+    ({"image_data": "!!not base64!!"}, 400, "invalid_base64"),
+    ({}, 400, "missing_image_data"),
+    ({"image_data": 12}, 400, "missing_image_data"),
+    ({"image_data": _b64(b"plain text")}, 415, "not_an_image"),
+    ({"image_data": _b64(image_bytes("GIF"))}, 415, "unsupported_format"),
+    ({"image_data": _b64(gradient_jpeg()[:900])}, 400, "truncated"),
+    ({"image_data": _b64(image_bytes("PNG", (4100, 2)))}, 400, "dimensions_too_large"),
+    ({"image_data": _b64(gradient_jpeg()), "prompt": "   "}, 400, "invalid_prompt"),
+    ({"image_data": _b64(gradient_jpeg()), "prompt": "x" * 1001}, 400, "invalid_prompt"),
+])
+def test_bad_uploads_are_refused_with_a_json_reason(api, stack, payload, status, code):
+    response = _post(api, **payload)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    assert aws.client(stack.settings, "s3").list_objects_v2(
+        Bucket=stack.settings.bucket).get("KeyCount") == 0
+
+
+def test_invalid_json_is_a_400(api):
+    response = requests.post(f"{api}/images", data=b"{not json", timeout=10,
+                             headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+
+
+def test_a_body_over_6_mb_is_a_413(api):
+    response = _post(api, image_data="A" * (6 * 1024 * 1024 + 4))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_unknown_images_and_routes_are_json_404s(api):
+    missing = requests.get(f"{api}/images/0123456789abcdef", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "image_not_found"
+    route = requests.get(f"{api}/nowhere", timeout=10)
+    assert route.status_code == 404 and route.json()["error"]["code"] == "route_not_found"
+    bad_id = requests.get(f"{api}/images/..%2F..%2Fetc", timeout=10)
+    assert bad_id.status_code in (400, 404) and "error" in bad_id.json()
+
+
+def test_a_failed_upload_never_touches_other_records(api, stack):
+    first = _post(api, image_data=_b64(gradient_jpeg())).json()["image_id"]
+    before = requests.get(f"{api}/images/{first}", timeout=10).json()
+    assert _post(api, image_data=_b64(b"junk")).status_code == 415
+    after = requests.get(f"{api}/images/{first}", timeout=10).json()
+    before.pop("url"), after.pop("url")
+    assert before == after

@@ -1,0 +1,73 @@
+"""`python -m pipeline.local up|status|down` as a newcomer runs it: background servers, an
+upload seen through the API within seconds, and state kept across down/up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+import requests
+
+from pipeline.local.processes import free_port, is_alive
+from tests.helpers import gradient_jpeg
+
+
+@pytest.fixture
+def cli(tmp_path):
+    env = {**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path / "local"),
+           "IMGSIM_LOCAL_MOTO_PORT": str(free_port()), "IMGSIM_LOCAL_API_PORT": str(free_port())}
+
+    def run(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "pipeline.local", *args], env=env,
+                                capture_output=True, text=True, timeout=180)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    yield run, env
+    subprocess.run([sys.executable, "-m", "pipeline.local", "down"], env=env, timeout=60,
+                   capture_output=True)
+
+
+def _wait_for(url: str, timeout: float) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = requests.get(url, timeout=5)
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.2)
+
+
+def test_up_upload_down_up_keeps_the_record(cli):
+    run, env = cli
+    run("up")
+    status = json.loads(run("status"))
+    assert status["running"] is True
+    exports = dict(line.removeprefix("export ").split("=", 1)
+                   for line in run("env").splitlines())
+    api = exports["IMGSIM_API_URL"]
+
+    s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                      aws_access_key_id="x", aws_secret_access_key="x")
+    started = time.monotonic()
+    s3.put_object(Bucket=exports["IMGSIM_BUCKET"], Key="uploads/newcomer.jpg",
+                  Body=gradient_jpeg(), Metadata={"prompt": "a test pattern"})
+    record = _wait_for(f"{api}/images/newcomer", timeout=15)
+    elapsed = time.monotonic() - started
+    assert record.status_code == 200, record.text
+    assert record.json()["status"] == "pending" and record.json()["prompt"] == "a test pattern"
+    assert elapsed < 15
+
+    run("down")
+    assert not is_alive(status["moto"]["pid"]) and not is_alive(status["api"]["pid"])
+    assert json.loads(run("status")) == {"running": False}
+
+    run("up")
+    again = requests.get(f"{api}/images/newcomer", timeout=10)
+    assert again.status_code == 200
+    assert again.json()["sha256"] == record.json()["sha256"]
+    assert requests.get(again.json()["url"], timeout=10).content == gradient_jpeg()

@@ -1,0 +1,26 @@
+from pipeline.settings import Settings
+
+
+def test_no_endpoint_means_real_aws():
+    settings = Settings.from_env({})
+    assert settings.endpoint("s3") is None and settings.bucket == "imgsim-local"
+    assert settings.images_table == "Images" and settings.presign_expiry_seconds == 900
+
+
+def test_per_service_endpoints_and_names_come_from_the_environment():
+    settings = Settings.from_env({
+        "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:2", "IMGSIM_BUCKET": "b",
+        "IMGSIM_IMAGES_TABLE": "I", "IMGSIM_EMBED_QUEUE": "q",
+        "IMGSIM_PRESIGN_EXPIRY_SECONDS": "60", "IMGSIM_MAX_SIDE": "1024",
+    })
+    assert settings.region == "eu-west-1"
+    assert settings.endpoint("s3") == "http://127.0.0.1:2"
+    assert settings.endpoint("dynamodb") == "http://127.0.0.1:1"
+    assert (settings.bucket, settings.images_table, settings.embed_queue) == ("b", "I", "q")
+    assert settings.presign_expiry_seconds == 60 and settings.limits.max_side == 1024
+
+
+def test_to_env_round_trips():
+    settings = Settings(bucket="x", ingest_queue="iq").with_endpoint("http://127.0.0.1:9")
+    assert Settings.from_env(settings.to_env()) == settings
