@@ -9,6 +9,7 @@ import signal
 import threading
 
 from pipeline.local import demo, stack
+from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.services import Services
 from pipeline.settings import Settings
 
@@ -19,17 +20,26 @@ def _env_lines(config: stack.LocalConfig) -> str:
     return "\n".join(f"export {k}={v}" for k, v in sorted(env.items()))
 
 
-def _serve(port: int) -> None:
+def _serve(host: str, port: int) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger("pipeline").addHandler(handler)
     logging.getLogger("pipeline").setLevel(logging.INFO)
-    services = Services.create(Settings.from_env(), api_port=port).start()
+    services = Services.create(Settings.from_env(), api_host=host, api_port=port).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     services.stop()
+
+
+def _deploy_to_endpoint(config: stack.LocalConfig) -> None:
+    settings = Settings.from_env()
+    if not settings.endpoint("cloudformation"):
+        raise SystemExit("deploy is for a local endpoint: set AWS_ENDPOINT_URL. For AWS use "
+                         "`aws cloudformation deploy` (see README).")
+    deploy(settings, StackSpec(name=config.stack_name, code_bucket=f"{settings.bucket}-code"))
+    print(f"deployed {config.stack_name} to {settings.endpoint('cloudformation')}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,13 +50,19 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="what is running")
     sub.add_parser("env", help="shell exports that point boto3 and the AWS CLI at the stack")
     sub.add_parser("demo", help="`up`, then drop the sample photos and print their records")
-    services = sub.add_parser("services", help=argparse.SUPPRESS)
-    services.add_argument("--port", type=int, required=True)
+    sub.add_parser("deploy", help="deploy infra/template.yaml to the endpoint in "
+                   "AWS_ENDPOINT_URL (a moto server you run yourself, e.g. docker compose)")
+    services = sub.add_parser("services", help="run the event pump and the API in the "
+                              "foreground against the endpoints in the environment")
+    services.add_argument("--host", default="127.0.0.1")
+    services.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
     config = stack.LocalConfig.from_env()
     if args.command == "services":
-        _serve(args.port)
+        _serve(args.host, args.port)
+    elif args.command == "deploy":
+        _deploy_to_endpoint(config)
     elif args.command in ("up", "demo"):
         state = stack.up(config)
         print(f"local stack up: AWS APIs (moto) at {state.moto_url}, API at {state.api_url}")

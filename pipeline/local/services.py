@@ -25,7 +25,7 @@ class Services:
         api = LocalApi(make_api_handler(Ingestor.from_settings(settings)), api_host, api_port)
         return cls(pump=pump, api=api)
 
-    def start(self, pump_wait_seconds: int = 5) -> Services:
+    def start(self, pump_wait_seconds: int = 2) -> Services:
         self.api.start()
         self.pump.start(pump_wait_seconds)
         return self

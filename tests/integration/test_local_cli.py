@@ -28,7 +28,7 @@ def cli(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
-    yield run, env
+    yield run
     subprocess.run([sys.executable, "-m", "pipeline.local", "down"], env=env, timeout=60,
                    capture_output=True)
 
@@ -43,7 +43,7 @@ def _wait_for(url: str, timeout: float) -> requests.Response:
 
 
 def test_up_upload_down_up_keeps_the_record(cli):
-    run, env = cli
+    run = cli
     run("up")
     status = json.loads(run("status"))
     assert status["running"] is True
@@ -71,3 +71,21 @@ def test_up_upload_down_up_keeps_the_record(cli):
     assert again.status_code == 200
     assert again.json()["sha256"] == record.json()["sha256"]
     assert requests.get(again.json()["url"], timeout=10).content == gradient_jpeg()
+
+
+def test_deploy_targets_an_existing_moto_server(moto_server, tmp_path):
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_server.url, "IMGSIM_BUCKET": "compose-style",
+           "IMGSIM_LOCAL_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "pipeline.local", "deploy"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    s3 = boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1")
+    assert s3.get_bucket_notification_configuration(Bucket="compose-style")[
+        "QueueConfigurations"]
+
+
+def test_deploy_refuses_to_run_without_a_local_endpoint(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    result = subprocess.run([sys.executable, "-m", "pipeline.local", "deploy"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "AWS_ENDPOINT_URL" in result.stderr
