@@ -1,0 +1,1 @@
+"""SageMaker jobs: the batch-transform inference code and its model artifact builder."""

@@ -1,0 +1,132 @@
+"""Build the embedding job's model.tar.gz: model files + imgsim_model.json + code/.
+
+    python -m sagemaker_jobs.build_model --random-init --config tiny --seed 0 -o build/model.tar.gz
+    python -m sagemaker_jobs.build_model --family color-layout-v1 -o build/color.tar.gz \
+        --upload s3://imgsim-local/models/color-layout-v1/model.tar.gz
+    python -m sagemaker_jobs.build_model --checkpoint ./clip-vit-base-patch32 -o build/clip.tar.gz
+    python -m sagemaker_jobs.build_model --hf-model-id openai/clip-vit-base-patch32 -o ...
+        (needs network access to the Hugging Face hub; this project's machines have none)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+CODE_DIR = Path(__file__).parent / "clip_embed" / "code"
+MODEL_CARD = "imgsim_model.json"
+
+# Vision/text towers of a randomly initialised CLIP: `tiny` for tests, `vit-b-32` with the
+# shapes of openai/clip-vit-base-patch32 for benchmarks.
+RANDOM_CONFIGS = {
+    "tiny": {
+        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                          "num_attention_heads": 2, "image_size": 224, "patch_size": 32},
+        "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                        "num_attention_heads": 2, "vocab_size": 1000, "bos_token_id": 998,
+                        "eos_token_id": 999, "pad_token_id": 1},
+        "projection_dim": 32,
+    },
+    "vit-b-32": {
+        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                          "num_attention_heads": 12, "image_size": 224, "patch_size": 32},
+        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+                        "num_attention_heads": 8},
+        "projection_dim": 512,
+    },
+}
+
+
+def write_random_clip(model_dir: Path, config_name: str, seed: int) -> str:
+    """A randomly initialised CLIP saved like a real checkpoint; returns its model_id."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(**RANDOM_CONFIGS[config_name])).eval()
+    model.save_pretrained(model_dir)
+    CLIPImageProcessorPil().save_pretrained(model_dir)
+    return f"clip-{config_name}-random-init-seed{seed}"
+
+
+def copy_checkpoint(model_dir: Path, checkpoint: str) -> str:
+    """A local checkpoint directory, or a hub id (only where the network allows)."""
+    from transformers import CLIPImageProcessorPil, CLIPModel
+
+    CLIPModel.from_pretrained(checkpoint).save_pretrained(model_dir)
+    CLIPImageProcessorPil.from_pretrained(checkpoint).save_pretrained(model_dir)
+    return Path(checkpoint).name if Path(checkpoint).exists() else checkpoint
+
+
+def write_card(model_dir: Path, model_id: str, family: str) -> None:
+    (model_dir / MODEL_CARD).write_text(json.dumps({"model_id": model_id, "family": family}))
+
+
+def pack(model_dir: Path, output: Path) -> Path:
+    """model.tar.gz with the model files at the root and the inference code under code/."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(output, "w:gz", compresslevel=1) as tar:
+        for path in sorted(model_dir.iterdir()):
+            tar.add(path, arcname=path.name)
+        for path in sorted(CODE_DIR.iterdir()):
+            if path.suffix in (".py", ".txt"):
+                tar.add(path, arcname=f"code/{path.name}")
+    return output
+
+
+def build(output: Path, *, family: str = "hf-clip", random_config: str | None = None,
+          seed: int = 0, checkpoint: str | None = None) -> str:
+    """Write model.tar.gz; returns the model_id it carries."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp)
+        if family == "color-layout-v1":
+            model_id, family_name = "color-layout-v1", "color-layout"
+        elif random_config:
+            model_id, family_name = write_random_clip(model_dir, random_config, seed), "hf-clip"
+        elif checkpoint:
+            model_id, family_name = copy_checkpoint(model_dir, checkpoint), "hf-clip"
+        else:
+            raise ValueError("choose --random-init, --checkpoint, --hf-model-id or --family")
+        write_card(model_dir, model_id, family_name)
+        pack(model_dir, output)
+    return model_id
+
+
+def upload(path: Path, uri: str) -> None:
+    from pipeline import aws
+    from pipeline.settings import Settings
+
+    parts = urlsplit(uri)
+    aws.client(Settings.from_env(), "s3").upload_file(str(path), parts.netloc,
+                                                     parts.path.lstrip("/"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sagemaker_jobs.build_model",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--random-init", action="store_true")
+    source.add_argument("--checkpoint", help="local directory of a transformers CLIP checkpoint")
+    source.add_argument("--hf-model-id", help="e.g. openai/clip-vit-base-patch32 (network)")
+    source.add_argument("--family", choices=["color-layout-v1"])
+    parser.add_argument("--config", choices=sorted(RANDOM_CONFIGS), default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", type=Path, default=Path("build/model.tar.gz"))
+    parser.add_argument("--upload", help="s3://bucket/key to upload the artifact to")
+    args = parser.parse_args(argv)
+    model_id = build(args.output, family=args.family or "hf-clip",
+                     random_config=args.config if args.random_init else None, seed=args.seed,
+                     checkpoint=args.checkpoint or args.hf_model_id)
+    if args.upload:
+        upload(args.output, args.upload)
+    print(json.dumps({"model_id": model_id, "artifact": str(args.output),
+                      "uploaded_to": args.upload}))
+
+
+if __name__ == "__main__":
+    main()

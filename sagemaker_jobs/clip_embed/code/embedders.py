@@ -1,0 +1,115 @@
+"""Image embedders: the math of the embedding job, importable and testable on a CPU.
+
+Two families, chosen by the `imgsim_model.json` a model directory carries:
+- `hf-clip`: a Hugging Face transformers CLIP checkpoint; the image tower
+  (CLIPVisionModelWithProjection) with CLIP's own preprocessing (CLIPImageProcessorPil:
+  resize shortest side, center crop, CLIP mean/std).
+- `color-layout`: `color-layout-v1`, an offline descriptor (an HSV colour histogram plus a
+  4x4 grid of mean colours), for machines where no CLIP weights can be downloaded. It is not
+  CLIP and says so in its model_id.
+Every vector is float32 and L2-normalized.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+MODEL_CARD = "imgsim_model.json"
+
+
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+
+    def preprocess(self, image: Image.Image) -> np.ndarray: ...
+
+    def embed(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class ClipEmbedder:
+    """The image tower of a transformers CLIP checkpoint."""
+
+    def __init__(self, model_dir: Path, model_id: str, threads: int | None = None) -> None:
+        import torch
+        from transformers import (
+            CLIPConfig,
+            CLIPImageProcessorPil,
+            CLIPVisionModelWithProjection,
+            logging,
+        )
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        # A full CLIP checkpoint: load only its image tower, with the checkpoint's projection.
+        config = CLIPConfig.from_pretrained(model_dir)
+        vision = config.vision_config
+        vision.projection_dim = config.projection_dim
+        verbosity = logging.get_verbosity()
+        logging.set_verbosity_error()  # the text tower's weights are skipped on purpose
+        try:
+            self.model = CLIPVisionModelWithProjection.from_pretrained(
+                model_dir, config=vision).eval()
+        finally:
+            logging.set_verbosity(verbosity)
+        self.processor = CLIPImageProcessorPil.from_pretrained(model_dir)
+        self.model_id = model_id
+        self.dim = int(self.model.config.projection_dim)
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        pixels = self.processor(images=image.convert("RGB"), return_tensors="np")
+        return pixels["pixel_values"][0].astype(np.float32)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            out = self.model(pixel_values=self._torch.from_numpy(np.ascontiguousarray(batch)))
+        return l2_normalize(out.image_embeds.float().numpy())
+
+
+class ColorLayoutEmbedder:
+    """color-layout-v1: joint HSV histogram (8x3x3, square-rooted) + 4x4 mean YCbCr grid."""
+
+    HIST_BINS = (8, 3, 3)
+    GRID = 4
+    model_id = "color-layout-v1"
+    dim = 8 * 3 * 3 + 4 * 4 * 3
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        small = image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
+        hsv = np.asarray(small.convert("HSV"), dtype=np.float32) / 256.0
+        index = [np.minimum((hsv[..., c] * n).astype(int), n - 1)
+                 for c, n in enumerate(self.HIST_BINS)]
+        flat = (index[0] * self.HIST_BINS[1] + index[1]) * self.HIST_BINS[2] + index[2]
+        hist = np.bincount(flat.ravel(), minlength=int(np.prod(self.HIST_BINS)))
+        hist = np.sqrt(hist / hist.sum())
+        grid = small.convert("YCbCr").resize((self.GRID, self.GRID), Image.Resampling.BOX)
+        layout = (np.asarray(grid, dtype=np.float32) / 255.0 - 0.5).ravel()
+        return np.concatenate([hist.astype(np.float32), 0.5 * layout])
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        return l2_normalize(batch)
+
+
+def read_model_card(model_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(model_dir) / MODEL_CARD).read_text())
+
+
+def load_embedder(model_dir: Path, threads: int | None = None) -> Embedder:
+    card = read_model_card(model_dir)
+    family = card["family"]
+    if family == "hf-clip":
+        return ClipEmbedder(Path(model_dir), card["model_id"], threads=threads)
+    if family == "color-layout":
+        return ColorLayoutEmbedder()
+    raise ValueError(f"unknown model family {family!r} in {MODEL_CARD}")

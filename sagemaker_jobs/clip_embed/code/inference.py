@@ -1,0 +1,95 @@
+"""SageMaker inference contract for the image-embedding job (batch transform and endpoints).
+
+Batch transform: JSON Lines in (`{"image_id", "s3_uri"}`), JSON Lines out, one line per input
+line in the same order: `{"image_id", "embedding", "model_id"}` or `{"image_id", "error"}`.
+Endpoints (single-image mode): a raw image body (image/jpeg, image/png, ...) in, one JSON
+object out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+try:
+    from .batch import Request, embed_requests, parse_json_lines
+    from .embedders import Embedder, load_embedder, read_model_card
+except ImportError:  # SageMaker imports code/ modules top-level
+    from batch import Request, embed_requests, parse_json_lines  # type: ignore[no-redef]
+    from embedders import Embedder, load_embedder, read_model_card  # type: ignore[no-redef]
+
+JSON_LINES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp", "application/x-image")
+
+
+class UnsupportedContentType(ValueError):
+    """Refused content type: the job fails with this message instead of guessing."""
+
+
+@dataclass
+class EmbeddingModel:
+    embedder: Embedder
+    card: dict[str, Any]
+    batch_size: int = 16
+    workers: int = 2
+    _s3: Any = field(default=None, repr=False)
+
+    def fetch(self, uri: str) -> bytes:
+        """Read an s3:// object (the container's AWS_ENDPOINT_URL_S3 applies, if set)."""
+        parts = urlsplit(uri)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise ValueError(f"not an s3:// URI: {uri!r}")
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        response = self._s3.get_object(Bucket=parts.netloc, Key=parts.path.lstrip("/"))
+        return response["Body"].read()
+
+
+def model_fn(model_dir: str, context: Any = None) -> EmbeddingModel:
+    """Load once per container: the embedder named by the model directory's card."""
+    threads = int(os.environ.get("IMGSIM_TORCH_THREADS", "0")) or None
+    return EmbeddingModel(
+        embedder=load_embedder(Path(model_dir), threads=threads),
+        card=read_model_card(Path(model_dir)),
+        batch_size=int(os.environ.get("IMGSIM_BATCH_SIZE", "16")),
+        workers=int(os.environ.get("IMGSIM_DECODE_WORKERS", "2")),
+    )
+
+
+def _base_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def input_fn(request_body: bytes | str, request_content_type: str,
+             context: Any = None) -> list[Request]:
+    content_type = _base_type(request_content_type)
+    if content_type in JSON_LINES:
+        return parse_json_lines(request_body)
+    if content_type in IMAGE_TYPES:
+        data = request_body if isinstance(request_body, bytes) else request_body.encode("latin-1")
+        return [Request(image_id=None, data=data)]
+    raise UnsupportedContentType(
+        f"content type {request_content_type!r} is not supported; send application/jsonlines "
+        f"(batch) or an image type ({', '.join(IMAGE_TYPES)})")
+
+
+def predict_fn(input_data: list[Request], model: EmbeddingModel,
+               context: Any = None) -> list[dict[str, Any]]:
+    return embed_requests(input_data, model.embedder, model.fetch, model.batch_size,
+                          model.workers)
+
+
+def output_fn(prediction: list[dict[str, Any]], accept: str | None,
+              context: Any = None) -> str:
+    accept_type = _base_type(accept) or "application/jsonlines"
+    if accept_type in JSON_LINES or accept_type == "*/*":
+        return "".join(json.dumps(p) + "\n" for p in prediction)
+    if accept_type == "application/json":
+        return json.dumps(prediction[0] if len(prediction) == 1 else prediction)
+    raise UnsupportedContentType(f"accept type {accept!r} is not supported")
