@@ -4,17 +4,20 @@ names, same template) per test that needs one, so no test sees another's leftove
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import boto3
 import pytest
 
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.moto_server import MotoServer
-from pipeline.local.processes import free_port
+from pipeline.local.processes import free_port, start_group, stop_group, wait_until
 from pipeline.settings import Settings
+from sagemaker_jobs.build_model import build
 
 HERE = Path(__file__).parent
 
@@ -33,6 +36,32 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
     server = MotoServer("127.0.0.1", free_port()).start(log)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def sagemaker_emulator(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[str]:
+    """The SageMaker emulator as its own process (its S3 is the session's moto server)."""
+    port = free_port()
+    logs = tmp_path_factory.mktemp("sagemaker")
+    env = {**os.environ, "AWS_ENDPOINT_URL_S3": moto_server.url}
+    proc = start_group([sys.executable, "-m", "pipeline.local.sagemaker", "--port", str(port),
+                        "--work-dir", str(logs / "work")], logs / "emulator.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    client = boto3.client("sagemaker", endpoint_url=url, region_name="us-east-1")
+    try:
+        wait_until(lambda: bool(client.list_transform_jobs()), 60, "the SageMaker emulator")
+        yield url
+    finally:
+        stop_group(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised CLIP packed by the real builder (session-wide, built once)."""
+    path = tmp_path_factory.mktemp("models") / "tiny-clip.tar.gz"
+    build(path, random_config="tiny", seed=0)
+    return path
 
 
 @dataclass

@@ -1,0 +1,151 @@
+"""The SageMaker emulator, driven with boto3 exactly as the Airflow provider drives SageMaker."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from pipeline import aws
+from tests.helpers import gradient_jpeg, image_bytes
+
+
+@pytest.fixture
+def sm(sagemaker_emulator):
+    return boto3.client("sagemaker", endpoint_url=sagemaker_emulator, region_name="us-east-1")
+
+
+@pytest.fixture
+def model_uri(stack, tiny_clip_artifact):
+    s3 = aws.client(stack.settings, "s3")
+    s3.upload_file(str(tiny_clip_artifact), stack.settings.bucket, "models/tiny/model.tar.gz")
+    return f"s3://{stack.settings.bucket}/models/tiny/model.tar.gz"
+
+
+def _wait(sm, name, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = sm.describe_transform_job(TransformJobName=name)
+        if job["TransformJobStatus"] not in ("InProgress", "Stopping") or \
+                time.monotonic() > deadline:
+            return job
+        time.sleep(0.3)
+
+
+def _job_request(name, model, bucket, prefix, **extra):
+    return {
+        "TransformJobName": name, "ModelName": model,
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                                           "S3Uri": f"s3://{bucket}/{prefix}"}},
+                           "ContentType": "application/jsonlines", "SplitType": "Line"},
+        "TransformOutput": {"S3OutputPath": f"s3://{bucket}/out/{name}",
+                            "Accept": "application/jsonlines", "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
+        "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 1, **extra,
+    }
+
+
+def test_a_transform_job_runs_the_real_handler_and_writes_dot_out(sm, stack, model_uri):
+    settings = stack.settings
+    s3 = aws.client(settings, "s3")
+    s3.put_object(Bucket=settings.bucket, Key="uploads/a.jpg", Body=gradient_jpeg())
+    s3.put_object(Bucket=settings.bucket, Key="uploads/b.png", Body=image_bytes("PNG"))
+    s3.put_object(Bucket=settings.bucket, Key="uploads/bad.jpg", Body=b"not an image")
+    lines = [{"image_id": i, "s3_uri": f"s3://{settings.bucket}/uploads/{k}"}
+             for i, k in (("a", "a.jpg"), ("b", "b.png"), ("bad", "bad.jpg"))]
+    s3.put_object(Bucket=settings.bucket, Key="manifests/run1/input.jsonl",
+                  Body="".join(json.dumps(x) + "\n" for x in lines))
+    sm.create_model(ModelName="tiny-1", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    assert sm.describe_model(ModelName="tiny-1")["PrimaryContainer"]["ModelDataUrl"] == model_uri
+
+    sm.create_transform_job(**_job_request("job-1", "tiny-1", settings.bucket, "manifests/run1/"))
+    job = _wait(sm, "job-1")
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["TransformEndTime"] >= job["TransformStartTime"]
+
+    out = s3.get_object(Bucket=settings.bucket, Key="out/job-1/input.jsonl.out")["Body"].read()
+    results = [json.loads(line) for line in out.decode().splitlines()]
+    assert [r["image_id"] for r in results] == ["a", "b", "bad"]
+    assert len(results[0]["embedding"]) == 32
+    assert results[0]["model_id"] == "clip-tiny-random-init-seed0"
+    assert "error" in results[2] and "embedding" not in results[2]
+
+    with pytest.raises(ClientError) as dup:
+        sm.create_transform_job(**_job_request("job-1", "tiny-1", settings.bucket, "manifests/"))
+    assert dup.value.response["Error"]["Code"] == "ResourceInUse"
+    names = [j["TransformJobName"] for j in sm.list_transform_jobs(NameContains="job-1")[
+        "TransformJobSummaries"]]
+    assert names == ["job-1"]
+
+
+def test_unknown_resources_answer_validation_exceptions(sm):
+    for call in (lambda: sm.describe_model(ModelName="nope"),
+                 lambda: sm.describe_transform_job(TransformJobName="nope")):
+        with pytest.raises(ClientError) as err:
+            call()
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_a_job_whose_input_is_missing_fails_with_a_reason(sm, stack, model_uri):
+    sm.create_model(ModelName="tiny-2", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    sm.create_transform_job(**_job_request("job-2", "tiny-2", stack.settings.bucket, "nothing/"))
+    job = _wait(sm, "job-2")
+    assert job["TransformJobStatus"] == "Failed" and "no input objects" in job["FailureReason"]
+
+
+def test_an_unsupported_content_type_fails_the_job(sm, stack, model_uri):
+    settings = stack.settings
+    aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key="csv/in.csv", Body=b"a,b\n")
+    sm.create_model(ModelName="tiny-3", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    request = _job_request("job-3", "tiny-3", settings.bucket, "csv/")
+    request["TransformInput"]["ContentType"] = "text/csv"
+    sm.create_transform_job(**request)
+    job = _wait(sm, "job-3")
+    assert job["TransformJobStatus"] == "Failed" and "text/csv" in job["FailureReason"]
+
+
+def test_stop_transform_job(sm, stack, model_uri):
+    settings = stack.settings
+    s3 = aws.client(settings, "s3")
+    s3.put_object(Bucket=settings.bucket, Key="uploads/a.jpg", Body=gradient_jpeg())
+    line = json.dumps({"image_id": "a", "s3_uri": f"s3://{settings.bucket}/uploads/a.jpg"})
+    for i in range(20):  # 20 objects: the stop lands between them
+        s3.put_object(Bucket=settings.bucket, Key=f"many/{i:02d}.jsonl", Body=line + "\n")
+    sm.create_model(ModelName="tiny-4", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    sm.create_transform_job(**_job_request("job-4", "tiny-4", settings.bucket, "many/",
+                                           BatchStrategy="SingleRecord"))
+    sm.stop_transform_job(TransformJobName="job-4")
+    job = _wait(sm, "job-4")
+    assert job["TransformJobStatus"] == "Stopped"
+    with pytest.raises(ClientError):
+        sm.stop_transform_job(TransformJobName="job-4")
+
+
+def test_endpoint_invocation_embeds_one_image(sm, stack, model_uri, sagemaker_emulator):
+    sm.create_model(ModelName="tiny-5", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    sm.create_endpoint_config(EndpointConfigName="cfg-5", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": "tiny-5", "InstanceType": "ml.m5.xlarge",
+        "InitialInstanceCount": 1}])
+    sm.create_endpoint(EndpointName="ep-5", EndpointConfigName="cfg-5")
+    deadline = time.monotonic() + 60
+    while sm.describe_endpoint(EndpointName="ep-5")["EndpointStatus"] == "Creating":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert sm.describe_endpoint(EndpointName="ep-5")["EndpointStatus"] == "InService"
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=sagemaker_emulator,
+                           region_name="us-east-1")
+    response = runtime.invoke_endpoint(EndpointName="ep-5", ContentType="image/jpeg",
+                                       Accept="application/json", Body=gradient_jpeg())
+    result = json.loads(response["Body"].read())
+    assert len(result["embedding"]) == 32 and result["model_id"].endswith("random-init-seed0")
+    with pytest.raises(ClientError) as err:
+        runtime.invoke_endpoint(EndpointName="ep-5", ContentType="text/plain", Body=b"hi")
+    assert err.value.response["Error"]["Code"] == "ModelError"
