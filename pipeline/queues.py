@@ -30,6 +30,11 @@ class EmbedQueue:
             self._url = self.client.get_queue_url(QueueName=self._settings.embed_queue)["QueueUrl"]
         return self._url
 
-    def request_embedding(self, image_id: str, s3_key: str, etag: str) -> None:
+    def request_embedding(self, image_id: str, s3_key: str, etag: str,
+                          priority: bool = False) -> None:
+        """`priority` marks a request a user is waiting for (GET /embeddings on a pending
+        image); the embed DAG's trigger fires on any message, so it is embedded next run."""
         body = {"image_id": image_id, "s3_key": s3_key, "etag": etag}
+        if priority:
+            body["priority"] = True
         self.client.send_message(QueueUrl=self.url, MessageBody=json.dumps(body))

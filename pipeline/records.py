@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from pipeline import aws
 from pipeline.settings import Settings
@@ -60,6 +60,8 @@ def plain(value: Any) -> Any:
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [plain(v) for v in value]
+    if isinstance(value, Binary):
+        return bytes(value.value)
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     return value
@@ -75,11 +77,11 @@ def _dynamo_ready(value: Any) -> Any:
     return value
 
 
-def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
+def serialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _serializer.serialize(_dynamo_ready(v)) for k, v in item.items()}
 
 
-def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+def deserialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: plain(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
@@ -87,7 +89,7 @@ class ImageStore:
     """Images table adapter. Takes a DynamoDB client, or makes one from settings."""
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
-        self._table = settings.images_table
+        self.table = settings.images_table
         self._settings = settings
         self._client = client
 
@@ -99,18 +101,18 @@ class ImageStore:
 
     def get(self, image_id: str) -> dict[str, Any] | None:
         response = self.client.get_item(
-            TableName=self._table, Key={"image_id": {"S": image_id}}, ConsistentRead=True
+            TableName=self.table, Key={"image_id": {"S": image_id}}, ConsistentRead=True
         )
         item = response.get("Item")
-        return _deserialize(item) if item else None
+        return deserialize_item(item) if item else None
 
     def put_version(self, record: ImageRecord) -> PutOutcome:
         """Write the record unless this exact object version (key + ETag) is recorded already,
         or the id belongs to another key. On refusal, the item that is there is returned."""
         try:
             self.client.put_item(
-                TableName=self._table,
-                Item=_serialize(record.to_item()),
+                TableName=self.table,
+                Item=serialize_item(record.to_item()),
                 ConditionExpression="attribute_not_exists(image_id) OR "
                 "(s3_key = :key AND etag <> :etag)",
                 ExpressionAttributeValues={
@@ -121,15 +123,50 @@ class ImageStore:
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             old = exc.response.get("Item")
-            return PutOutcome(written=False, existing=_deserialize(old) if old else self.get(
+            return PutOutcome(written=False, existing=deserialize_item(old) if old else self.get(
                 record.image_id))
         return PutOutcome(written=True)
+
+    def set_outcome(self, image_id: str, etag: str, values: dict[str, Any]) -> bool:
+        """Set attributes on the record only if it still is this version (ETag); the values
+        come from the run, so a rerun writes exactly the same item."""
+        names = {f"#{k}": k for k in values}
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+                ConditionExpression="etag = :etag_expected",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    ":etag_expected": {"S": etag},
+                    **serialize_item({f":{k}": v for k, v in values.items()})})
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def pending(self, created_before: str) -> list[dict[str, Any]]:
+        """Images still pending that were recorded before the given time (a full scan: the
+        safety net runs on a schedule, not per request)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "#s = :pending AND created_at < :before",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":pending": {"S": PENDING},
+                                          ":before": {"S": created_before}},
+        }
+        while True:
+            page = self.client.scan(**kwargs)
+            items += [deserialize_item(i) for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def mark_embed_requested(self, image_id: str, etag: str, at: str) -> bool:
         """Note that the embed request for this version was sent; False if the version moved on."""
         try:
             self.client.update_item(
-                TableName=self._table,
+                TableName=self.table,
                 Key={"image_id": {"S": image_id}},
                 UpdateExpression="SET embed_requested_at = :at",
                 ConditionExpression="etag = :etag",

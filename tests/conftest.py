@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -28,6 +29,11 @@ def pytest_configure(config: pytest.Config) -> None:
                        "AWS_DEFAULT_REGION": "us-east-1"})
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         os.environ.pop(name, None)
+    # Airflow reads its configuration when first imported: give the session its own home.
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="imgsim-airflow-"))
+    os.environ.update({"AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                       "AIRFLOW__CORE__DAGS_FOLDER": str(HERE.parent / "dags"),
+                       "AIRFLOW__CORE__UNIT_TEST_MODE": "False"})
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 
-from pipeline import images_api
+from pipeline import embeddings_api, images_api
 from pipeline.api_errors import ApiError
+from pipeline.embedding_records import EmbeddingStore
 from pipeline.ingest import Ingestor
 from pipeline.settings import Settings
 
@@ -27,9 +28,11 @@ def _error(err: ApiError) -> Response:
                     body=err.body())
 
 
-def create_app(ingestor: Ingestor) -> APIGatewayRestResolver:
+def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None
+               ) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver()
     settings = ingestor.settings
+    embeddings = embeddings or EmbeddingStore(settings)
 
     def raw_body() -> bytes:
         event = app.current_event
@@ -48,6 +51,12 @@ def create_app(ingestor: Ingestor) -> APIGatewayRestResolver:
     @app.get("/images/<image_id>")
     def get_image(image_id: str) -> dict[str, Any]:
         return images_api.image_view(ingestor, image_id, settings.presign_expiry_seconds)
+
+    @app.get("/embeddings/<embedding_id>")
+    def get_embedding(embedding_id: str) -> Response:
+        status, body = embeddings_api.embedding_view(ingestor, embeddings, embedding_id)
+        return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                        body=body)
 
     @app.exception_handler(ApiError)
     def on_api_error(err: ApiError) -> Response:

@@ -7,6 +7,7 @@ import base64
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 import requests
 
@@ -126,3 +127,37 @@ def test_a_failed_upload_never_touches_other_records(api, stack):
     after = requests.get(f"{api}/images/{first}", timeout=10).json()
     before.pop("url"), after.pop("url")
     assert before == after
+
+
+def test_get_embedding_codes(api, stack):
+    from pipeline.embedding_records import EmbeddingStore
+    from pipeline.records import ImageStore
+
+    settings = stack.settings
+    assert requests.get(f"{api}/embeddings/nope", timeout=10).status_code == 404
+
+    image_id = _post(api, image_data=_b64(gradient_jpeg())).json()["image_id"]
+    drain_messages(settings, settings.embed_queue)
+    queued = requests.get(f"{api}/embeddings/{image_id}", timeout=10)
+    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    assert drain_messages(settings, settings.embed_queue) == [
+        {"image_id": image_id, "s3_key": f"uploads/{image_id}.jpg",
+         "etag": ImageStore(settings).get(image_id)["etag"], "priority": True}]
+
+    record = ImageStore(settings).get(image_id)
+    vector = np.linspace(-1, 1, 8, dtype=np.float32)
+    vector /= np.linalg.norm(vector)
+    EmbeddingStore(settings).put(image_id, "color-layout-v1", vector, None, record["etag"],
+                                 "2026-11-22T00:00:00.000Z")
+    ImageStore(settings).set_outcome(image_id, record["etag"], {"status": "embedded"})
+    found = requests.get(f"{api}/embeddings/{image_id}", timeout=10)
+    assert found.status_code == 200
+    body = found.json()
+    assert body["model_id"] == "color-layout-v1" and body["dim"] == 8
+    np.testing.assert_array_equal(np.asarray(body["embedding"], np.float32), vector)
+
+    aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key="uploads/broken.jpg",
+                                          Body=b"junk")
+    EventPump(settings, make_ingest_handler(Ingestor.from_settings(settings))).drain()
+    failed = requests.get(f"{api}/embeddings/broken", timeout=10)
+    assert failed.status_code == 409 and "not_an_image" in failed.json()["error"]["message"]

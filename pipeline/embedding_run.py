@@ -1,0 +1,221 @@
+"""One embedding run, as three transactions the DAG calls in order:
+
+gather    pick the images to embed (requested ones plus pending ones past a grace period),
+          write the job's JSON Lines input and the run's target list to S3;
+transform SageMaker batch transform (the DAG's operator; not in this module);
+commit    read the job's output, write one Parquet shard per prompt, then the ShardManifests,
+          the Embeddings items, and finally the Images status.
+
+Every key and value is derived from the run id and the run's own timestamp, so a retried task
+or a re-run DAG run overwrites with identical content: no duplicate rows, no extra records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from pipeline import aws
+from pipeline.embedding_records import EmbeddingStore, ManifestStore
+from pipeline.records import EMBEDDED, FAILED, PENDING, ImageStore
+from pipeline.settings import Settings
+from pipeline.shards import ShardRow, ShardStore, rows_table, run_slug, shard_key
+
+log = logging.getLogger(__name__)
+INPUT_NAME = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class Target:
+    image_id: str
+    s3_key: str
+    etag: str
+    prompt: str | None
+    created_at: str
+
+
+def requested_ids(messages: Iterable[Any]) -> list[str]:
+    """Image ids from embed-queue message bodies (dicts or JSON strings); junk is skipped."""
+    ids: list[str] = []
+    for message in messages:
+        try:
+            body = json.loads(message) if isinstance(message, (str, bytes)) else message
+            ids.append(str(body["image_id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            log.warning("ignoring an embed request that is not {image_id, ...}: %r", message)
+    return list(dict.fromkeys(ids))
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class EmbeddingRun:
+    def __init__(self, settings: Settings, run_id: str, s3: Any | None = None,
+                 images: ImageStore | None = None, embeddings: EmbeddingStore | None = None,
+                 manifests: ManifestStore | None = None, shards: ShardStore | None = None
+                 ) -> None:
+        self.settings = settings
+        self.run_id = run_id
+        self.prefix = f"embed-runs/{run_slug(run_id)}/"
+        self._s3 = s3 or aws.client(settings, "s3")
+        self.images = images or ImageStore(settings)
+        self.embeddings = embeddings or EmbeddingStore(settings)
+        self.manifests = manifests or ManifestStore(settings)
+        self.shards = shards or ShardStore(settings)
+
+    @property
+    def input_uri(self) -> str:
+        return f"s3://{self.settings.bucket}/{self.prefix}input/"
+
+    @property
+    def output_uri(self) -> str:
+        return f"s3://{self.settings.bucket}/{self.prefix}output"
+
+    # ------------------------------------------------------------------ gather
+    def gather(self, requested: list[str], pending_before: str, run_at: str) -> dict[str, Any]:
+        """Write the job input for every image still pending; returns a summary."""
+        candidates = {i: self.images.get(i) for i in requested}
+        for record in self.images.pending(pending_before):
+            candidates.setdefault(record["image_id"], record)
+        targets, repaired = [], 0
+        for image_id, record in sorted(candidates.items()):
+            if record is None or record.get("status") != PENDING:
+                continue
+            if self._repair(record, run_at):
+                repaired += 1
+                continue
+            targets.append(Target(image_id=image_id, s3_key=record["s3_key"],
+                                  etag=record["etag"], prompt=record.get("prompt"),
+                                  created_at=record["created_at"]))
+        bucket = self.settings.bucket
+        lines = "".join(json.dumps({"image_id": t.image_id,
+                                    "s3_uri": f"s3://{bucket}/{t.s3_key}"}) + "\n"
+                        for t in targets)
+        if targets:
+            self._s3.put_object(Bucket=bucket, Key=f"{self.prefix}input/{INPUT_NAME}",
+                                Body=lines.encode())
+        self._s3.put_object(Bucket=bucket, Key=f"{self.prefix}targets.json", Body=json.dumps(
+            {"run_id": self.run_id, "run_at": run_at,
+             "targets": [asdict(t) for t in targets]}).encode())
+        return {"count": len(targets), "repaired": repaired, "input_uri": self.input_uri,
+                "output_uri": self.output_uri}
+
+    def _repair(self, record: dict[str, Any], run_at: str) -> bool:
+        """An image whose embedding was committed but whose status was not: finish it."""
+        existing = self.embeddings.get(record["image_id"])
+        if not existing or existing.get("source_etag") != record["etag"]:
+            return False
+        self.images.set_outcome(record["image_id"], record["etag"], {
+            "status": EMBEDDED, "embedding_model_id": existing["model_id"],
+            "embedded_at": existing["created_at"]})
+        return True
+
+    # ------------------------------------------------------------------ commit
+    def commit(self) -> dict[str, Any]:
+        plan = json.loads(self._read(f"{self.prefix}targets.json"))
+        targets = [Target(**t) for t in plan["targets"]]
+        run_at = plan["run_at"]
+        if not targets:
+            return {"embedded": 0, "failed": 0, "shards": []}
+        results = self._outputs(targets)
+        good = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" in r]
+        bad = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" not in r]
+        shards = self._write_shards(good)
+        for prompt, (key, rows) in shards.items():
+            model_id = good[0][1]["model_id"]
+            self.manifests.update(prompt, model_id, lambda m, k=key, n=rows: m.with_shard(k, n))
+        # An Embeddings item is written only once its shard is listed in the manifest.
+        for target, result in good:
+            vector = np.asarray(result["embedding"], dtype=np.float32)
+            self.embeddings.put(target.image_id, result["model_id"], vector,
+                                shards.get(target.prompt, (None, 0))[0], target.etag, run_at)
+        for target, result in good:
+            self.images.set_outcome(target.image_id, target.etag, {
+                "status": EMBEDDED, "embedding_model_id": result["model_id"],
+                "embedded_at": run_at})
+        for target, result in bad:
+            self.images.set_outcome(target.image_id, target.etag, {
+                "status": FAILED, "error": f"embedding_failed: {result.get('error')}"})
+        return {"embedded": len(good), "failed": len(bad),
+                "shards": sorted(key for key, _ in shards.values())}
+
+    def _outputs(self, targets: list[Target]) -> list[dict[str, Any]]:
+        text = self._read(f"{self.prefix}output/{INPUT_NAME}.out").decode("utf-8")
+        results = [json.loads(line) for line in text.splitlines() if line.strip()]
+        ids = [r.get("image_id") for r in results]
+        if ids != [t.image_id for t in targets]:
+            raise ValueError(f"transform output has {len(results)} lines that do not match the "
+                             f"{len(targets)} inputs of run {self.run_id}")
+        models = {r["model_id"] for r in results if "embedding" in r}
+        if len(models) > 1:
+            raise ValueError(f"one run produced vectors of several models: {sorted(models)}")
+        return results
+
+    def _write_shards(self, good: list[tuple[Target, dict[str, Any]]]
+                      ) -> dict[str, tuple[str, int]]:
+        """One shard per prompt at a key derived from the run: {prompt: (key, rows)}."""
+        by_prompt: dict[str, list[ShardRow]] = defaultdict(list)
+        for target, result in good:
+            if target.prompt:
+                by_prompt[target.prompt].append(ShardRow(
+                    image_id=target.image_id, embedding=np.asarray(result["embedding"], "f4"),
+                    created_at=parse_time(target.created_at), s3_key=target.s3_key))
+        written = {}
+        for prompt, rows in sorted(by_prompt.items()):
+            model_id = good[0][1]["model_id"]
+            key = shard_key(model_id, prompt, self.run_id)
+            table = rows_table(rows, len(rows[0].embedding), model_id, prompt)
+            self.shards.write(key, table)
+            written[prompt] = (key, table.num_rows)
+        return written
+
+    def _read(self, key: str) -> bytes:
+        return self._s3.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()
+
+
+def transform_config(run: EmbeddingRun, model_data_url: str, role_arn: str,
+                     instance_type: str = "ml.m5.xlarge", instance_count: int = 1,
+                     image_uri: str = "", environment: dict[str, str] | None = None
+                     ) -> dict[str, Any]:
+    """The SageMakerTransformOperator config for a run: deterministic names per run."""
+    readable = "".join(c if c.isalnum() else "-" for c in run.run_id)[:32].strip("-")
+    digest = hashlib.sha256(run.run_id.encode()).hexdigest()[:8]
+    name = f"imgsim-embed-{readable}-{digest}"  # <= 63 characters, unique per run
+    env = {"IMGSIM_BATCH_SIZE": "16", "IMGSIM_DECODE_WORKERS": "2", **(environment or {})}
+    return {
+        "Model": {"ModelName": name, "ExecutionRoleArn": role_arn,
+                  "PrimaryContainer": {"Image": image_uri, "ModelDataUrl": model_data_url,
+                                       "Environment": env}},
+        "Transform": {
+            "TransformJobName": name, "ModelName": name,
+            "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 1,
+            "TransformInput": {
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": run.input_uri}},
+                "ContentType": "application/jsonlines", "SplitType": "Line"},
+            "TransformOutput": {"S3OutputPath": run.output_uri, "Accept": "application/jsonlines",
+                                "AssembleWith": "Line"},
+            "TransformResources": {"InstanceType": instance_type,
+                                   "InstanceCount": instance_count},
+        },
+    }
+
+
+def messages_from_asset_events(extras: Iterable[dict[str, Any]]) -> list[Any]:
+    """Embed-queue message bodies carried by asset events an SQS AssetWatcher created
+    (extra = {"from_trigger": True, "payload": {"message_batch": [{"Body": ...}, ...]}})."""
+    bodies = []
+    for extra in extras:
+        payload = (extra or {}).get("payload") or {}
+        for message in payload.get("message_batch") or []:
+            if isinstance(message, dict) and "Body" in message:
+                bodies.append(message["Body"])
+    return bodies

@@ -1,0 +1,45 @@
+"""Fixtures for DAG runs: a migrated Airflow metadata DB (SQLite, session-wide) and the AWS
+connection pointing each service at the local stack, exactly as an operator would set it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import aws
+from tests.helpers import drain_messages
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    airflow = Path(sys.executable).parent / "airflow"
+    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.fixture
+def airflow_stack(stack, sagemaker_emulator, moto_server, airflow_db, monkeypatch,
+                  tiny_clip_artifact):
+    """The stack's names in the environment, the AWS connection in AIRFLOW_CONN_AWS_DEFAULT,
+    and the tiny CLIP artifact in the bucket. Returns (settings, model_data_url)."""
+    settings = stack.settings
+    for key, value in settings.to_env().items():
+        if not key.startswith("AWS_ENDPOINT_URL"):
+            monkeypatch.setenv(key, value)
+    services = {s: {"endpoint_url": moto_server.url} for s in ("s3", "sqs", "dynamodb")}
+    services.update({s: {"endpoint_url": sagemaker_emulator}
+                     for s in ("sagemaker", "sagemaker-runtime")})
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"region_name": settings.region, "service_config": services}}))
+    key = "models/tiny-clip/model.tar.gz"
+    aws.client(settings, "s3").upload_file(str(tiny_clip_artifact), settings.bucket, key)
+    yield settings, f"s3://{settings.bucket}/{key}"
+    drain_messages(settings, settings.embed_queue)
+    os.environ.pop("AIRFLOW_CONN_AWS_DEFAULT", None)

@@ -1,0 +1,146 @@
+"""dags/embed_images.py run with dag.test() on the local stack: moto for S3/DynamoDB/SQS, the
+SageMaker emulator for the provider's SageMakerTransformOperator, the real inference code."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import requests
+
+from lambdas.api.handler import make_handler as make_api_handler
+from lambdas.ingest.handler import make_handler
+from pipeline import aws
+from pipeline.embedding_records import EmbeddingStore, ManifestStore
+from pipeline.embedding_run import EmbeddingRun
+from pipeline.ingest import Ingestor
+from pipeline.local.http_api import LocalApi
+from pipeline.local.pump import EventPump
+from pipeline.records import ImageStore
+from pipeline.shards import ShardStore
+from tests.helpers import gradient_jpeg, image_bytes
+
+LOGICAL_DATE = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def dag():
+    from dags.embed_images import embed_images_dag
+
+    for task in embed_images_dag.tasks:
+        task.retries = 0  # a failure should fail the test run, not wait for a retry
+    return embed_images_dag
+
+
+def _upload(settings, key, data, prompt=None):
+    metadata = {"prompt": prompt} if prompt else {}
+    aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key=key, Body=data,
+                                          Metadata=metadata)
+
+
+def _ingest(settings):
+    EventPump(settings, make_handler(Ingestor.from_settings(settings))).drain()
+
+
+def _state(settings) -> dict:
+    """Everything an embedding run writes, as plain data (shard contents included)."""
+    ddb = aws.client(settings, "dynamodb")
+    tables = {}
+    for table in (settings.images_table, settings.embeddings_table,
+                  settings.shard_manifests_table):
+        tables[table] = sorted(json.dumps(i, sort_keys=True, default=str)
+                               for i in ddb.scan(TableName=table)["Items"])
+    s3 = aws.client(settings, "s3")
+    listing = s3.list_objects_v2(Bucket=settings.bucket, Prefix="embeddings/").get("Contents", [])
+    shards = {o["Key"]: ShardStore(settings).read(o["Key"]).to_pylist() for o in listing}
+    return {"tables": tables, "shards": shards}
+
+
+def _run(dag, model_uri, **conf):
+    return dag.test(logical_date=LOGICAL_DATE,
+                    run_conf={"model_data_url": model_uri, "grace_minutes": 0, **conf})
+
+
+def test_recorded_images_end_as_shards_and_records(dag, airflow_stack):
+    settings, model_uri = airflow_stack
+    _upload(settings, "uploads/fox1.jpg", gradient_jpeg((120, 90)), "Red Fox")
+    _upload(settings, "uploads/fox2.png", image_bytes("PNG", (50, 70)), "red  fox")
+    _upload(settings, "uploads/cup.jpg", gradient_jpeg((60, 60)), "a cup")
+    _upload(settings, "uploads/loose.jpg", gradient_jpeg((40, 40)))  # no prompt
+    _upload(settings, "uploads/spoiled.jpg", gradient_jpeg((80, 80)), "a cup")
+    _ingest(settings)
+    # the object is replaced by junk after validation, without a new ingest: the job's
+    # handler meets a bad image, which must fail alone
+    aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key="uploads/spoiled.jpg",
+                                          Body=b"junk")
+    aws.client(settings, "dynamodb").update_item(
+        TableName=settings.images_table, Key={"image_id": {"S": "spoiled"}},
+        UpdateExpression="SET etag = :e", ExpressionAttributeValues={
+            ":e": {"S": aws.client(settings, "s3").head_object(
+                Bucket=settings.bucket, Key="uploads/spoiled.jpg")["ETag"].strip('"')}})
+
+    run = _run(dag, model_uri)
+    assert run.state == "success"
+
+    images = ImageStore(settings)
+    statuses = {i: images.get(i)["status"] for i in ("fox1", "fox2", "cup", "loose", "spoiled")}
+    assert statuses == {"fox1": "embedded", "fox2": "embedded", "cup": "embedded",
+                        "loose": "embedded", "spoiled": "failed"}
+    assert images.get("spoiled")["error"].startswith("embedding_failed:")
+    assert images.get("fox1")["embedding_model_id"] == "clip-tiny-random-init-seed0"
+
+    embeddings = EmbeddingStore(settings)
+    fox1 = embeddings.get("fox1")
+    assert fox1["dim"] == 32 and fox1["model_id"] == "clip-tiny-random-init-seed0"
+    assert abs(np.linalg.norm(fox1["embedding"]) - 1) < 1e-5
+    assert embeddings.get("loose") and "shard_key" not in embeddings.get("loose")
+
+    manifest = ManifestStore(settings).get("red fox", "clip-tiny-random-init-seed0")
+    assert manifest.rows == 2 and len(manifest.shards) == 1 and manifest.version == 1
+    table = ShardStore(settings).read(manifest.shards[0])
+    assert table.column("image_id").to_pylist() == ["fox1", "fox2"]
+    assert table.schema.metadata[b"model_id"] == b"clip-tiny-random-init-seed0"
+    assert table.schema.metadata[b"prompt"] == b"red fox"
+    np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()[0]),
+                               fox1["embedding"], atol=1e-6)
+    assert ManifestStore(settings).get("a cup", "clip-tiny-random-init-seed0").rows == 1
+
+    # the API serves the vector the run committed
+    api = LocalApi(make_api_handler(Ingestor.from_settings(settings))).start()
+    try:
+        body = requests.get(f"{api.url}/embeddings/fox1", timeout=10).json()
+    finally:
+        api.stop()
+    np.testing.assert_allclose(body["embedding"], fox1["embedding"], atol=1e-7)
+
+    # another run of the DAG (nothing pending any more) changes nothing
+    before = _state(settings)
+    assert _run(dag, model_uri).state == "success"
+    assert _state(settings) == before
+    # and so does a retried commit of the first run
+    EmbeddingRun(settings, run.run_id).commit()
+    assert _state(settings) == before
+
+
+def test_a_failure_between_transform_and_commit_then_a_rerun_ends_in_the_same_state(
+        dag, airflow_stack, monkeypatch):
+    settings, model_uri = airflow_stack
+    for name in ("a", "b", "c"):
+        _upload(settings, f"uploads/{name}.jpg", gradient_jpeg((64 + ord(name), 64)), "Fork")
+    _ingest(settings)
+    # the commit fails after the shard is written: the manifests table is unreachable
+    monkeypatch.setenv("IMGSIM_SHARD_MANIFESTS_TABLE", "no-such-table")
+    first = _run(dag, model_uri)
+    assert first.state == "failed"
+    assert {ImageStore(settings).get(i)["status"] for i in "abc"} == {"pending"}
+    monkeypatch.setenv("IMGSIM_SHARD_MANIFESTS_TABLE", settings.shard_manifests_table)
+
+    second = _run(dag, model_uri)
+    assert second.state == "success"
+    assert {ImageStore(settings).get(i)["status"] for i in "abc"} == {"embedded"}
+    manifest = ManifestStore(settings).get("fork", "clip-tiny-random-init-seed0")
+    assert manifest.rows == 3 and len(manifest.shards) == 1
+    ids = ShardStore(settings).read(manifest.shards[0]).column("image_id").to_pylist()
+    assert ids == ["a", "b", "c"]
