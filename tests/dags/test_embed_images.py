@@ -144,3 +144,24 @@ def test_a_failure_between_transform_and_commit_then_a_rerun_ends_in_the_same_st
     assert manifest.rows == 3 and len(manifest.shards) == 1
     ids = ShardStore(settings).read(manifest.shards[0]).column("image_id").to_pylist()
     assert ids == ["a", "b", "c"]
+
+
+def test_compact_shards_dag_merges_what_two_runs_wrote(dag, airflow_stack):
+    from dags.compact_shards import compact_shards_dag
+
+    settings, model_uri = airflow_stack
+    _upload(settings, "uploads/p1.jpg", gradient_jpeg((70, 70)), "Owl")
+    _ingest(settings)
+    assert _run(dag, model_uri).state == "success"
+    _upload(settings, "uploads/p2.jpg", gradient_jpeg((90, 70)), "owl")
+    _ingest(settings)
+    assert dag.test(run_conf={"model_data_url": model_uri, "grace_minutes": 0}).state == (
+        "success")
+    model_id = "clip-tiny-random-init-seed0"
+    assert len(ManifestStore(settings).get("owl", model_id).shards) == 2
+
+    assert compact_shards_dag.test(run_conf={"orphan_age_hours": 0}).state == "success"
+    manifest = ManifestStore(settings).get("owl", model_id)
+    assert len(manifest.shards) == 1 and manifest.rows == 2
+    assert ShardStore(settings).read(manifest.shards[0]).column("image_id").to_pylist() == [
+        "p1", "p2"]

@@ -1,0 +1,51 @@
+"""Merge each prompt's small Parquet shards into one (same rows, fewer files), daily."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Param, dag, task
+
+AWS_CONN_ID = "aws_default"
+
+
+def _compactor():
+    from pipeline.airflow_settings import settings_from_connection
+    from pipeline.compaction import Compactor
+
+    return Compactor(settings_from_connection(AWS_CONN_ID))
+
+
+@dag(
+    dag_id="compact_shards",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["imgsim", "embedding"],
+    params={
+        "max_rows": Param(100_000, type="integer", minimum=1,
+                          description="shards with fewer rows than this are merged"),
+        "orphan_age_hours": Param(6, type="number", minimum=0),
+    },
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+)
+def compact_shards():
+    @task
+    def find(params: dict) -> list[dict]:
+        return _compactor().candidates(params["max_rows"])
+
+    @task(max_active_tis_per_dagrun=4)
+    def compact(target: dict, params: dict, run_id: str) -> dict:
+        compactor = _compactor()
+        result = compactor.compact(target["prompt"], target["model_id"], run_id,
+                                   params["max_rows"])
+        result["orphans_deleted"] = compactor.delete_orphans(
+            target["prompt"], target["model_id"],
+            timedelta(hours=params["orphan_age_hours"]))
+        return result
+
+    compact.partial().expand(target=find())
+
+
+compact_shards_dag = compact_shards()

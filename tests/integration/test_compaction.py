@@ -1,0 +1,90 @@
+"""Compaction on moto: same rows, fewer files, each image exactly once, safe to repeat."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from pipeline import aws
+from pipeline.compaction import Compactor, merge_tables
+from pipeline.embedding_records import EmbeddingStore, ManifestStore
+from pipeline.shards import ShardRow, ShardStore, rows_table, shard_key
+
+MODEL = "color-layout-v1"
+PROMPT = "a red fox"
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _vec(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(8).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _commit_run(settings, run_id: str, rows: dict[str, int]) -> str:
+    """What an embedding run leaves: a shard, its manifest entry, the Embeddings items."""
+    key = shard_key(MODEL, PROMPT, run_id)
+    table = rows_table([ShardRow(i, _vec(s), T0, f"uploads/{i}.jpg") for i, s in rows.items()],
+                       8, MODEL, PROMPT)
+    ShardStore(settings).write(key, table)
+    ManifestStore(settings).update(PROMPT, MODEL, lambda m: m.with_shard(key, table.num_rows))
+    for image_id, seed in rows.items():
+        EmbeddingStore(settings).put(image_id, MODEL, _vec(seed), key, "etag", "t")
+    return key
+
+
+def test_merge_tables_keeps_the_last_row_per_image():
+    a = rows_table([ShardRow("x", _vec(1), T0, "k"), ShardRow("y", _vec(2), T0, "k")], 8, MODEL,
+                   PROMPT)
+    b = rows_table([ShardRow("x", _vec(3), T0, "k"), ShardRow("w", _vec(4), T0, "k")], 8, MODEL,
+                   PROMPT)
+    merged = merge_tables([a, b])
+    assert merged.column("image_id").to_pylist() == ["w", "x", "y"]
+    np.testing.assert_allclose(merged.column("embedding").to_pylist()[1], _vec(3))
+    assert merged.schema.metadata[b"model_id"] == MODEL.encode()
+
+
+def test_compaction_merges_swaps_repoints_and_deletes(stack):
+    settings = stack.settings
+    k1 = _commit_run(settings, "run-1", {"a": 1, "x": 2})
+    k2 = _commit_run(settings, "run-2", {"b": 3})
+    k3 = _commit_run(settings, "run-3", {"x": 4, "c": 5})  # x re-embedded later
+    compactor = Compactor(settings)
+    assert compactor.candidates(max_rows=10) == [{"prompt": PROMPT, "model_id": MODEL}]
+
+    result = compactor.compact(PROMPT, MODEL, "compact-1", max_rows=10)
+    assert result["compacted"] == 3 and result["rows"] == 4
+    manifest = ManifestStore(settings).get(PROMPT, MODEL)
+    assert manifest.shards == (result["shard"],) and manifest.rows == 4
+    table = ShardStore(settings).read(result["shard"])
+    assert table.column("image_id").to_pylist() == ["a", "b", "c", "x"]
+    np.testing.assert_allclose(table.column("embedding").to_pylist()[3], _vec(4))
+    for key in (k1, k2, k3):
+        assert not ShardStore(settings).exists(key)
+    assert {EmbeddingStore(settings).get(i)["shard_key"] for i in "abcx"} == {result["shard"]}
+
+    # nothing left to merge: a second pass is a no-op
+    assert compactor.compact(PROMPT, MODEL, "compact-2", max_rows=10)["compacted"] == 0
+    assert ManifestStore(settings).get(PROMPT, MODEL) == manifest
+
+
+def test_big_shards_are_left_alone(stack):
+    settings = stack.settings
+    _commit_run(settings, "run-1", {f"i{n}": n for n in range(5)})
+    _commit_run(settings, "run-2", {"z": 9})
+    assert Compactor(settings).candidates(max_rows=3) == []
+    assert Compactor(settings).compact(PROMPT, MODEL, "c", max_rows=3)["compacted"] == 0
+
+
+def test_orphan_shards_are_deleted_only_when_old_enough(stack):
+    settings = stack.settings
+    listed = _commit_run(settings, "run-1", {"a": 1})
+    orphan = shard_key(MODEL, PROMPT, "crashed-run")
+    ShardStore(settings).write(orphan, ShardStore(settings).read(listed))
+    compactor = Compactor(settings)
+    assert compactor.delete_orphans(PROMPT, MODEL, older_than=timedelta(hours=1)) == []
+    assert compactor.delete_orphans(PROMPT, MODEL, older_than=timedelta(0)) == [orphan]
+    assert ShardStore(settings).exists(listed)
+    keys = [o["Key"] for o in aws.client(settings, "s3").list_objects_v2(
+        Bucket=settings.bucket, Prefix="embeddings/")["Contents"]]
+    assert keys == [listed]

@@ -1,0 +1,112 @@
+"""The SageMaker inference contract on a tiny random CLIP loaded through the real loader."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sagemaker_jobs.clip_embed.code import inference
+from sagemaker_jobs.clip_embed.code.batch import Request, embed_requests
+from sagemaker_jobs.clip_embed.code.embedders import ColorLayoutEmbedder
+from tests.helpers import gradient_jpeg, image_bytes
+
+
+@pytest.fixture(scope="module")
+def model(tiny_clip_artifact, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("tiny")
+    with tarfile.open(tiny_clip_artifact) as tar:
+        tar.extractall(model_dir, filter="data")
+    assert (model_dir / "code" / "inference.py").exists()
+    return inference.model_fn(str(model_dir))
+
+
+def _photos(n: int) -> list[bytes]:
+    photos = []
+    for i in range(n):
+        image = Image.new("RGB", (96 + 7 * i, 80), (30 * i % 256, 90, 200 - 10 * i))
+        image.paste((255 - 20 * i, 20, 60), (10, 10, 40 + i, 50))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG")
+        photos.append(buffer.getvalue())
+    return photos
+
+
+def _run(model, photos: list[bytes]) -> list[dict]:
+    requests = [Request(image_id=str(i), data=p) for i, p in enumerate(photos)]
+    return inference.predict_fn(requests, model)
+
+
+def test_vectors_are_normalized_float32_with_the_model_id(model):
+    results = _run(model, _photos(3))
+    for result in results:
+        vector = np.asarray(result["embedding"], dtype=np.float32)
+        assert vector.shape == (32,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+        assert result["model_id"] == "clip-tiny-random-init-seed0"
+
+
+def test_batch_result_equals_one_at_a_time(model):
+    photos = _photos(7)
+    batched = np.asarray([r["embedding"] for r in _run(model, photos)])
+    single = np.asarray([_run(model, [p])[0]["embedding"] for p in photos])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_deterministic_across_runs(model):
+    photos = _photos(4)
+    assert _run(model, photos) == _run(model, photos)
+
+
+def test_a_bad_image_is_an_error_line_and_the_rest_embed(model):
+    photos = _photos(3)
+    results = _run(model, [photos[0], b"not an image", photos[1],
+                           gradient_jpeg()[:500], photos[2]])
+    assert [("embedding" in r) for r in results] == [True, False, True, False, True]
+    assert [r["image_id"] for r in results] == ["0", "1", "2", "3", "4"]
+    assert all(r["error"] for r in results if "embedding" not in r)
+
+
+def test_json_lines_round_trip_through_the_contract(model):
+    fetched = {"s3://b/a.jpg": gradient_jpeg(), "s3://b/b.png": image_bytes("PNG")}
+    model._s3 = None
+    body = b'{"image_id": "a", "s3_uri": "s3://b/a.jpg"}\n\n{"image_id": "b", "s3_uri": "s3://b/b.png"}\n'
+    requests = inference.input_fn(body, "application/jsonlines")
+    results = embed_requests(requests, model.embedder, fetched.__getitem__)
+    out = inference.output_fn(results, "application/jsonlines")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["image_id"] for line in lines] == ["a", "b"]
+
+
+def test_single_image_mode_and_refused_content_types(model):
+    [request] = inference.input_fn(gradient_jpeg(), "image/jpeg")
+    [result] = inference.predict_fn([request], model)
+    assert json.loads(inference.output_fn([result], "application/json"))["embedding"]
+    with pytest.raises(inference.UnsupportedContentType):
+        inference.input_fn(b"a,b", "text/csv")
+    with pytest.raises(ValueError, match="line 1"):
+        inference.input_fn(b'{"no_id": 1}\n', "application/jsonlines")
+
+
+def test_preprocessing_is_clips_own(model):
+    processor = model.embedder.processor
+    assert processor.size == {"shortest_edge": 224}
+    assert processor.crop_size == {"height": 224, "width": 224}
+    np.testing.assert_allclose(processor.image_mean, [0.48145466, 0.4578275, 0.40821073])
+    pixels = model.embedder.preprocess(Image.open(io.BytesIO(gradient_jpeg((300, 200)))))
+    assert pixels.shape == (3, 224, 224) and pixels.dtype == np.float32
+
+
+def test_color_layout_ranks_by_colour():
+    embedder = ColorLayoutEmbedder()
+
+    def vec(color):
+        image = Image.new("RGB", (64, 64), color)
+        return embedder.embed(embedder.preprocess(image)[None])[0]
+
+    red, dark_red, blue = vec((220, 20, 20)), vec((180, 30, 30)), vec((20, 20, 220))
+    assert red.shape == (embedder.dim,) and abs(np.linalg.norm(red) - 1) < 1e-6
+    assert red @ dark_red > red @ blue
