@@ -65,9 +65,12 @@ def main(argv: list[str] | None = None) -> None:
         _deploy_to_endpoint(config)
     elif args.command in ("up", "demo"):
         state = stack.up(config)
-        print(f"local stack up: AWS APIs (moto) at {state.moto_url}, API at {state.api_url}")
+        print(f"local stack up: AWS APIs (moto) {state.moto_url} | API {state.api_url} | "
+              f"SageMaker emulator {state.sagemaker_url} | Airflow UI "
+              f"{state.airflow_url or 'not started (IMGSIM_LOCAL_AIRFLOW=0)'}")
         if args.command == "demo":
-            demo.run(stack.local_settings(config), state.api_url)
+            demo.run(stack.local_settings(config), state.api_url,
+                     wait_for_embedding=state.airflow_url is not None)
         print("point boto3 or the AWS CLI at it with: eval \"$(python -m pipeline.local env)\"")
     elif args.command == "down":
         print("stopped" if stack.down(config) else "nothing was running")

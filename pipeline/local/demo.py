@@ -56,7 +56,20 @@ def wait_for_record(api_url: str, image_id: str, timeout: float = 30) -> dict[st
         time.sleep(0.25)
 
 
-def run(settings: Settings, api_url: str) -> list[dict[str, Any]]:
+def await_embedding(api_url: str, image_ids: list[str], timeout: float = 300
+                       ) -> dict[str, dict[str, Any]]:
+    """Poll the records until none is pending (the embed DAG runs on the queue's messages)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = {i: requests.get(f"{api_url}/images/{i}", timeout=10).json() for i in image_ids}
+        pending = [i for i, r in records.items() if r.get("status") == "pending"]
+        if not pending or time.monotonic() > deadline:
+            return records
+        time.sleep(2)
+
+
+def run(settings: Settings, api_url: str, wait_for_embedding: bool = True
+        ) -> list[dict[str, Any]]:
     started = time.monotonic()
     ids = [*drop_samples(settings), post_sample(api_url)]
     records = [wait_for_record(api_url, image_id) for image_id in ids]
@@ -66,4 +79,19 @@ def run(settings: Settings, api_url: str) -> list[dict[str, Any]]:
     print(f"{len(records)} uploads recorded in {time.monotonic() - started:.1f} s "
           f"({sum(r.get('status') == 'pending' for r in records)} pending embedding, "
           f"{sum(r.get('status') == 'failed' for r in records)} refused with a reason)")
-    return records
+    if not wait_for_embedding:
+        return records
+    print("waiting for the embed_images DAG (triggered by the embed queue) to embed them ...")
+    final = await_embedding(api_url, ids)
+    for image_id, record in final.items():
+        line = f"  {image_id:34s} {record.get('status'):9s}"
+        if record.get("status") == "embedded":
+            vector = requests.get(f"{api_url}/embeddings/{image_id}", timeout=10).json()
+            line += f" {vector['model_id']} dim={vector['dim']}"
+        elif record.get("error"):
+            line += f" {record['error']}"
+        print(line)
+    embedded = sum(r.get("status") == "embedded" for r in final.values())
+    print(f"{embedded} of {len(final)} images embedded {time.monotonic() - started:.1f} s after "
+          f"upload (color-layout-v1 is the offline stand-in descriptor, not CLIP)")
+    return list(final.values())
