@@ -20,7 +20,9 @@ from tests.helpers import gradient_jpeg
 @pytest.fixture
 def cli(tmp_path):
     env = {**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path / "local"),
-           "IMGSIM_LOCAL_MOTO_PORT": str(free_port()), "IMGSIM_LOCAL_API_PORT": str(free_port())}
+           "IMGSIM_LOCAL_MOTO_PORT": str(free_port()), "IMGSIM_LOCAL_API_PORT": str(free_port()),
+           "IMGSIM_LOCAL_SAGEMAKER_PORT": str(free_port()),
+           "IMGSIM_LOCAL_AIRFLOW": "0"}  # Airflow is covered by tests/e2e
 
     def run(*args: str) -> str:
         result = subprocess.run([sys.executable, "-m", "pipeline.local", *args], env=env,
@@ -63,7 +65,7 @@ def test_up_upload_down_up_keeps_the_record(cli):
     assert elapsed < 15
 
     run("down")
-    assert not is_alive(status["moto"]["pid"]) and not is_alive(status["api"]["pid"])
+    assert not any(is_alive(status[part]["pid"]) for part in ("moto", "api", "sagemaker"))
     assert json.loads(run("status")) == {"running": False}
 
     run("up")
