@@ -4,6 +4,7 @@
     python -m sagemaker_jobs.build_model --family color-layout-v1 -o build/color.tar.gz \
         --upload s3://imgsim-local/models/color-layout-v1/model.tar.gz
     python -m sagemaker_jobs.build_model --checkpoint ./clip-vit-base-patch32 -o build/clip.tar.gz
+    python -m sagemaker_jobs.build_model --random-init --config vit-b-32 --onnx int8 -o ...
     python -m sagemaker_jobs.build_model --hf-model-id openai/clip-vit-base-patch32 -o ...
         (needs network access to the Hugging Face hub; this project's machines have none)
 """
@@ -62,8 +63,26 @@ def copy_checkpoint(model_dir: Path, checkpoint: str) -> str:
     return Path(checkpoint).name if Path(checkpoint).exists() else checkpoint
 
 
-def write_card(model_dir: Path, model_id: str, family: str) -> None:
-    (model_dir / MODEL_CARD).write_text(json.dumps({"model_id": model_id, "family": family}))
+def write_card(model_dir: Path, model_id: str, family: str, **extra: str) -> None:
+    card = {"model_id": model_id, "family": family, **extra}
+    (model_dir / MODEL_CARD).write_text(json.dumps(card))
+
+
+def to_onnx(model_dir: Path, model_id: str, precision: str) -> tuple[str, dict[str, str]]:
+    """Replace the torch weights by the ONNX image tower. fp32 keeps the model_id (its vectors
+    match torch's to ~1e-6); int8 vectors differ slightly, so they get a model_id of their own
+    and are never compared with fp32 ones."""
+    from sagemaker_jobs.onnx_export import export_image_tower, quantize_int8
+
+    fp32 = export_image_tower(model_dir, model_dir / "image_tower.onnx")
+    onnx_file = fp32.name
+    if precision == "int8":
+        onnx_file = quantize_int8(fp32, model_dir / "image_tower.int8.onnx").name
+        fp32.unlink()
+        model_id = f"{model_id}-int8"
+    for weights in model_dir.glob("*.safetensors"):
+        weights.unlink()
+    return model_id, {"onnx_file": onnx_file, "precision": precision}
 
 
 def pack(model_dir: Path, output: Path) -> Path:
@@ -79,7 +98,7 @@ def pack(model_dir: Path, output: Path) -> Path:
 
 
 def build(output: Path, *, family: str = "hf-clip", random_config: str | None = None,
-          seed: int = 0, checkpoint: str | None = None) -> str:
+          seed: int = 0, checkpoint: str | None = None, onnx: str | None = None) -> str:
     """Write model.tar.gz; returns the model_id it carries."""
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp)
@@ -91,7 +110,11 @@ def build(output: Path, *, family: str = "hf-clip", random_config: str | None = 
             model_id, family_name = copy_checkpoint(model_dir, checkpoint), "hf-clip"
         else:
             raise ValueError("choose --random-init, --checkpoint, --hf-model-id or --family")
-        write_card(model_dir, model_id, family_name)
+        extra: dict[str, str] = {}
+        if onnx and family_name == "hf-clip":
+            model_id, extra = to_onnx(model_dir, model_id, onnx)
+            family_name = "onnx-clip"
+        write_card(model_dir, model_id, family_name, **extra)
         pack(model_dir, output)
     return model_id
 
@@ -116,12 +139,14 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--family", choices=["color-layout-v1"])
     parser.add_argument("--config", choices=sorted(RANDOM_CONFIGS), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--onnx", choices=["fp32", "int8"],
+                        help="serve the image tower with ONNX Runtime instead of torch")
     parser.add_argument("-o", "--output", type=Path, default=Path("build/model.tar.gz"))
     parser.add_argument("--upload", help="s3://bucket/key to upload the artifact to")
     args = parser.parse_args(argv)
     model_id = build(args.output, family=args.family or "hf-clip",
                      random_config=args.config if args.random_init else None, seed=args.seed,
-                     checkpoint=args.checkpoint or args.hf_model_id)
+                     checkpoint=args.checkpoint or args.hf_model_id, onnx=args.onnx)
     if args.upload:
         upload(args.output, args.upload)
     print(json.dumps({"model_id": model_id, "artifact": str(args.output),

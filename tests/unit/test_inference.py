@@ -110,3 +110,23 @@ def test_color_layout_ranks_by_colour():
     red, dark_red, blue = vec((220, 20, 20)), vec((180, 30, 30)), vec((20, 20, 220))
     assert red.shape == (embedder.dim,) and abs(np.linalg.norm(red) - 1) < 1e-6
     assert red @ dark_red > red @ blue
+
+
+@pytest.mark.parametrize("precision,min_cosine", [("fp32", 0.99999), ("int8", 0.99)])
+def test_onnx_option_agrees_with_torch(model, tmp_path, precision, min_cosine):
+    from sagemaker_jobs.build_model import build
+
+    artifact = tmp_path / f"tiny-{precision}.tar.gz"
+    model_id = build(artifact, random_config="tiny", seed=0, onnx=precision)
+    assert model_id == "clip-tiny-random-init-seed0" + ("-int8" if precision == "int8" else "")
+    model_dir = tmp_path / "unpacked"
+    with tarfile.open(artifact) as tar:
+        tar.extractall(model_dir, filter="data")
+    assert not list(model_dir.glob("*.safetensors"))
+    onnx_model = inference.model_fn(str(model_dir))
+    photos = _photos(5)
+    reference = np.asarray([r["embedding"] for r in _run(model, photos)])
+    results = _run(onnx_model, photos)
+    vectors = np.asarray([r["embedding"] for r in results])
+    assert results[0]["model_id"] == model_id
+    assert (vectors * reference).sum(axis=1).min() >= min_cosine

@@ -1,9 +1,11 @@
 """Image embedders: the math of the embedding job, importable and testable on a CPU.
 
-Two families, chosen by the `imgsim_model.json` a model directory carries:
+Families, chosen by the `imgsim_model.json` a model directory carries:
 - `hf-clip`: a Hugging Face transformers CLIP checkpoint; the image tower
   (CLIPVisionModelWithProjection) with CLIP's own preprocessing (CLIPImageProcessorPil:
   resize shortest side, center crop, CLIP mean/std).
+- `onnx-clip`: that image tower exported to ONNX (fp32, or dynamic int8), same preprocessing,
+  run by ONNX Runtime.
 - `color-layout`: `color-layout-v1`, an offline descriptor (an HSV colour histogram plus a
   4x4 grid of mean colours), for machines where no CLIP weights can be downloaded. It is not
   CLIP and says so in its model_id.
@@ -77,6 +79,32 @@ class ClipEmbedder:
         return l2_normalize(out.image_embeds.float().numpy())
 
 
+class OnnxClipEmbedder:
+    """The same image tower exported to ONNX (fp32 or dynamic int8), run by ONNX Runtime."""
+
+    def __init__(self, model_dir: Path, model_id: str, onnx_file: str,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from transformers import CLIPImageProcessorPil
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(Path(model_dir) / onnx_file), options,
+                                            providers=["CPUExecutionProvider"])
+        self.processor = CLIPImageProcessorPil.from_pretrained(model_dir)
+        self.model_id = model_id
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        pixels = self.processor(images=image.convert("RGB"), return_tensors="np")
+        return pixels["pixel_values"][0].astype(np.float32)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {"pixel_values": np.ascontiguousarray(batch, np.float32)})
+        return l2_normalize(out[0])
+
+
 class ColorLayoutEmbedder:
     """color-layout-v1: joint HSV histogram (8x3x3, square-rooted) + 4x4 mean YCbCr grid."""
 
@@ -110,6 +138,9 @@ def load_embedder(model_dir: Path, threads: int | None = None) -> Embedder:
     family = card["family"]
     if family == "hf-clip":
         return ClipEmbedder(Path(model_dir), card["model_id"], threads=threads)
+    if family == "onnx-clip":
+        return OnnxClipEmbedder(Path(model_dir), card["model_id"], card["onnx_file"],
+                                threads=threads)
     if family == "color-layout":
         return ColorLayoutEmbedder()
     raise ValueError(f"unknown model family {family!r} in {MODEL_CARD}")

@@ -1,0 +1,129 @@
+"""Embedding throughput of the batch-transform handler, against its baselines, in one run.
+
+    python bench/embed_throughput.py [--images 256] [--config vit-b-32] [--no-onnx]
+
+Measured on the same randomly initialised CLIP (ViT-B/32 shapes by default; random weights
+cost exactly what trained ones do) over generated JPEGs held in memory:
+  handler      predict_fn over all images: decode + CLIP preprocessing in worker threads,
+               overlapped with batched forward passes (the batch-transform path)
+  one-per-call predict_fn with one image per call (the seed design's real-time pattern)
+  ceiling      forward passes only, on tensors preprocessed beforehand
+  onnx fp32 / int8  the handler with the job's ONNX Runtime option, and the cosine agreement
+               of its vectors with torch's
+Ratios are printed against the ceiling and the one-per-call baseline measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from sagemaker_jobs.build_model import build
+from sagemaker_jobs.clip_embed.code import inference
+from sagemaker_jobs.clip_embed.code.batch import Request
+
+
+def make_jpegs(n: int, seed: int = 0) -> list[bytes]:
+    """Photo-sized JPEGs with varied content (random shapes on gradients)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        w, h = int(rng.integers(320, 641)), int(rng.integers(240, 481))
+        base = np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * rng.random(3)
+        image = Image.fromarray(np.broadcast_to(base, (h, w, 3)).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        for _ in range(12):
+            x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+            draw.ellipse([x, y, x + int(rng.integers(10, 120)), y + int(rng.integers(10, 120))],
+                         fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def load(artifact: Path, work: Path) -> inference.EmbeddingModel:
+    model_dir = work / artifact.stem.replace(".tar", "")
+    with tarfile.open(artifact) as tar:
+        tar.extractall(model_dir, filter="data")
+    return inference.model_fn(str(model_dir))
+
+
+def rate(count: int, fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return count / (time.perf_counter() - start), result
+
+
+def handler_rate(model, photos: list[bytes]) -> tuple[float, np.ndarray]:
+    requests = [Request(image_id=str(i), data=p) for i, p in enumerate(photos)]
+    inference.predict_fn(requests[: model.batch_size], model)  # warm-up
+    speed, results = rate(len(photos), lambda: inference.predict_fn(requests, model))
+    return speed, np.asarray([r["embedding"] for r in results], np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--single", type=int, default=48, help="images for one-per-call")
+    parser.add_argument("--config", default="vit-b-32", choices=["tiny", "vit-b-32"])
+    parser.add_argument("--no-onnx", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("IMGSIM_BATCH_SIZE", "16")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
+    photos = make_jpegs(args.images)
+    print(f"{args.images} JPEGs, mean {np.mean([len(p) for p in photos]) / 1024:.0f} KiB; "
+          f"model: random-init CLIP {args.config}; torch threads: ", end="")
+    build(work / "torch.tar.gz", random_config=args.config, seed=0)
+    model = load(work / "torch.tar.gz", work)
+    import torch
+
+    print(torch.get_num_threads())
+    results: dict[str, float] = {}
+
+    results["handler"], reference = handler_rate(model, photos)
+    single = [Request(image_id="x", data=p) for p in photos[: args.single]]
+    inference.predict_fn(single[:1], model)
+    results["one_per_call"], _ = rate(len(single), lambda: [inference.predict_fn([r], model)
+                                                           for r in single])
+    pixels = np.stack([model.embedder.preprocess(Image.open(io.BytesIO(p))) for p in photos])
+    batch = model.batch_size
+    model.embedder.embed(pixels[:batch])
+    results["ceiling"], _ = rate(len(photos), lambda: [
+        model.embedder.embed(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+
+    agreement: dict[str, float] = {}
+    if not args.no_onnx:
+        for precision in ("fp32", "int8"):
+            artifact = work / f"onnx-{precision}.tar.gz"
+            build(artifact, random_config=args.config, seed=0, onnx=precision)
+            speed, vectors = handler_rate(load(artifact, work), photos)
+            results[f"onnx_{precision}"] = speed
+            agreement[precision] = float((vectors * reference).sum(axis=1).min())
+
+    ceiling, single_rate = results["ceiling"], results["one_per_call"]
+    print(f"{'path':<14}{'images/s':>10}{'vs ceiling':>12}{'vs one-per-call':>17}")
+    for name, speed in results.items():
+        print(f"{name:<14}{speed:>10.1f}{speed / ceiling:>11.2f}x{speed / single_rate:>16.2f}x")
+    for precision, cosine in agreement.items():
+        print(f"onnx {precision}: min cosine to torch vectors {cosine:.5f}")
+    print(json.dumps({"images": args.images, "config": args.config,
+                      "images_per_s": {k: round(v, 2) for k, v in results.items()},
+                      "handler_vs_ceiling": round(results["handler"] / ceiling, 3),
+                      "handler_vs_one_per_call": round(results["handler"] / single_rate, 2),
+                      "onnx_min_cosine": agreement}))
+
+
+if __name__ == "__main__":
+    main()
