@@ -130,3 +130,14 @@ def test_onnx_option_agrees_with_torch(model, tmp_path, precision, min_cosine):
     vectors = np.asarray([r["embedding"] for r in results])
     assert results[0]["model_id"] == model_id
     assert (vectors * reference).sum(axis=1).min() >= min_cosine
+
+
+@pytest.mark.parametrize("size", [(300, 200), (200, 300), (224, 224), (641, 479), (100, 60),
+                                  (225, 1000), (1, 1)])
+def test_fast_preprocessing_equals_clip_image_processor(model, size):
+    rng = np.random.default_rng(size[0] * 7 + size[1])
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    ours = model.embedder.preprocess(image)
+    theirs = model.embedder.processor(images=image, return_tensors="np")["pixel_values"][0]
+    assert ours.shape == theirs.shape == (3, 224, 224)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)

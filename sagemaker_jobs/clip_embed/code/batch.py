@@ -4,8 +4,10 @@ forward passes on the previous batch. One bad image yields an error line, never 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +63,15 @@ class _Prepared:
     error: str | None = None
 
 
+def _background_priority() -> None:
+    """Run preparation threads at SCHED_IDLE: fetching overlaps the forward pass freely, and
+    CPU work (decode, preprocessing) takes only cycles the forward pass leaves idle, so it never
+    stalls the model's own threads at their synchronisation points (Linux only)."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 def _prepare(request: Request, fetch: Callable[[str], bytes], embedder: Embedder) -> _Prepared:
     try:
         data = request.data if request.data is not None else fetch(request.s3_uri or "")
@@ -78,7 +89,8 @@ def embed_requests(requests: Sequence[Request], embedder: Embedder,
 
 def _embed_iter(requests: Sequence[Request], embedder: Embedder, fetch: Callable[[str], bytes],
                 batch_size: int, workers: int) -> Iterator[dict[str, Any]]:
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prep") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prep",
+                            initializer=_background_priority) as pool:
         pending: deque[Future[_Prepared]] = deque()
         todo = iter(requests)
         lookahead = 2 * batch_size  # decode the next batch while this one runs forward
