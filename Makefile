@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint demo up down status package clean
+.PHONY: setup test lint demo up down status package bench clean
 
 # torch goes in first and alone: the CPU build (2.13.0) that lies on this disk. Nothing the
 # project installs afterwards may replace it (no torchvision, open_clip or timm).
@@ -40,6 +40,10 @@ package: setup
 	$(PY) -c "from pipeline.local.deploy import lambda_package; import pathlib; \
 	pathlib.Path('build').mkdir(exist_ok=True); pathlib.Path('build/imgsim.zip').write_bytes(lambda_package())"
 	@echo build/imgsim.zip
+
+# Embedding throughput of the batch-transform handler vs its baselines (about 2 minutes).
+bench: setup
+	$(PY) bench/embed_throughput.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
