@@ -25,3 +25,20 @@ def client(settings: Settings, service: str, session: boto3.Session | None = Non
         endpoint_url=settings.endpoint(service),
         config=config,
     )
+
+
+class Adapter:
+    """Base of the AWS adapters: takes a boto3 client, or makes one lazily from settings
+    (powertools' persistence-layer pattern), so tests hand in clients for the local stack."""
+
+    service = ""
+
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = client(self.settings, self.service)
+        return self._client

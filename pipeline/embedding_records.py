@@ -22,24 +22,14 @@ def vector_from_bytes(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").copy()
 
 
-class _Table:
-    def __init__(self, settings: Settings, table: str, client: Any | None) -> None:
-        self._settings = settings
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client(self._settings, "dynamodb")
-        return self._client
-
-
-class EmbeddingStore(_Table):
+class EmbeddingStore(aws.Adapter):
     """Embeddings: one item per image (`embedding_id` = image_id), vector as little-endian f32."""
 
+    service = "dynamodb"
+
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
-        super().__init__(settings, settings.embeddings_table, client)
+        super().__init__(settings, client)
+        self.table = settings.embeddings_table
 
     def put(self, image_id: str, model_id: str, vector: np.ndarray, shard_key: str | None,
             source_etag: str, created_at: str) -> None:
@@ -89,11 +79,14 @@ class ConcurrentUpdate(RuntimeError):
     """A manifest kept changing under us: give up rather than lose an update."""
 
 
-class ManifestStore(_Table):
+class ManifestStore(aws.Adapter):
     """ShardManifests: (prompt, model_id) -> ordered shard keys, updated with a version check."""
 
+    service = "dynamodb"
+
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
-        super().__init__(settings, settings.shard_manifests_table, client)
+        super().__init__(settings, client)
+        self.table = settings.shard_manifests_table
 
     def get(self, prompt: str, model_id: str) -> Manifest | None:
         response = self.client.get_item(

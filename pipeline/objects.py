@@ -37,19 +37,14 @@ class StoredObject:
     body: bytes | None = None  # None when the object was too large to read
 
 
-class ObjectStore:
-    """Bucket adapter. Takes an S3 client, or makes one from settings."""
+class ObjectStore(aws.Adapter):
+    """Bucket adapter."""
+
+    service = "s3"
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        super().__init__(settings, client)
         self.bucket = settings.bucket
-        self._settings = settings
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client(self._settings, "s3")
-        return self._client
 
     def fetch(self, key: str, etag: str | None, max_bytes: int) -> StoredObject | None:
         """The object if it still is the version the event announced; None if it was

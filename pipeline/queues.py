@@ -9,25 +9,20 @@ from pipeline import aws
 from pipeline.settings import Settings
 
 
-class EmbedQueue:
+class EmbedQueue(aws.Adapter):
     """SQS adapter. Queue URLs are resolved through the endpoint, never taken from stack
     outputs (moto's carry AWS host names)."""
 
-    def __init__(self, settings: Settings, client: Any | None = None) -> None:
-        self._settings = settings
-        self._client = client
-        self._url: str | None = None
+    service = "sqs"
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client(self._settings, "sqs")
-        return self._client
+    def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        super().__init__(settings, client)
+        self._url: str | None = None
 
     @property
     def url(self) -> str:
         if self._url is None:
-            self._url = self.client.get_queue_url(QueueName=self._settings.embed_queue)["QueueUrl"]
+            self._url = self.client.get_queue_url(QueueName=self.settings.embed_queue)["QueueUrl"]
         return self._url
 
     def request_embedding(self, image_id: str, s3_key: str, etag: str,

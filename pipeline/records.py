@@ -85,19 +85,14 @@ def deserialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: plain(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
-class ImageStore:
-    """Images table adapter. Takes a DynamoDB client, or makes one from settings."""
+class ImageStore(aws.Adapter):
+    """Images table adapter."""
+
+    service = "dynamodb"
 
     def __init__(self, settings: Settings, client: Any | None = None) -> None:
+        super().__init__(settings, client)
         self.table = settings.images_table
-        self._settings = settings
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client(self._settings, "dynamodb")
-        return self._client
 
     def get(self, image_id: str) -> dict[str, Any] | None:
         response = self.client.get_item(

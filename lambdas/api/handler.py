@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -12,15 +10,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 
+from lambdas.entry import Handler, deployed
 from pipeline import embeddings_api, images_api
 from pipeline.api_errors import ApiError
 from pipeline.embedding_records import EmbeddingStore
 from pipeline.ingest import Ingestor
-from pipeline.settings import Settings
 
 logger = Logger(service="imgsim-api")
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def _error(err: ApiError) -> Response:
@@ -82,11 +78,5 @@ def make_handler(ingestor: Ingestor) -> Handler:
     return handler
 
 
-@cache
-def _default_handler() -> Handler:
-    return make_handler(Ingestor.from_settings(Settings.from_env()))
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The deployed entry point: settings come from the function's environment."""
-    return _default_handler()(event, context)
+# The deployed entry point: settings come from the function's environment.
+handler = deployed(make_handler)

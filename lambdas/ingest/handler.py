@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -14,13 +12,11 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from lambdas.entry import Handler, deployed
 from pipeline.ingest import Ingestor
 from pipeline.notifications import object_created_events
-from pipeline.settings import Settings
 
 logger = Logger(service="imgsim-ingest")
-
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def make_handler(ingestor: Ingestor) -> Handler:
@@ -41,11 +37,5 @@ def make_handler(ingestor: Ingestor) -> Handler:
     return handler
 
 
-@cache
-def _default_handler() -> Handler:
-    return make_handler(Ingestor.from_settings(Settings.from_env()))
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The deployed entry point: settings come from the function's environment."""
-    return _default_handler()(event, context)
+# The deployed entry point: settings come from the function's environment.
+handler = deployed(make_handler)
