@@ -30,7 +30,11 @@ from pipeline.settings import Settings
 from pipeline.shards import ShardRow, ShardStore, rows_table, run_slug, shard_key
 
 log = logging.getLogger(__name__)
-INPUT_NAME = "manifest.jsonl"
+PART_LINES = 1000  # batch transform spreads input *files* over instances: several per run
+
+
+def input_part(index: int) -> str:
+    return f"part-{index:05d}.jsonl"
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ class EmbeddingRun:
         return f"s3://{self.settings.bucket}/{self.prefix}output"
 
     # ------------------------------------------------------------------ gather
-    def gather(self, requested: list[str], pending_before: str, run_at: str) -> dict[str, Any]:
+    def gather(self, requested: list[str], pending_before: str, run_at: str,
+               part_lines: int = PART_LINES) -> dict[str, Any]:
         """Write the job input for every image still pending; returns a summary."""
         candidates = {i: self.images.get(i) for i in requested}
         for record in self.images.pending(pending_before):
@@ -97,17 +102,18 @@ class EmbeddingRun:
                                   etag=record["etag"], prompt=record.get("prompt"),
                                   created_at=record["created_at"]))
         bucket = self.settings.bucket
-        lines = "".join(json.dumps({"image_id": t.image_id,
-                                    "s3_uri": f"s3://{bucket}/{t.s3_key}"}) + "\n"
-                        for t in targets)
-        if targets:
-            self._s3.put_object(Bucket=bucket, Key=f"{self.prefix}input/{INPUT_NAME}",
+        parts = [targets[i:i + part_lines] for i in range(0, len(targets), part_lines)]
+        for index, part in enumerate(parts):
+            lines = "".join(json.dumps({"image_id": t.image_id,
+                                        "s3_uri": f"s3://{bucket}/{t.s3_key}"}) + "\n"
+                            for t in part)
+            self._s3.put_object(Bucket=bucket, Key=f"{self.prefix}input/{input_part(index)}",
                                 Body=lines.encode())
         self._s3.put_object(Bucket=bucket, Key=f"{self.prefix}targets.json", Body=json.dumps(
-            {"run_id": self.run_id, "run_at": run_at,
+            {"run_id": self.run_id, "run_at": run_at, "part_lines": part_lines,
              "targets": [asdict(t) for t in targets]}).encode())
-        return {"count": len(targets), "repaired": repaired, "input_uri": self.input_uri,
-                "output_uri": self.output_uri}
+        return {"count": len(targets), "parts": len(parts), "repaired": repaired,
+                "input_uri": self.input_uri, "output_uri": self.output_uri}
 
     def _repair(self, record: dict[str, Any], run_at: str) -> bool:
         """An image whose embedding was committed but whose status was not: finish it."""
@@ -126,7 +132,7 @@ class EmbeddingRun:
         run_at = plan["run_at"]
         if not targets:
             return {"embedded": 0, "failed": 0, "shards": []}
-        results = self._outputs(targets)
+        results = self._outputs(targets, int(plan["part_lines"]))
         good = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" in r]
         bad = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" not in r]
         shards = self._write_shards(good)
@@ -148,9 +154,12 @@ class EmbeddingRun:
         return {"embedded": len(good), "failed": len(bad),
                 "shards": sorted(key for key, _ in shards.values())}
 
-    def _outputs(self, targets: list[Target]) -> list[dict[str, Any]]:
-        text = self._read(f"{self.prefix}output/{INPUT_NAME}.out").decode("utf-8")
-        results = [json.loads(line) for line in text.splitlines() if line.strip()]
+    def _outputs(self, targets: list[Target], part_lines: int) -> list[dict[str, Any]]:
+        """The job's `<part>.out` files, in input order."""
+        results = []
+        for index in range((len(targets) + part_lines - 1) // part_lines):
+            text = self._read(f"{self.prefix}output/{input_part(index)}.out").decode("utf-8")
+            results += [json.loads(line) for line in text.splitlines() if line.strip()]
         ids = [r.get("image_id") for r in results]
         if ids != [t.image_id for t in targets]:
             raise ValueError(f"transform output has {len(results)} lines that do not match the "
@@ -205,6 +214,9 @@ def transform_config(run: EmbeddingRun, model_data_url: str, role_arn: str,
                                 "AssembleWith": "Line"},
             "TransformResources": {"InstanceType": instance_type,
                                    "InstanceCount": instance_count},
+            # one payload can hold thousands of images: give the container time to finish it
+            "ModelClientConfig": {"InvocationsTimeoutInSeconds": 3600,
+                                  "InvocationsMaxRetries": 1},
         },
     }
 
