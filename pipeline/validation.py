@@ -1,8 +1,8 @@
 """Image validation: decide from the bytes alone whether an image may enter the pipeline.
 
-Pure: no I/O. The header is read first so oversized or bomb-like images are refused
-before any pixel is decoded; a full decode then catches truncated files that
-`Image.verify` lets through.
+Pure: no I/O. The header is read first so oversized or bomb-like images are refused before
+any pixel is decoded; a full decode then catches truncated files that `Image.verify` lets
+through. Pillow is imported on first use, so the API's query routes never load it.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
-
-from PIL import Image, UnidentifiedImageError
 
 from pipeline.settings import Limits
 
@@ -68,6 +66,8 @@ class InvalidImage(ValueError):
 
 def validate_image(data: bytes, limits: Limits, max_bytes: int | None = None) -> ImageInfo:
     """ImageInfo for an acceptable image, or InvalidImage with the first reason it is not."""
+    from PIL import Image
+
     max_bytes = limits.max_object_bytes if max_bytes is None else max_bytes
     if not data:
         raise InvalidImage("empty", "the file is empty")
@@ -90,6 +90,8 @@ def validate_image(data: bytes, limits: Limits, max_bytes: int | None = None) ->
 
 
 def _read_header(data: bytes) -> tuple[str, int, int]:
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             fmt, (width, height) = image.format or "", image.size
@@ -118,6 +120,8 @@ def _check_size(width: int, height: int, limits: Limits) -> None:
 
 
 def _decode_fully(data: bytes) -> None:
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.verify()

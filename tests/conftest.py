@@ -76,28 +76,34 @@ class DeployedStack:
     resources: dict[str, str]
 
 
+def _deploy(moto: MotoServer, ingest_visibility_timeout: int = 30) -> DeployedStack:
+    suffix = uuid.uuid4().hex[:10]
+    settings = replace(
+        Settings(),
+        bucket=f"imgsim-test-{suffix}",
+        images_table=f"Images-{suffix}",
+        embeddings_table=f"Embeddings-{suffix}",
+        shard_manifests_table=f"ShardManifests-{suffix}",
+        ingest_queue=f"ingest-{suffix}",
+        embed_queue=f"embed-{suffix}",
+    ).with_endpoint(moto.url)
+    spec = StackSpec(name=f"imgsim-{suffix}", code_bucket=f"code-{suffix}",
+                     ingest_visibility_timeout=ingest_visibility_timeout)
+    return DeployedStack(settings=settings, resources=deploy(settings, spec))
+
+
 @pytest.fixture
 def deploy_stack(moto_server: MotoServer):
     """Deploy infra/template.yaml under unique names; returns a factory (visibility timeout)."""
-
-    def _deploy(ingest_visibility_timeout: int = 30) -> DeployedStack:
-        suffix = uuid.uuid4().hex[:10]
-        settings = replace(
-            Settings(),
-            bucket=f"imgsim-test-{suffix}",
-            images_table=f"Images-{suffix}",
-            embeddings_table=f"Embeddings-{suffix}",
-            shard_manifests_table=f"ShardManifests-{suffix}",
-            ingest_queue=f"ingest-{suffix}",
-            embed_queue=f"embed-{suffix}",
-        ).with_endpoint(moto_server.url)
-        spec = StackSpec(name=f"imgsim-{suffix}", code_bucket=f"code-{suffix}",
-                         ingest_visibility_timeout=ingest_visibility_timeout)
-        return DeployedStack(settings=settings, resources=deploy(settings, spec))
-
-    return _deploy
+    return lambda ingest_visibility_timeout=30: _deploy(moto_server, ingest_visibility_timeout)
 
 
 @pytest.fixture
-def stack(deploy_stack) -> DeployedStack:
-    return deploy_stack()
+def stack(moto_server: MotoServer) -> DeployedStack:
+    return _deploy(moto_server)
+
+
+@pytest.fixture(scope="module")
+def module_stack(moto_server: MotoServer) -> DeployedStack:
+    """One stack for a module whose tests only read what its fixtures wrote."""
+    return _deploy(moto_server)

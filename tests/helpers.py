@@ -47,3 +47,30 @@ def drain_messages(settings: Settings, name: str) -> list[dict[str, Any]]:
         for message in messages:
             bodies.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def commit_shard(settings: Settings, prompt: str, model_id: str, run_id: str,
+                 vectors: dict[str, Any], embeddings_for: set[str] | None = None) -> str:
+    """What an embedding run leaves for one prompt: a shard, its manifest entry, and the
+    Embeddings items (vectors are L2-normalized here)."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from pipeline.embedding_records import EmbeddingStore, ManifestStore
+    from pipeline.shards import ShardRow, ShardStore, rows_table, shard_key
+
+    normalized = {i: (np.asarray(v, np.float32) / np.linalg.norm(v)) for i, v in vectors.items()}
+    dim = len(next(iter(normalized.values())))
+    key = shard_key(model_id, prompt, run_id)
+    created = datetime(2026, 11, 1, tzinfo=UTC)
+    table = rows_table([ShardRow(i, v, created, f"uploads/{i}.jpg")
+                        for i, v in normalized.items()], dim, model_id, prompt)
+    ShardStore(settings).write(key, table)
+    ManifestStore(settings).update(prompt, model_id, lambda m: m.with_shard(key, table.num_rows))
+    store = EmbeddingStore(settings)
+    for image_id, vector in normalized.items():
+        if embeddings_for is not None and image_id not in embeddings_for:
+            continue
+        store.put(image_id, model_id, vector, key, "etag-" + image_id, "2026-11-01T00:00:00Z")
+    return key

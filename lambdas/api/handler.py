@@ -15,6 +15,7 @@ from pipeline import embeddings_api, images_api
 from pipeline.api_errors import ApiError
 from pipeline.embedding_records import EmbeddingStore
 from pipeline.ingest import Ingestor
+from pipeline.similarity import SimilarityService
 
 logger = Logger(service="imgsim-api")
 
@@ -24,11 +25,12 @@ def _error(err: ApiError) -> Response:
                     body=err.body())
 
 
-def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None
-               ) -> APIGatewayRestResolver:
+def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
+               similarity: SimilarityService | None = None) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver()
     settings = ingestor.settings
     embeddings = embeddings or EmbeddingStore(settings)
+    similarity = similarity or SimilarityService.from_settings(settings)
 
     def raw_body() -> bytes:
         event = app.current_event
@@ -54,6 +56,10 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None
         return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
                         body=body)
 
+    @app.get("/similarity")
+    def get_similarity() -> dict[str, Any]:
+        return similarity.lookup(app.current_event.query_string_parameters or {})
+
     @app.exception_handler(ApiError)
     def on_api_error(err: ApiError) -> Response:
         logger.info("request refused", extra={"status": err.status, "code": err.code})
@@ -68,8 +74,8 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None
     return app
 
 
-def make_handler(ingestor: Ingestor) -> Handler:
-    app = create_app(ingestor)
+def make_handler(ingestor: Ingestor, similarity: SimilarityService | None = None) -> Handler:
+    app = create_app(ingestor, similarity=similarity)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

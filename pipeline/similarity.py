@@ -1,0 +1,127 @@
+"""GET /similarity: the top-k images of a prompt by cosine to an embedded image.
+
+Query path dependencies are numpy, pyarrow and boto3 only (no torch, no Pillow)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pipeline.api_errors import ApiError
+from pipeline.candidates import CandidateCache
+from pipeline.embedding_records import EmbeddingStore, ManifestStore
+from pipeline.keys import is_valid_image_id
+from pipeline.objects import ObjectStore
+from pipeline.prompts import InvalidPrompt, checked_prompt
+from pipeline.ranking import rank
+from pipeline.records import EMBEDDED, ImageStore
+from pipeline.settings import Settings
+from pipeline.shards import ShardStore
+
+MAX_K = 100
+
+
+def encode_cursor(offset: int, version: int) -> str:
+    raw = json.dumps({"o": offset, "v": version}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        offset = json.loads(raw)["o"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
+    return offset
+
+
+def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be between {low} and {high}")
+    return value
+
+
+def _float_param(params: Mapping[str, str], name: str) -> float | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a number") from None
+    if not -1.0 <= value <= 1.0:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be between -1 and 1")
+    return value
+
+
+class SimilarityService:
+    def __init__(self, settings: Settings, images: ImageStore, embeddings: EmbeddingStore,
+                 manifests: ManifestStore, objects: ObjectStore, cache: CandidateCache) -> None:
+        self.settings = settings
+        self.images = images
+        self.embeddings = embeddings
+        self.manifests = manifests
+        self.objects = objects
+        self.cache = cache
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SimilarityService:
+        return cls(settings, ImageStore(settings), EmbeddingStore(settings),
+                   ManifestStore(settings), ObjectStore(settings),
+                   CandidateCache(ShardStore(settings).read))
+
+    def lookup(self, params: Mapping[str, str]) -> dict[str, Any]:
+        image_id = params.get("image_id") or ""
+        if not is_valid_image_id(image_id):
+            raise ApiError(400, "invalid_image_id", "image_id is required and must be a valid id")
+        try:
+            prompt = checked_prompt(params.get("prompt"), self.settings.limits.max_prompt_chars)
+        except InvalidPrompt as exc:
+            raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
+        k = _int_param(params, "k", 10, 1, MAX_K)
+        min_score = _float_param(params, "min_score")
+        offset = decode_cursor(params["cursor"]) if params.get("cursor") else 0
+        query = self._query_vector(image_id)
+        return self.top_k(query["embedding"], query["model_id"], prompt, k, min_score, offset,
+                          exclude=image_id) | {"image_id": image_id}
+
+    def _query_vector(self, image_id: str) -> dict[str, Any]:
+        record = self.images.get(image_id)
+        if record is None:
+            raise ApiError(404, "image_not_found", f"no image {image_id}")
+        item = self.embeddings.get(image_id) if record["status"] == EMBEDDED else None
+        if item is None or item.get("source_etag") != record.get("etag"):
+            raise ApiError(409, "not_embedded", f"image {image_id} is {record['status']}, not "
+                           "embedded yet" + (f": {record['error']}" if record.get("error") else ""))
+        return item
+
+    def top_k(self, vector: Any, model_id: str, prompt: str, k: int, min_score: float | None,
+              offset: int, exclude: str | None) -> dict[str, Any]:
+        manifest = self.manifests.get(prompt, model_id)
+        if manifest is None or not manifest.shards:
+            raise ApiError(404, "prompt_not_found",
+                           f"no embedded images for prompt {prompt!r} with model {model_id}")
+        candidates = self.cache.get(manifest)
+        ranked = rank(candidates.matrix, candidates.ids, vector, offset + k, exclude, min_score)
+        ids, scores = ranked.ids[offset:], ranked.scores[offset:]
+        keys = candidates.s3_key_of() if ids else {}
+        expiry = self.settings.presign_expiry_seconds
+        results = [{"image_id": i, "similarity": s,
+                    "url": self.objects.presign_get(keys[i], expiry)}
+                   for i, s in zip(ids, scores, strict=True)]
+        more = offset + k < ranked.total
+        return {"prompt": prompt, "model_id": model_id, "k": k, "results": results,
+                "candidates": ranked.total,
+                "next_cursor": encode_cursor(offset + k, manifest.version) if more else None}

@@ -1,0 +1,194 @@
+"""GET /similarity through the local API adapter against moto: exact, cached, and clear when
+it cannot answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import requests
+
+from lambdas.api.handler import make_handler
+from pipeline.compaction import Compactor
+from pipeline.ingest import Ingestor
+from pipeline.local.http_api import LocalApi
+from pipeline.records import ImageRecord, ImageStore
+from pipeline.similarity import SimilarityService
+from tests.helpers import commit_shard
+
+MODEL = "clip-tiny-random-init-seed0"
+PROMPT = "a red fox"
+
+
+def _record(settings, image_id, status="embedded", error=None, prompt=PROMPT):
+    ImageStore(settings).put_version(ImageRecord(
+        image_id=image_id, created_at="2026-11-01T00:00:00.000Z", s3_key=f"uploads/{image_id}.jpg",
+        source="uploaded", status=status, etag="etag-" + image_id, size_bytes=1, prompt=prompt,
+        error=error))
+
+
+def _world(stack):
+    """Three runs' shards for PROMPT (400 random vectors, dim 16) and their records."""
+    settings = stack.settings
+    rng = np.random.default_rng(0)
+    vectors = {f"img{i:03d}": rng.standard_normal(16) for i in range(400)}
+    vectors["img399"] = vectors["img010"]  # a tie
+    names = sorted(vectors)
+    for run, chunk in enumerate((names[:150], names[150:300], names[300:])):
+        commit_shard(settings, PROMPT, MODEL, f"run-{run}", {n: vectors[n] for n in chunk},
+                     embeddings_for={"img010", "img020"})
+    for name in ("img010", "img020"):
+        _record(settings, name)
+    service = SimilarityService.from_settings(settings)
+    api = LocalApi(make_handler(Ingestor.from_settings(settings), similarity=service)).start()
+    return api, (settings, api.url, service, {k: v / np.linalg.norm(v)
+                                               for k, v in vectors.items()})
+
+
+@pytest.fixture
+def world(stack):
+    """A world of its own, for tests that change it."""
+    api, value = _world(stack)
+    yield value
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(module_stack):
+    """One world for the tests that only read."""
+    api, value = _world(module_stack)
+    yield value
+    api.stop()
+
+
+def _reference(vectors, query_id, k):
+    query = vectors[query_id].astype(np.float32)
+    rows = [(float(np.asarray(v, np.float32) @ query), i) for i, v in vectors.items()
+            if i != query_id]
+    rows.sort(key=lambda r: (-r[0], r[1]))
+    return [i for _, i in rows[:k]]
+
+
+def _get(api, **params):
+    return requests.get(f"{api}/similarity", params=params, timeout=30)
+
+
+def test_results_equal_the_brute_force_reference(shared):
+    _, api, _, vectors = shared
+    response = _get(api, image_id="img010", prompt="  A Red  FOX", k=25)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["image_id"] for r in body["results"]] == _reference(vectors, "img010", 25)
+    assert body["results"][0]["image_id"] == "img399"  # the tie with itself, X excluded
+    assert body["results"][0]["similarity"] == pytest.approx(1.0, abs=1e-6)
+    assert body["model_id"] == MODEL and body["candidates"] == 399 and body["prompt"] == PROMPT
+    assert all(r["url"].startswith("http") and "Signature" in r["url"] for r in body["results"])
+    scores = [r["similarity"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_cursor_pages_through_the_whole_ranking(shared):
+    _, api, _, vectors = shared
+    seen, cursor = [], None
+    while True:
+        params = {"image_id": "img020", "prompt": PROMPT, "k": 100}
+        if cursor:
+            params["cursor"] = cursor
+        body = _get(api, **params).json()
+        seen += [r["image_id"] for r in body["results"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert seen == _reference(vectors, "img020", 1000)
+
+
+def test_min_score_filters(shared):
+    _, api, _, vectors = shared
+    body = _get(api, image_id="img010", prompt=PROMPT, k=100, min_score=0.5).json()
+    query = vectors["img010"]
+    expected = [i for i in _reference(vectors, "img010", 1000)
+                if float(np.float32(vectors[i]) @ np.float32(query)) >= 0.5]
+    assert [r["image_id"] for r in body["results"]] == expected[:100]
+    assert all(r["similarity"] >= 0.5 for r in body["results"])
+
+
+@pytest.mark.parametrize("params,status,code", [
+    ({"prompt": PROMPT}, 400, "invalid_image_id"),
+    ({"image_id": "img010"}, 400, "invalid_prompt"),
+    ({"image_id": "img010", "prompt": "   "}, 400, "invalid_prompt"),
+    ({"image_id": "img010", "prompt": PROMPT, "k": "0"}, 400, "invalid_k"),
+    ({"image_id": "img010", "prompt": PROMPT, "k": "101"}, 400, "invalid_k"),
+    ({"image_id": "img010", "prompt": PROMPT, "k": "ten"}, 400, "invalid_k"),
+    ({"image_id": "img010", "prompt": PROMPT, "min_score": "2"}, 400, "invalid_min_score"),
+    ({"image_id": "img010", "prompt": PROMPT, "min_score": "x"}, 400, "invalid_min_score"),
+    ({"image_id": "img010", "prompt": PROMPT, "cursor": "@@@"}, 400, "invalid_cursor"),
+    ({"image_id": "nobody", "prompt": PROMPT}, 404, "image_not_found"),
+    ({"image_id": "img010", "prompt": "an unknown prompt"}, 404, "prompt_not_found"),
+])
+def test_refusals(shared, params, status, code):
+    _, api, _, _ = shared
+    response = _get(api, **params)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_an_image_not_embedded_yet_is_a_409_with_its_status(world):
+    settings, api, _, _ = world
+    _record(settings, "fresh", status="pending")
+    _record(settings, "broken", status="failed", error="not_an_image: junk")
+    pending = _get(api, image_id="fresh", prompt=PROMPT)
+    assert pending.status_code == 409 and "pending" in pending.json()["error"]["message"]
+    failed = _get(api, image_id="broken", prompt=PROMPT)
+    assert failed.status_code == 409 and "not_an_image" in failed.json()["error"]["message"]
+
+
+def test_cache_reloads_only_what_changed(world):
+    settings, api, service, vectors = world
+    assert _get(api, image_id="img010", prompt=PROMPT).status_code == 200
+    assert service.cache.shard_reads == 3
+    assert _get(api, image_id="img020", prompt=PROMPT).status_code == 200
+    assert service.cache.shard_reads == 3  # warm: same manifest version, nothing read
+
+    # a new run adds a shard with a vector identical to the query: read just that one
+    commit_shard(settings, PROMPT, MODEL, "run-3", {"newcomer": vectors["img010"]})
+    body = _get(api, image_id="img010", prompt=PROMPT, k=2).json()
+    assert service.cache.shard_reads == 4
+    assert sorted(r["image_id"] for r in body["results"]) == ["img399", "newcomer"]
+
+    # compaction swaps four shards for one: read just the new file, same answers
+    before = _get(api, image_id="img020", prompt=PROMPT, k=50).json()["results"]
+    Compactor(settings).compact(PROMPT, MODEL, "compact-1", max_rows=1000)
+    after = _get(api, image_id="img020", prompt=PROMPT, k=50).json()["results"]
+    assert service.cache.shard_reads == 5
+    assert [r["image_id"] for r in after] == [r["image_id"] for r in before]
+
+
+def test_vectors_of_another_model_are_never_compared(world):
+    settings, api, _, _ = world
+    commit_shard(settings, PROMPT, "color-layout-v1", "other", {"colourful": np.ones(16)})
+    body = _get(api, image_id="img010", prompt=PROMPT, k=100).json()
+    assert "colourful" not in [r["image_id"] for r in body["results"]]
+
+
+def test_the_query_path_loads_neither_torch_nor_pillow(shared):
+    """Run one lookup in a fresh interpreter, through the deployed entry point."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    settings, _, _, _ = shared
+    script = (
+        "import json, sys\n"
+        "from lambdas.api.handler import handler\n"
+        "from pipeline.local.context import LocalLambdaContext\n"
+        "from pipeline.local.http_api import proxy_event\n"
+        "event = proxy_event('GET', '/similarity?image_id=img010&prompt=a+red+fox&k=3', {},"
+        " b'', '127.0.0.1')\n"
+        "out = handler(event, LocalLambdaContext('similarity'))\n"
+        "print(json.dumps({'status': out['statusCode'], 'heavy': sorted(m for m in"
+        " ('torch', 'PIL', 'transformers', 'onnxruntime') if m in sys.modules)}))\n")
+    env = {**os.environ, **settings.to_env()}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 200, "heavy": []}
