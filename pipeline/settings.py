@@ -46,6 +46,7 @@ class Settings:
     upload_prefix: str = "uploads/"
     generated_prefix: str = "generated/"
     presign_expiry_seconds: int = 900
+    api_keys: tuple[str, ...] = ()  # when set, the API wants one of them in x-api-key
     endpoints: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
 
@@ -79,6 +80,8 @@ class Settings:
             presign_expiry_seconds=int(
                 env.get("IMGSIM_PRESIGN_EXPIRY_SECONDS", default.presign_expiry_seconds)
             ),
+            api_keys=tuple(k.strip() for k in env.get("IMGSIM_API_KEYS", "").split(",")
+                           if k.strip()),
             endpoints=endpoints,
             limits=limits,
         )
@@ -104,5 +107,7 @@ class Settings:
             "IMGSIM_EMBED_QUEUE": self.embed_queue,
             "IMGSIM_PRESIGN_EXPIRY_SECONDS": str(self.presign_expiry_seconds),
         }
+        if self.api_keys:
+            env["IMGSIM_API_KEYS"] = ",".join(self.api_keys)
         env.update({ENDPOINT_VARIABLES[s]: url for s, url in self.endpoints.items()})
         return env

@@ -1,10 +1,19 @@
-"""API Lambda: API Gateway REST proxy events -> routes -> pipeline functions."""
+"""API Lambda: API Gateway REST proxy events -> routes -> pipeline functions.
+
+Routes are registered from pipeline.api_routes.ROUTES, the table the OpenAPI document
+(GET /openapi.json, explorer at GET /docs) is generated from."""
 
 from __future__ import annotations
 
 import base64
+import hmac
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import aws_lambda_powertools.event_handler as event_handler_package
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -13,16 +22,27 @@ from aws_lambda_powertools.logging import correlation_paths
 from lambdas.entry import Handler, deployed
 from pipeline import embeddings_api, images_api
 from pipeline.api_errors import ApiError
+from pipeline.api_routes import ROUTES, openapi_document
 from pipeline.embedding_records import EmbeddingStore
 from pipeline.ingest import Ingestor
 from pipeline.similarity import SimilarityService
 
 logger = Logger(service="imgsim-api")
+SWAGGER_ASSETS = Path(event_handler_package.__file__).parent / "openapi" / "swagger_ui"
 
 
-def _error(err: ApiError) -> Response:
-    return Response(status_code=err.status, content_type=content_types.APPLICATION_JSON,
-                    body=err.body())
+def _json(status: int, body: Any) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def _docs_html(spec: dict[str, Any]) -> str:
+    """The Swagger UI page with its assets inline (the ones powertools ships): no CDN needed."""
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+    return generate_swagger_html(
+        json.dumps(spec).replace("</", "<\\/"),
+        (SWAGGER_ASSETS / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (SWAGGER_ASSETS / "swagger-ui.min.css").read_text(encoding="utf-8"), "", None)
 
 
 def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
@@ -31,47 +51,89 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
     settings = ingestor.settings
     embeddings = embeddings or EmbeddingStore(settings)
     similarity = similarity or SimilarityService.from_settings(settings)
+    spec = openapi_document(ROUTES, "imgsim", "0.1.0", api_key=bool(settings.api_keys))
 
     def raw_body() -> bytes:
         event = app.current_event
         body = event.body or ""
         return base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def query() -> dict[str, str]:
+        return app.current_event.query_string_parameters or {}
 
-    @app.post("/images")
-    def post_image() -> dict[str, Any]:
-        upload = images_api.parse_upload(raw_body(), settings.limits)
-        return images_api.store_upload(upload, ingestor)
+    operations: dict[str, Callable[..., Any]] = {
+        "health": lambda: {"status": "ok"},
+        "postImage": lambda: images_api.store_upload(
+            images_api.parse_upload(raw_body(), settings.limits), ingestor),
+        "getImage": lambda image_id: images_api.image_view(
+            ingestor, image_id, settings.presign_expiry_seconds),
+        "getEmbedding": lambda embedding_id: _json(
+            *embeddings_api.embedding_view(ingestor, embeddings, embedding_id)),
+        "getSimilarity": lambda: similarity.lookup(query()),
+    }
+    for route in ROUTES:
+        guarded = _with_api_key(operations[route.operation_id], settings.api_keys,
+                                route.public, app)
+        app.route(route.resolver_path, method=route.method)(guarded)
 
-    @app.get("/images/<image_id>")
-    def get_image(image_id: str) -> dict[str, Any]:
-        return images_api.image_view(ingestor, image_id, settings.presign_expiry_seconds)
+    @app.get("/openapi.json")
+    def openapi_json() -> dict[str, Any]:
+        return spec
 
-    @app.get("/embeddings/<embedding_id>")
-    def get_embedding(embedding_id: str) -> Response:
-        status, body = embeddings_api.embedding_view(ingestor, embeddings, embedding_id)
-        return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                        body=body)
-
-    @app.get("/similarity")
-    def get_similarity() -> dict[str, Any]:
-        return similarity.lookup(app.current_event.query_string_parameters or {})
+    @app.get("/docs")
+    def docs() -> Response:
+        return Response(status_code=200, content_type="text/html", body=_docs_html(spec))
 
     @app.exception_handler(ApiError)
     def on_api_error(err: ApiError) -> Response:
         logger.info("request refused", extra={"status": err.status, "code": err.code})
-        return _error(err)
+        return _json(err.status, err.body())
+
+    @app.exception_handler(Exception)
+    def on_unexpected(exc: Exception) -> Response:
+        logger.exception("request failed")
+        return _json(500, ApiError(500, "internal_error", "the request failed; see the logs "
+                                   f"({type(exc).__name__})").body())
 
     @app.not_found
     def on_not_found(_: NotFoundError) -> Response:
         event = app.current_event
+        allowed = allowed_methods(event.path)
+        if allowed:
+            response = _json(405, ApiError(405, "method_not_allowed",
+                                           f"{event.http_method} is not allowed on {event.path}; "
+                                           f"use {', '.join(allowed)}").body())
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
         route = f"{event.http_method} {event.path}"
-        return _error(ApiError(404, "route_not_found", f"no route {route}"))
+        return _json(404, ApiError(404, "route_not_found", f"no route {route}").body())
 
     return app
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the route table has for a concrete path (empty: no such path)."""
+    methods = [r.method for r in ROUTES if re.fullmatch(
+        re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(r.path)), path)]
+    extra = ["GET"] if path in ("/openapi.json", "/docs") else []
+    return sorted(set(methods + extra))
+
+
+def _with_api_key(operation: Callable[..., Any], keys: tuple[str, ...], public: bool,
+                  app: APIGatewayRestResolver) -> Callable[..., Any]:
+    """401 without x-api-key, 403 with one that is not configured (when keys are set)."""
+    if public or not keys:
+        return operation
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        given = app.current_event.headers.get("x-api-key") or ""
+        if not given:
+            raise ApiError(401, "api_key_missing", "send your API key in the x-api-key header")
+        if not any(hmac.compare_digest(given, key) for key in keys):
+            raise ApiError(403, "api_key_refused", "the API key is not valid")
+        return operation(*args, **kwargs)
+
+    return guarded
 
 
 def make_handler(ingestor: Ingestor, similarity: SimilarityService | None = None) -> Handler:

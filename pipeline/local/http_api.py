@@ -90,9 +90,21 @@ def _make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
                     self.send_header(key, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if not getattr(self, "_head_only", False):
+                self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = _handle
+
+        def __getattr__(self, name: str) -> Any:
+            # any other method (QUERY, PROPFIND, ...) goes to the handler too, which answers
+            # 405 or 404 in the API's JSON error shape
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
+
+        def do_HEAD(self) -> None:  # API Gateway passes HEAD on; the response has no body
+            self._head_only = True
+            self._handle()
 
         def log_message(self, format: str, *args: Any) -> None:
             return
