@@ -94,4 +94,22 @@ def run(settings: Settings, api_url: str, wait_for_embedding: bool = True
     embedded = sum(r.get("status") == "embedded" for r in final.values())
     print(f"{embedded} of {len(final)} images embedded {time.monotonic() - started:.1f} s after "
           f"upload (color-layout-v1 is the offline stand-in descriptor, not CLIP)")
+    lookup(api_url, "chelsea", "a cup of coffee")
     return list(final.values())
+
+
+def lookup(api_url: str, image_id: str, prompt: str) -> dict[str, Any]:
+    """One similarity lookup, printed as a user would read it."""
+    response = requests.get(f"{api_url}/similarity", timeout=30,
+                            params={"image_id": image_id, "prompt": prompt, "k": 10})
+    body = response.json()
+    print(f"GET /similarity?image_id={image_id}&prompt={prompt.replace(' ', '+')}&k=10 "
+          f"-> {response.status_code}")
+    if response.status_code != 200:
+        print(f"  {body['error']['code']}: {body['error']['message']}")
+        return body
+    print(f"  {body['candidates']} candidates for prompt {body['prompt']!r} "
+          f"(model {body['model_id']}); most like {image_id}:")
+    for rank, result in enumerate(body["results"], 1):
+        print(f"  {rank:2d}. {result['image_id']:34s} similarity {result['similarity']:.4f}")
+    return body
