@@ -40,9 +40,9 @@ def shard_data(table: pa.Table) -> ShardData:
     vectors = table.column("embedding").combine_chunks()
     dim = vectors.type.list_size
     matrix = vectors.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return ShardData(ids=np.asarray(table.column("image_id").to_pylist(), dtype=object),
+    return ShardData(ids=table.column("image_id").to_numpy(),
                      matrix=np.ascontiguousarray(matrix.reshape(-1, dim)),
-                     s3_keys=np.asarray(table.column("s3_key").to_pylist(), dtype=object))
+                     s3_keys=table.column("s3_key").to_numpy())
 
 
 def combine(shards: list[ShardData], version: int) -> Candidates:

@@ -1,9 +1,9 @@
-"""Parquet shards of embeddings: the one schema, the one key layout, and I/O through a
-pyarrow filesystem chosen from the settings (S3 on AWS, the same S3 API on moto locally)."""
+"""Parquet shards of embeddings: the one schema, the one key layout, and their S3 I/O."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,13 +11,13 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.settings import Settings
+from pipeline import aws
 
 EMBEDDINGS_PREFIX = "embeddings/"
 _UNSAFE = re.compile(r"[^a-z0-9]+")
+ROW_GROUP_ROWS = 16_384
 
 
 def shard_schema(dim: int, model_id: str, prompt: str) -> pa.Schema:
@@ -73,28 +73,43 @@ def rows_table(rows: Sequence[ShardRow], dim: int, model_id: str, prompt: str) -
         schema=shard_schema(dim, model_id, prompt))
 
 
-class ShardStore:
-    """Reads and writes shards in the project bucket through pyarrow's S3 filesystem."""
+class ShardStore(aws.Adapter):
+    """Reads and writes shards in the project bucket as whole objects through the S3 client.
 
-    def __init__(self, settings: Settings, filesystem: pafs.FileSystem | None = None) -> None:
-        self._bucket = settings.bucket
-        self._fs = filesystem or pafs.S3FileSystem(
-            region=settings.region, endpoint_override=settings.endpoint("s3"),
-            allow_bucket_creation=False, allow_bucket_deletion=False)
+    Measured against moto (100k x 512 shard, 205 MB): pyarrow's S3 filesystem took 1.4 s
+    (ranged reads) to 106 s (input stream) for what one GetObject and an in-memory parse do
+    in 0.45 s, so shards move as whole objects and pyarrow parses from memory."""
 
-    def _path(self, key: str) -> str:
-        return f"{self._bucket}/{key}"
+    service = "s3"
 
     def write(self, key: str, table: pa.Table) -> None:
-        """Overwrite-on-retry: the same key always gets the whole shard, flushed on close."""
-        pq.write_table(table, self._path(key), filesystem=self._fs, compression="zstd")
+        """Overwrite-on-retry: the same key always gets the whole shard in one PUT.
 
-    def read(self, key: str) -> pa.Table:
-        return pq.read_table(self._path(key), filesystem=self._fs)
+        Vectors are written uncompressed in v1 data pages without dictionaries, in row groups
+        of 16k rows: float32 embeddings do not compress (zstd saved 7 % here), and this layout
+        parses in parallel and 4x faster (100k x 512: about 125 ms instead of 550 ms, measured
+        in memory), which is what a cold lookup waits for."""
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer,
+                       compression={name: ("none" if name == "embedding" else "zstd")
+                                    for name in table.column_names},
+                       use_dictionary=False, data_page_version="1.0",
+                       row_group_size=ROW_GROUP_ROWS)
+        self.client.put_object(Bucket=self.settings.bucket, Key=key, Body=buffer.getvalue(),
+                               ContentType="application/vnd.apache.parquet")
+
+    def read(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        body = self.client.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()
+        return pq.read_table(pa.BufferReader(body), columns=columns)
 
     def exists(self, key: str) -> bool:
-        return self._fs.get_file_info(self._path(key)).type == pafs.FileType.File
+        try:
+            self.client.head_object(Bucket=self.settings.bucket, Key=key)
+        except self.client.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     def delete(self, key: str) -> None:
-        if self.exists(key):
-            self._fs.delete_file(self._path(key))
+        self.client.delete_object(Bucket=self.settings.bucket, Key=key)

@@ -22,6 +22,7 @@ from pipeline.settings import Settings
 from pipeline.shards import ShardStore
 
 MAX_K = 100
+CANDIDATE_COLUMNS = ["image_id", "embedding", "s3_key"]
 
 
 def encode_cursor(offset: int, version: int) -> str:
@@ -80,7 +81,7 @@ class SimilarityService:
     def from_settings(cls, settings: Settings) -> SimilarityService:
         return cls(settings, ImageStore(settings), EmbeddingStore(settings),
                    ManifestStore(settings), ObjectStore(settings),
-                   CandidateCache(ShardStore(settings).read))
+                   CandidateCache(lambda key: ShardStore(settings).read(key, CANDIDATE_COLUMNS)))
 
     def lookup(self, params: Mapping[str, str]) -> dict[str, Any]:
         image_id = params.get("image_id") or ""
