@@ -41,9 +41,11 @@ package: setup
 	pathlib.Path('build').mkdir(exist_ok=True); pathlib.Path('build/imgsim.zip').write_bytes(lambda_package())"
 	@echo build/imgsim.zip
 
-# Embedding throughput of the batch-transform handler vs its baselines (about 2 minutes).
+# Embedding throughput vs its baselines (about 2 minutes), then similarity lookup latency vs
+# faiss, the seed design and a bare read (about 15 minutes: the seed design is slow on moto).
 bench: setup
 	$(PY) bench/embed_throughput.py
+	$(PY) bench/similarity.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

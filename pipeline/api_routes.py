@@ -38,6 +38,13 @@ class RouteDoc:
 
 
 ID_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"}
+B64 = {"type": "string", "description": "base64 image (jpg, png, bmp, webp) or a data: URL"}
+URL = {"type": "string", "description": "s3://<bucket>/<key>, or https:// when enabled"}
+VECTOR = {"type": "object", "properties": {
+    "model_id": {"type": "string"}, "dim": {"type": "integer"},
+    "embedding": {"type": "array", "items": {"type": "number"}}}}
+IMAGE_ERRORS = {400: "missing or invalid image or URL", 413: "image over 6 MB",
+                415: "not a jpg/png/bmp/webp image"}
 
 ROUTES: tuple[RouteDoc, ...] = (
     RouteDoc("health", "GET", "/health", "Liveness", {200: "ok"}, public=True),
@@ -80,6 +87,28 @@ ROUTES: tuple[RouteDoc, ...] = (
                  "results": {"type": "array", "items": {"type": "object", "properties": {
                      "image_id": {"type": "string"}, "similarity": {"type": "number"},
                      "url": {"type": "string"}}}}}}),
+    RouteDoc("postEmbed", "POST", "/embed", "Embed one image now (single-image mode)",
+             {200: "the vector", **IMAGE_ERRORS},
+             body={"type": "object", "properties": {"img": B64, "url": URL}},
+             ok_schema=VECTOR),
+    RouteDoc("postSimilarityPair", "POST", "/similarity/pair",
+             "Similarity of two images, cosine mapped linearly to [0, 1]",
+             {200: "the similarity", **IMAGE_ERRORS},
+             body={"type": "object", "properties": {"img_1": B64, "url_1": URL,
+                                                    "img_2": B64, "url_2": URL}},
+             ok_schema={"type": "object", "properties": {
+                 "similarity": {"type": "number", "minimum": 0, "maximum": 1},
+                 "cosine": {"type": "number"}, "model_id": {"type": "string"}}}),
+    RouteDoc("postSimilarity", "POST", "/similarity",
+             "One top-k list per query image (base64 images and/or image_ids) for a prompt",
+             {200: "one ranked list per input", **IMAGE_ERRORS,
+              404: "unknown image, or no embedded images for the prompt",
+              409: "an image_id is not embedded yet"},
+             body={"type": "object", "required": ["prompt"], "properties": {
+                 "prompt": {"type": "string", "minLength": 1, "maxLength": 1000},
+                 "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+                 "images": {"type": "array", "items": B64, "maxItems": 8},
+                 "image_ids": {"type": "array", "items": ID_SCHEMA, "maxItems": 8}}}),
 )
 
 

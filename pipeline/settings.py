@@ -47,6 +47,8 @@ class Settings:
     generated_prefix: str = "generated/"
     presign_expiry_seconds: int = 900
     api_keys: tuple[str, ...] = ()  # when set, the API wants one of them in x-api-key
+    embed_endpoint: str = "imgsim-embed"  # SageMaker endpoint for single-image embedding
+    allow_https_urls: bool = False  # `url` inputs: s3:// of the bucket always, https:// if set
     endpoints: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
 
@@ -80,6 +82,8 @@ class Settings:
             presign_expiry_seconds=int(
                 env.get("IMGSIM_PRESIGN_EXPIRY_SECONDS", default.presign_expiry_seconds)
             ),
+            embed_endpoint=env.get("IMGSIM_EMBED_ENDPOINT", default.embed_endpoint),
+            allow_https_urls=env.get("IMGSIM_ALLOW_HTTPS_URLS", "").lower() in ("1", "true"),
             api_keys=tuple(k.strip() for k in env.get("IMGSIM_API_KEYS", "").split(",")
                            if k.strip()),
             endpoints=endpoints,
@@ -106,7 +110,10 @@ class Settings:
             "IMGSIM_INGEST_QUEUE": self.ingest_queue,
             "IMGSIM_EMBED_QUEUE": self.embed_queue,
             "IMGSIM_PRESIGN_EXPIRY_SECONDS": str(self.presign_expiry_seconds),
+            "IMGSIM_EMBED_ENDPOINT": self.embed_endpoint,
         }
+        if self.allow_https_urls:
+            env["IMGSIM_ALLOW_HTTPS_URLS"] = "true"
         if self.api_keys:
             env["IMGSIM_API_KEYS"] = ",".join(self.api_keys)
         env.update({ENDPOINT_VARIABLES[s]: url for s, url in self.endpoints.items()})

@@ -94,11 +94,14 @@ class SimilarityService:
         k = _int_param(params, "k", 10, 1, MAX_K)
         min_score = _float_param(params, "min_score")
         offset = decode_cursor(params["cursor"]) if params.get("cursor") else 0
-        query = self._query_vector(image_id)
+        query = self.query_vector(image_id)
         return self.top_k(query["embedding"], query["model_id"], prompt, k, min_score, offset,
                           exclude=image_id) | {"image_id": image_id}
 
-    def _query_vector(self, image_id: str) -> dict[str, Any]:
+    def query_vector(self, image_id: str) -> dict[str, Any]:
+        """The stored embedding of an image; 404 unknown, 409 not embedded (yet)."""
+        if not is_valid_image_id(image_id):
+            raise ApiError(400, "invalid_image_id", f"{image_id!r} is not a valid image id")
         record = self.images.get(image_id)
         if record is None:
             raise ApiError(404, "image_not_found", f"no image {image_id}")

@@ -25,6 +25,7 @@ from pipeline.api_errors import ApiError
 from pipeline.api_routes import ROUTES, openapi_document
 from pipeline.embedding_records import EmbeddingStore
 from pipeline.ingest import Ingestor
+from pipeline.query_images import QueryImages, parse_json
 from pipeline.similarity import SimilarityService
 
 logger = Logger(service="imgsim-api")
@@ -51,12 +52,16 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
     settings = ingestor.settings
     embeddings = embeddings or EmbeddingStore(settings)
     similarity = similarity or SimilarityService.from_settings(settings)
+    queries = QueryImages(similarity)
     spec = openapi_document(ROUTES, "imgsim", "0.1.0", api_key=bool(settings.api_keys))
 
     def raw_body() -> bytes:
         event = app.current_event
         body = event.body or ""
         return base64.b64decode(body) if event.is_base64_encoded else body.encode("utf-8")
+
+    def json_body() -> dict[str, Any]:
+        return parse_json(raw_body(), settings.limits.max_body_bytes)
 
     def query() -> dict[str, str]:
         return app.current_event.query_string_parameters or {}
@@ -70,6 +75,9 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
         "getEmbedding": lambda embedding_id: _json(
             *embeddings_api.embedding_view(ingestor, embeddings, embedding_id)),
         "getSimilarity": lambda: similarity.lookup(query()),
+        "postEmbed": lambda: queries.embed(json_body()),
+        "postSimilarityPair": lambda: queries.pair(json_body()),
+        "postSimilarity": lambda: queries.multi(json_body()),
     }
     for route in ROUTES:
         guarded = _with_api_key(operations[route.operation_id], settings.api_keys,

@@ -14,6 +14,7 @@ import requests
 from pipeline import aws
 from pipeline.local.airflow import airflow_env, start_airflow
 from pipeline.local.deploy import REPO_ROOT, StackSpec, deploy
+from pipeline.local.endpoints import ensure_endpoint
 from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import is_alive, start_group, stop_group, wait_until
 from pipeline.local.recording import filter_recording
@@ -148,6 +149,7 @@ def up(config: LocalConfig) -> StackState:
         env = child_env(settings)
         sagemaker = _start_sagemaker(config, env)
         started.append(sagemaker)
+        ensure_endpoint(settings, model_data_url)
         services = start_group(
             [sys.executable, "-m", "pipeline.local", "services", "--port", str(config.api_port)],
             config.state_dir / "services.log", env=env, cwd=REPO_ROOT)
