@@ -41,29 +41,19 @@ def decode_cursor(cursor: str) -> int:
     return offset
 
 
-def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number_param(params: Mapping[str, str], name: str, kind: type, low: float, high: float,
+                  default: Any = None) -> Any:
+    """An optional query parameter of type `kind` within [low, high]; 400 otherwise."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be an integer") from None
+        noun = "an integer" if kind is int else "a number"
+        raise ApiError(400, f"invalid_{name}", f"{name} must be {noun}") from None
     if not low <= value <= high:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be between {low} and {high}")
-    return value
-
-
-def _float_param(params: Mapping[str, str], name: str) -> float | None:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be a number") from None
-    if not -1.0 <= value <= 1.0:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be between -1 and 1")
+        raise ApiError(400, f"invalid_{name}", f"{name} must be between {low:g} and {high:g}")
     return value
 
 
@@ -91,8 +81,8 @@ class SimilarityService:
             prompt = checked_prompt(params.get("prompt"), self.settings.limits.max_prompt_chars)
         except InvalidPrompt as exc:
             raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
-        k = _int_param(params, "k", 10, 1, MAX_K)
-        min_score = _float_param(params, "min_score")
+        k = _number_param(params, "k", int, 1, MAX_K, default=10)
+        min_score = _number_param(params, "min_score", float, -1.0, 1.0)
         offset = decode_cursor(params["cursor"]) if params.get("cursor") else 0
         query = self.query_vector(image_id)
         return self.top_k(query["embedding"], query["model_id"], prompt, k, min_score, offset,

@@ -74,3 +74,14 @@ def commit_shard(settings: Settings, prompt: str, model_id: str, run_id: str,
             continue
         store.put(image_id, model_id, vector, key, "etag-" + image_id, "2026-11-01T00:00:00Z")
     return key
+
+
+def embedded_record(settings: Settings, image_id: str, prompt: str, status: str = "embedded",
+                    error: str | None = None) -> None:
+    """The Images item of an image `commit_shard` embedded (etag "etag-<id>")."""
+    from pipeline.records import ImageRecord, ImageStore
+
+    ImageStore(settings).put_version(ImageRecord(
+        image_id=image_id, created_at="2026-11-01T00:00:00.000Z",
+        s3_key=f"uploads/{image_id}.jpg", source="uploaded", status=status,
+        etag="etag-" + image_id, size_bytes=1, prompt=prompt, error=error))

@@ -17,8 +17,7 @@ from lambdas.api.handler import make_handler
 from pipeline.api_routes import ROUTES
 from pipeline.ingest import Ingestor
 from pipeline.local.http_api import LocalApi
-from pipeline.records import ImageRecord, ImageStore
-from tests.helpers import commit_shard
+from tests.helpers import commit_shard, embedded_record
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +27,7 @@ def api(module_stack):
     commit_shard(settings, "a cat", "color-layout-v1", "run-1",
                  {f"cat{i}": rng.standard_normal(8) for i in range(20)},
                  embeddings_for={"cat0"})
-    ImageStore(settings).put_version(ImageRecord(
-        image_id="cat0", created_at="2026-11-01T00:00:00.000Z", s3_key="uploads/cat0.jpg",
-        source="uploaded", status="embedded", etag="etag-cat0", size_bytes=1, prompt="a cat"))
+    embedded_record(settings, "cat0", "a cat")
     server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
     yield server.url
     server.stop()

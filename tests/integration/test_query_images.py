@@ -16,8 +16,7 @@ from pipeline import aws
 from pipeline.ingest import Ingestor
 from pipeline.local.endpoints import ensure_endpoint
 from pipeline.local.http_api import LocalApi
-from pipeline.records import ImageRecord, ImageStore
-from tests.helpers import commit_shard, gradient_jpeg, image_bytes
+from tests.helpers import commit_shard, embedded_record, gradient_jpeg, image_bytes
 
 MODEL = "clip-tiny-random-init-seed0"
 
@@ -34,9 +33,7 @@ def api(module_stack, sagemaker_emulator, tiny_clip_artifact):
     commit_shard(settings, "a moth", MODEL, "run-1",
                  {f"moth{i}": rng.standard_normal(32) for i in range(30)},
                  embeddings_for={"moth0"})
-    ImageStore(settings).put_version(ImageRecord(
-        image_id="moth0", created_at="2026-11-01T00:00:00.000Z", s3_key="uploads/moth0.jpg",
-        source="uploaded", status="embedded", etag="etag-moth0", size_bytes=1, prompt="a moth"))
+    embedded_record(settings, "moth0", "a moth")
     server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
     yield server.url, settings
     server.stop()

@@ -11,19 +11,15 @@ from lambdas.api.handler import make_handler
 from pipeline.compaction import Compactor
 from pipeline.ingest import Ingestor
 from pipeline.local.http_api import LocalApi
-from pipeline.records import ImageRecord, ImageStore
 from pipeline.similarity import SimilarityService
-from tests.helpers import commit_shard
+from tests.helpers import commit_shard, embedded_record
 
 MODEL = "clip-tiny-random-init-seed0"
 PROMPT = "a red fox"
 
 
-def _record(settings, image_id, status="embedded", error=None, prompt=PROMPT):
-    ImageStore(settings).put_version(ImageRecord(
-        image_id=image_id, created_at="2026-11-01T00:00:00.000Z", s3_key=f"uploads/{image_id}.jpg",
-        source="uploaded", status=status, etag="etag-" + image_id, size_bytes=1, prompt=prompt,
-        error=error))
+def _record(settings, image_id, status="embedded", error=None):
+    embedded_record(settings, image_id, PROMPT, status=status, error=error)
 
 
 def _world(stack):
