@@ -139,11 +139,7 @@ def up(config: LocalConfig) -> StackState:
         config.state_dir / "moto.log", recording=config.recording)
     started: list[int] = []
     try:
-        if config.recording.exists() and config.recording.stat().st_size:
-            kept = filter_recording(config.recording.read_text().splitlines())
-            config.recording.write_text("".join(line + "\n" for line in kept))
-            moto.recorder("replay-recording")
-        moto.recorder("start-recording")
+        _restore_state(moto, config.recording)
         deploy(settings, StackSpec(name=config.stack_name, code_bucket=f"{settings.bucket}-code"))
         model_data_url = ensure_model(settings, config.state_dir)
         env = child_env(settings)
@@ -177,6 +173,15 @@ def up(config: LocalConfig) -> StackState:
                        airflow_url=config.airflow_url if airflow_pid else None)
     config.state_file.write_text(json.dumps(asdict(state)))
     return state
+
+
+def _restore_state(moto: MotoServer, recording: Path) -> None:
+    """Replay what changed durable state last time, then record from here on."""
+    if recording.exists() and recording.stat().st_size:
+        kept = filter_recording(recording.read_text().splitlines())
+        recording.write_text("".join(line + "\n" for line in kept))
+        moto.recorder("replay-recording")
+    moto.recorder("start-recording")
 
 
 def _start_sagemaker(config: LocalConfig, env: dict[str, str]) -> int:
