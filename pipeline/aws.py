@@ -12,10 +12,11 @@ from pipeline.settings import Settings
 _RETRIES = Config(retries={"max_attempts": 5, "mode": "adaptive"})
 
 
-def client(settings: Settings, service: str, session: boto3.Session | None = None) -> Any:
+def client(settings: Settings, service: str, session: boto3.Session | None = None,
+           config: Config | None = None) -> Any:
     """A boto3 client for `service`, pointed at its local endpoint when one is set."""
     session = session or boto3.session.Session()
-    config = _RETRIES
+    config = _RETRIES.merge(config) if config else _RETRIES
     if service == "s3" and settings.endpoint("s3"):
         # Path-style keeps presigned URLs on the loopback host instead of <bucket>.host.
         config = config.merge(Config(s3={"addressing_style": "path"}))

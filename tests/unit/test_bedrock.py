@@ -1,0 +1,64 @@
+"""Request bodies and responses of the text-to-image families, and the prompt modifiers."""
+
+import base64
+
+import pytest
+
+from pipeline.bedrock import Refused, aspect_ratio, family, image_from_response, request_body
+from pipeline.modifiers import CAMERA_ANGLES, STYLES, choose
+
+
+def test_titan_v2_text_image_body():
+    body = request_body("amazon.titan-image-generator-v2:0", "a fork", 1024, 768, 42, 7.5)
+    assert body == {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a fork"},
+                    "imageGenerationConfig": {"numberOfImages": 1, "width": 1024,
+                                              "height": 768, "cfgScale": 7.5, "seed": 42,
+                                              "quality": "standard"}}
+
+
+def test_nova_canvas_uses_the_same_task_shape():
+    body = request_body("amazon.nova-canvas-v1:0", "a fork", 512, 512, 1)
+    assert body["taskType"] == "TEXT_IMAGE" and body["imageGenerationConfig"]["seed"] == 1
+
+
+@pytest.mark.parametrize("model_id", ["stability.sd3-5-large-v1:0",
+                                      "stability.stable-image-ultra-v1:1",
+                                      "stability.stable-image-core-v1:1"])
+def test_stability_body(model_id):
+    body = request_body(model_id, "a fork", 1024, 576, 9)
+    assert body == {"prompt": "a fork", "mode": "text-to-image", "seed": 9,
+                    "output_format": "png", "aspect_ratio": "16:9"}
+
+
+def test_aspect_ratio_picks_the_nearest_supported_one():
+    assert aspect_ratio(512, 512) == "1:1"
+    assert aspect_ratio(700, 1000) == "2:3"
+
+
+def test_unknown_models_are_refused():
+    with pytest.raises(ValueError):
+        family("openai.dall-e")
+
+
+def test_responses_and_refusals():
+    png = base64.b64encode(b"\x89PNG...").decode()
+    assert image_from_response("amazon.titan-image-generator-v2:0",
+                               {"images": [png], "error": None}) == b"\x89PNG..."
+    with pytest.raises(Refused, match="Filter reason"):
+        image_from_response("stability.sd3-5-large-v1:0",
+                            {"seeds": [1], "finish_reasons": ["Filter reason: prompt"],
+                             "images": []})
+    with pytest.raises(Refused, match="blocked"):
+        image_from_response("amazon.nova-canvas-v1:0", {"images": [], "error": "blocked"})
+
+
+def test_modifiers_are_reproducible_and_cover_the_seed_lists():
+    assert len(CAMERA_ANGLES) == 9 and len(STYLES) == 14
+    assert choose(123) == choose(123)
+    seen = {(m.camera_angle, m.style) for m in (choose(s) for s in range(2000))}
+    assert len(seen) > 100
+    modifiers = choose(5, angles=["close-up"], styles=["pixel art"])
+    assert modifiers.apply("a fork") == "a fork, close-up, pixel art"
+    assert modifiers.as_dict() == {"camera_angle": "close-up", "style": "pixel art", "seed": 5}
+    with pytest.raises(ValueError):
+        choose(1, angles=[])
