@@ -44,10 +44,21 @@ VECTOR = {"type": "object", "properties": {
     "model_id": {"type": "string"}, "dim": {"type": "integer"},
     "embedding": {"type": "array", "items": {"type": "number"}}}}
 IMAGE_ERRORS = {400: "missing or invalid image or URL", 413: "image over 6 MB",
-                415: "not a jpg/png/bmp/webp image"}
+                415: "not a jpg/png/bmp/webp image",
+                503: "the embedding endpoint cannot serve right now"}
 
 ROUTES: tuple[RouteDoc, ...] = (
     RouteDoc("health", "GET", "/health", "Liveness", {200: "ok"}, public=True),
+    RouteDoc("generateImage", "GET", "/images", "Generate one image for a prompt now",
+             {200: "generated, stored, recorded and queued", 400: "empty or over-long prompt",
+              429: "the image model is throttling",
+              502: "the image model refused the prompt (reason) or failed"},
+             params=(Param("prompt", "query", {"type": "string", "minLength": 1,
+                                               "maxLength": 1000}, True),),
+             ok_schema={"type": "object", "required": ["image_id"], "properties": {
+                 "base_prompt": {"type": "string"}, "modified_prompt": {"type": "string"},
+                 "image_id": {"type": "string"}, "model_id": {"type": "string"},
+                 "seed": {"type": "integer"}}}),
     RouteDoc("postImage", "POST", "/images", "Store an image (base64) and queue it for embedding",
              {200: "stored and recorded", 400: "malformed request or image",
               413: "body over 6 MB", 415: "not an image / unsupported format"},

@@ -71,6 +71,15 @@ class ObjectStore(aws.Adapter):
             body=body,
         )
 
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
     def put(self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str]) -> str:
         """Store the bytes and return the new version's ETag."""
         response = self.client.put_object(

@@ -66,6 +66,10 @@ class QueryImages:
         except self.runtime.exceptions.ModelError as exc:
             raise ApiError(400, "invalid_image", f"the model refused the image: "
                            f"{exc.response['Error'].get('Message', exc)}") from None
+        except self.runtime.exceptions.ClientError as exc:
+            raise ApiError(503, "embedding_unavailable", "the embedding endpoint "
+                           f"{self.settings.embed_endpoint} cannot serve: "
+                           f"{exc.response['Error'].get('Message', exc)}") from None
         result = json.loads(response["Body"].read())
         if "embedding" not in result:
             raise ApiError(400, "invalid_image", f"the image cannot be embedded: "

@@ -48,6 +48,8 @@ class Settings:
     presign_expiry_seconds: int = 900
     api_keys: tuple[str, ...] = ()  # when set, the API wants one of them in x-api-key
     embed_endpoint: str = "imgsim-embed"  # SageMaker endpoint for single-image embedding
+    image_model_id: str = "amazon.titan-image-generator-v2:0"  # GET /images?prompt=
+    image_size: int = 512
     allow_https_urls: bool = False  # `url` inputs: s3:// of the bucket always, https:// if set
     endpoints: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
@@ -83,6 +85,8 @@ class Settings:
                 env.get("IMGSIM_PRESIGN_EXPIRY_SECONDS", default.presign_expiry_seconds)
             ),
             embed_endpoint=env.get("IMGSIM_EMBED_ENDPOINT", default.embed_endpoint),
+            image_model_id=env.get("IMGSIM_IMAGE_MODEL_ID", default.image_model_id),
+            image_size=int(env.get("IMGSIM_IMAGE_SIZE", default.image_size)),
             allow_https_urls=env.get("IMGSIM_ALLOW_HTTPS_URLS", "").lower() in ("1", "true"),
             api_keys=tuple(k.strip() for k in env.get("IMGSIM_API_KEYS", "").split(",")
                            if k.strip()),
@@ -111,6 +115,8 @@ class Settings:
             "IMGSIM_EMBED_QUEUE": self.embed_queue,
             "IMGSIM_PRESIGN_EXPIRY_SECONDS": str(self.presign_expiry_seconds),
             "IMGSIM_EMBED_ENDPOINT": self.embed_endpoint,
+            "IMGSIM_IMAGE_MODEL_ID": self.image_model_id,
+            "IMGSIM_IMAGE_SIZE": str(self.image_size),
         }
         if self.allow_https_urls:
             env["IMGSIM_ALLOW_HTTPS_URLS"] = "true"

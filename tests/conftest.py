@@ -27,8 +27,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # Tests talk to loopback servers only: fixed fake credentials, no profile, no real AWS.
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"})
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
+    # Any client a test forgets to point at the local stack fails here, on a closed loopback
+    # port, instead of reaching out to AWS.
+    os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
     # Airflow reads its configuration when first imported: give the session its own home.
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="imgsim-airflow-"))
     os.environ.update({"AIRFLOW__CORE__LOAD_EXAMPLES": "False",

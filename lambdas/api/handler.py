@@ -23,7 +23,9 @@ from lambdas.entry import Handler, deployed
 from pipeline import embeddings_api, images_api
 from pipeline.api_errors import ApiError
 from pipeline.api_routes import ROUTES, openapi_document
+from pipeline.bedrock import BedrockImages
 from pipeline.embedding_records import EmbeddingStore
+from pipeline.generate_now import ImageModel, generate_now
 from pipeline.ingest import Ingestor
 from pipeline.query_images import QueryImages, parse_json
 from pipeline.similarity import SimilarityService
@@ -53,6 +55,8 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
     embeddings = embeddings or EmbeddingStore(settings)
     similarity = similarity or SimilarityService.from_settings(settings)
     queries = QueryImages(similarity)
+    bedrock = BedrockImages(settings)
+    image_model = ImageModel(settings.image_model_id, settings.image_size, settings.image_size)
     spec = openapi_document(ROUTES, "imgsim", "0.1.0", api_key=bool(settings.api_keys))
 
     def raw_body() -> bytes:
@@ -68,6 +72,7 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
 
     operations: dict[str, Callable[..., Any]] = {
         "health": lambda: {"status": "ok"},
+        "generateImage": lambda: generate_now(query(), ingestor, bedrock, image_model),
         "postImage": lambda: images_api.store_upload(
             images_api.parse_upload(raw_body(), settings.limits), ingestor),
         "getImage": lambda image_id: images_api.image_view(

@@ -33,6 +33,7 @@ class LocalConfig:
     moto_port: int = 4566
     api_port: int = 8000
     sagemaker_port: int = 4580
+    bedrock_port: int = 4590
     airflow_port: int = 8080
     airflow: bool = True
     stack_name: str = "imgsim-local"
@@ -45,6 +46,7 @@ class LocalConfig:
             moto_port=int(env.get("IMGSIM_LOCAL_MOTO_PORT", 4566)),
             api_port=int(env.get("IMGSIM_LOCAL_API_PORT", 8000)),
             sagemaker_port=int(env.get("IMGSIM_LOCAL_SAGEMAKER_PORT", 4580)),
+            bedrock_port=int(env.get("IMGSIM_LOCAL_BEDROCK_PORT", 4590)),
             airflow_port=int(env.get("IMGSIM_LOCAL_AIRFLOW_PORT", 8080)),
             airflow=env.get("IMGSIM_LOCAL_AIRFLOW", "1").lower() not in ("0", "false", "no"),
         )
@@ -60,6 +62,10 @@ class LocalConfig:
     @property
     def sagemaker_url(self) -> str:
         return f"http://{self.host}:{self.sagemaker_port}"
+
+    @property
+    def bedrock_url(self) -> str:
+        return f"http://{self.host}:{self.bedrock_port}"
 
     @property
     def airflow_url(self) -> str:
@@ -82,12 +88,14 @@ class StackState:
     moto_url: str
     api_url: str
     sagemaker_url: str
+    bedrock_pid: int
+    bedrock_url: str
     airflow_pid: int | None = None
     airflow_url: str | None = None
 
     def pids(self) -> dict[str, int]:
         pids = {"moto": self.moto_pid, "api": self.services_pid,
-                "sagemaker": self.sagemaker_pid}
+                "sagemaker": self.sagemaker_pid, "bedrock": self.bedrock_pid}
         if self.airflow_pid:
             pids["airflow"] = self.airflow_pid
         return pids
@@ -95,7 +103,8 @@ class StackState:
 
 def local_settings(config: LocalConfig, env: dict[str, str] | None = None) -> Settings:
     return Settings.from_env(env).with_endpoint(config.moto_url).with_endpoint(
-        config.sagemaker_url, services=("sagemaker", "sagemaker-runtime"))
+        config.sagemaker_url, services=("sagemaker", "sagemaker-runtime")).with_endpoint(
+        config.bedrock_url, services=("bedrock-runtime",))
 
 
 def ensure_model(settings: Settings, state_dir: Path) -> str:
@@ -146,6 +155,10 @@ def up(config: LocalConfig) -> StackState:
         sagemaker = _start_sagemaker(config, env)
         started.append(sagemaker)
         ensure_endpoint(settings, model_data_url)
+        bedrock = start_group([sys.executable, "-m", "pipeline.local.bedrock", "--port",
+                               str(config.bedrock_port)], config.state_dir / "bedrock.log",
+                              env=env, cwd=REPO_ROOT).pid
+        started.append(bedrock)
         services = start_group(
             [sys.executable, "-m", "pipeline.local", "services", "--port", str(config.api_port)],
             config.state_dir / "services.log", env=env, cwd=REPO_ROOT)
@@ -169,7 +182,8 @@ def up(config: LocalConfig) -> StackState:
     assert moto.pid is not None
     state = StackState(moto_pid=moto.pid, services_pid=services.pid, sagemaker_pid=sagemaker,
                        moto_url=config.moto_url, api_url=config.api_url,
-                       sagemaker_url=config.sagemaker_url, airflow_pid=airflow_pid,
+                       sagemaker_url=config.sagemaker_url, bedrock_pid=bedrock,
+                       bedrock_url=config.bedrock_url, airflow_pid=airflow_pid,
                        airflow_url=config.airflow_url if airflow_pid else None)
     config.state_file.write_text(json.dumps(asdict(state)))
     return state
@@ -204,7 +218,8 @@ def down(config: LocalConfig) -> bool:
     state = read_state(config)
     if state is None:
         return False
-    for pid in (state.airflow_pid, state.services_pid, state.sagemaker_pid, state.moto_pid):
+    for pid in (state.airflow_pid, state.services_pid, state.bedrock_pid, state.sagemaker_pid,
+                state.moto_pid):
         if pid:
             stop_group(pid)
     config.state_file.unlink(missing_ok=True)
@@ -216,7 +231,7 @@ def status(config: LocalConfig) -> dict[str, object]:
     if state is None:
         return {"running": False}
     urls = {"moto": state.moto_url, "api": state.api_url, "sagemaker": state.sagemaker_url,
-            "airflow": state.airflow_url}
+            "bedrock": state.bedrock_url, "airflow": state.airflow_url}
     parts = {name: {"pid": pid, "url": urls[name], "alive": is_alive(pid)}
              for name, pid in state.pids().items()}
     return {"running": all(p["alive"] for p in parts.values()), **parts}

@@ -23,7 +23,7 @@ from tests.helpers import gradient_jpeg
 def local_stack(tmp_path_factory):
     env = {**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path_factory.mktemp("stack")),
            **{f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
-              for p in ("MOTO", "API", "SAGEMAKER", "AIRFLOW")}}
+              for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW")}}
     env.pop("AIRFLOW_HOME", None)
 
     def cli(*args: str) -> str:
@@ -70,9 +70,26 @@ def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
     assert [r["state"] for r in triggered if r["state"] != "running"][:1] == ["success"], runs
 
 
+def test_generate_now_then_rank_it_against_an_upload(local_stack):
+    """GET /images?prompt= paints with the Bedrock emulator; the image flows through ingest and
+    the queue-triggered embedding; GET /similarity then ranks it for the upload."""
+    _, exports = local_stack
+    api = exports["IMGSIM_API_URL"]
+    generated = requests.get(f"{api}/images", params={"prompt": "An owl"}, timeout=60)
+    assert generated.status_code == 200, generated.text
+    image_id = generated.json()["image_id"]
+    deadline = time.monotonic() + 240
+    while requests.get(f"{api}/images/{image_id}", timeout=10).json()["status"] == "pending":
+        assert time.monotonic() < deadline, "the generated image was never embedded"
+        time.sleep(2)
+    ranked = requests.get(f"{api}/similarity", timeout=30,
+                          params={"image_id": "e2e-owl", "prompt": "an owl"}).json()
+    assert image_id in [r["image_id"] for r in ranked["results"]]
+
+
 def test_down_stops_every_process_it_started(local_stack, tmp_path):
     status, _ = local_stack
-    pids = [status[part]["pid"] for part in ("moto", "api", "sagemaker", "airflow")]
+    pids = [status[part]["pid"] for part in ("moto", "api", "sagemaker", "bedrock", "airflow")]
     family = []
     for pid in pids:
         parent = psutil.Process(pid)

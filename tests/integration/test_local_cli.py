@@ -22,6 +22,7 @@ def cli(tmp_path):
     env = {**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path / "local"),
            "IMGSIM_LOCAL_MOTO_PORT": str(free_port()), "IMGSIM_LOCAL_API_PORT": str(free_port()),
            "IMGSIM_LOCAL_SAGEMAKER_PORT": str(free_port()),
+           "IMGSIM_LOCAL_BEDROCK_PORT": str(free_port()),
            "IMGSIM_LOCAL_AIRFLOW": "0"}  # Airflow is covered by tests/e2e
 
     def run(*args: str) -> str:
@@ -65,7 +66,8 @@ def test_up_upload_down_up_keeps_the_record(cli):
     assert elapsed < 15
 
     run("down")
-    assert not any(is_alive(status[part]["pid"]) for part in ("moto", "api", "sagemaker"))
+    assert not any(is_alive(status[part]["pid"])
+                   for part in ("moto", "api", "sagemaker", "bedrock"))
     assert json.loads(run("status")) == {"running": False}
 
     run("up")

@@ -16,6 +16,7 @@ import requests
 from lambdas.api.handler import make_handler
 from pipeline.api_routes import ROUTES
 from pipeline.ingest import Ingestor
+from pipeline.local.bedrock.server import BedrockEmulator
 from pipeline.local.http_api import LocalApi
 from tests.helpers import commit_shard, embedded_record
 
@@ -28,9 +29,12 @@ def api(module_stack):
                  {f"cat{i}": rng.standard_normal(8) for i in range(20)},
                  embeddings_for={"cat0"})
     embedded_record(settings, "cat0", "a cat")
+    bedrock = BedrockEmulator().start()
+    settings = settings.with_endpoint(bedrock.url, ("bedrock-runtime",))
     server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
     yield server.url
     server.stop()
+    bedrock.stop()
 
 
 def test_spec_lists_every_route_of_the_table(api):

@@ -1,0 +1,90 @@
+"""GET /images?prompt=P: one image generated now through the Bedrock emulator, stored under
+generated/, recorded with its generation metadata and queued for embedding."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import requests
+
+from lambdas.api.handler import make_handler
+from pipeline import aws
+from pipeline.ingest import Ingestor
+from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
+from pipeline.local.http_api import LocalApi
+from pipeline.records import ImageStore
+from tests.helpers import drain_messages
+
+
+@pytest.fixture
+def api(stack):
+    servers = []
+
+    def start(**behaviour):
+        bedrock = BedrockEmulator(Behaviour(**behaviour)).start()
+        settings = stack.settings.with_endpoint(bedrock.url, ("bedrock-runtime",))
+        api = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
+        servers.extend([bedrock, api])
+        return api.url, settings
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_generate_now_stores_records_and_queues(api):
+    url, settings = api()
+    response = requests.get(f"{url}/images", params={"prompt": "  A Red  Fox "}, timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["base_prompt"] == "a red fox"
+    assert body["modified_prompt"].startswith("a red fox, ")
+    record = ImageStore(settings).get(body["image_id"])
+    assert record["source"] == "generated" and record["status"] == "pending"
+    assert record["s3_key"] == f"generated/{body['image_id']}.png"
+    assert record["prompt"] == "a red fox" and record["modified_prompt"] == body["modified_prompt"]
+    generation = record["generation"]
+    assert generation["model_id"] == "amazon.titan-image-generator-v2:0"
+    assert generation["seed"] == body["seed"]
+    assert set(generation["modifiers"]) == {"camera_angle", "style", "seed"}
+    assert (record["width"], record["height"]) == (512, 512)
+    head = aws.client(settings, "s3").head_object(Bucket=settings.bucket, Key=record["s3_key"])
+    assert head["ContentType"] == "image/png"
+    assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == [
+        body["image_id"]]
+
+
+@pytest.mark.parametrize("params", [{}, {"prompt": "   "}, {"prompt": "x" * 1001}])
+def test_bad_prompts_are_400(api, params):
+    url, _ = api()
+    response = requests.get(f"{url}/images", params=params, timeout=30)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_prompt"
+
+
+def test_throttled_after_retries_is_429(api, stack):
+    url, _ = api(throttle_rate=1.0)
+    response = requests.get(f"{url}/images", params={"prompt": "a fork"}, timeout=120)
+    assert response.status_code == 429 and response.json()["error"]["code"] == "throttled"
+
+
+def test_a_refusal_is_502_with_the_reason_and_stores_nothing(api):
+    url, settings = api()
+    response = requests.get(f"{url}/images", params={"prompt": "something forbidden"},
+                            timeout=60)
+    assert response.status_code == 502
+    assert "content filters" in response.json()["error"]["message"]
+    listed = aws.client(settings, "s3").list_objects_v2(Bucket=settings.bucket,
+                                                        Prefix="generated/")
+    assert listed.get("KeyCount") == 0
+
+
+def test_other_models_are_configurable(api, stack):
+    _, settings = api()
+    other = replace(settings, image_model_id="stability.sd3-5-large-v1:0")
+    server = LocalApi(make_handler(Ingestor.from_settings(other))).start()
+    try:
+        body = requests.get(f"{server.url}/images", params={"prompt": "an owl"}, timeout=60)
+    finally:
+        server.stop()
+    assert body.status_code == 200 and body.json()["model_id"] == "stability.sd3-5-large-v1:0"
