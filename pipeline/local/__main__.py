@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> None:
               f"SageMaker emulator {state.sagemaker_url} | Airflow UI "
               f"{state.airflow_url or 'not started (IMGSIM_LOCAL_AIRFLOW=0)'}")
         if args.command == "demo":
-            demo.run(stack.local_settings(config), state.api_url,
-                     wait_for_embedding=state.airflow_url is not None)
+            demo.run(stack.local_settings(config), state.api_url, state.airflow_url)
         print("point boto3 or the AWS CLI at it with: eval \"$(python -m pipeline.local env)\"")
     elif args.command == "down":
         print("stopped" if stack.down(config) else "nothing was running")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,17 +16,20 @@ from pipeline.local.processes import start_group, wait_until
 from pipeline.settings import Settings
 
 
-def connection_json(settings: Settings, moto_url: str, sagemaker_url: str) -> str:
+def connection_json(settings: Settings, moto_url: str, sagemaker_url: str,
+                    bedrock_url: str) -> str:
     """AIRFLOW_CONN_AWS_DEFAULT: per-service endpoints in the connection's service_config."""
     services = {s: {"endpoint_url": moto_url} for s in ("s3", "sqs", "dynamodb", "sts", "iam")}
     services.update({s: {"endpoint_url": sagemaker_url}
                      for s in ("sagemaker", "sagemaker-runtime")})
+    services["bedrock-runtime"] = {"endpoint_url": bedrock_url}
     return json.dumps({"conn_type": "aws", "login": "local", "password": "local",
                        "extra": {"region_name": settings.region, "service_config": services}})
 
 
 def airflow_env(home: Path, port: int, dags: Path, settings: Settings, moto_url: str,
-                sagemaker_url: str, embed_queue_url: str, model_data_url: str) -> dict[str, str]:
+                sagemaker_url: str, bedrock_url: str, embed_queue_url: str,
+                model_data_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     names = {k: v for k, v in settings.to_env().items() if not k.startswith("AWS_ENDPOINT_URL")}
     env.update(names)
@@ -40,11 +44,13 @@ def airflow_env(home: Path, port: int, dags: Path, settings: Settings, moto_url:
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW_CONN_AWS_DEFAULT": connection_json(settings, moto_url, sagemaker_url),
+        "AIRFLOW_CONN_AWS_DEFAULT": connection_json(settings, moto_url, sagemaker_url,
+                                                    bedrock_url),
         "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "local"),
         "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "local"),
         "IMGSIM_EMBED_QUEUE_URL": embed_queue_url,
         "IMGSIM_MODEL_DATA_URL": model_data_url,
+        "IMGSIM_CAMPAIGNS_DIR": str(dags.parent / "campaigns"),
     })
     return env
 
@@ -61,4 +67,8 @@ def start_airflow(env: dict[str, str], log: Path, timeout: float = 120) -> int:
                    for c in ("metadatabase", "scheduler", "triggerer", "dag_processor"))
 
     wait_until(healthy, timeout, "Airflow (airflow standalone)")
+    # the generation campaigns' concurrency limit towards Bedrock
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "pools", "set", "bedrock",
+                    "2", "Bedrock InvokeModel"], env=env, check=True, capture_output=True,
+                   timeout=120)
     return proc.pid

@@ -68,8 +68,7 @@ def await_embedding(api_url: str, image_ids: list[str], timeout: float = 300
         time.sleep(2)
 
 
-def run(settings: Settings, api_url: str, wait_for_embedding: bool = True
-        ) -> list[dict[str, Any]]:
+def run(settings: Settings, api_url: str, airflow_url: str | None) -> list[dict[str, Any]]:
     started = time.monotonic()
     ids = [*drop_samples(settings), post_sample(api_url)]
     records = [wait_for_record(api_url, image_id) for image_id in ids]
@@ -79,7 +78,7 @@ def run(settings: Settings, api_url: str, wait_for_embedding: bool = True
     print(f"{len(records)} uploads recorded in {time.monotonic() - started:.1f} s "
           f"({sum(r.get('status') == 'pending' for r in records)} pending embedding, "
           f"{sum(r.get('status') == 'failed' for r in records)} refused with a reason)")
-    if not wait_for_embedding:
+    if not airflow_url:
         return records
     print("waiting for the embed_images DAG (triggered by the embed queue) to embed them ...")
     final = await_embedding(api_url, ids)
@@ -94,7 +93,37 @@ def run(settings: Settings, api_url: str, wait_for_embedding: bool = True
     embedded = sum(r.get("status") == "embedded" for r in final.values())
     print(f"{embedded} of {len(final)} images embedded {time.monotonic() - started:.1f} s after "
           f"upload (color-layout-v1 is the offline stand-in descriptor, not CLIP)")
-    lookup(api_url, "chelsea", "a cup of coffee")
+    generated = run_campaign(settings, airflow_url, api_url)
+    lookup(api_url, "coffee", "a cup of coffee")
+    return [*final.values(), *generated]
+
+
+def run_campaign(settings: Settings, airflow_url: str, api_url: str,
+                 dag_id: str = "generate_demo", timeout: float = 300) -> list[dict[str, Any]]:
+    """Trigger campaigns/demo.yaml through Airflow's REST API and wait for its images to be
+    embedded (they flow through the same ingest and embed path as uploads)."""
+    started = time.monotonic()
+    runs = f"{airflow_url}/api/v2/dags/{dag_id}/dagRuns"
+    requests.patch(f"{airflow_url}/api/v2/dags/{dag_id}", json={"is_paused": False}, timeout=30)
+    run_id = requests.post(runs, json={"logical_date": None}, timeout=30).json()["dag_run_id"]
+    print(f"campaign {dag_id}: run {run_id} triggered ...")
+    state = "queued"
+    while state not in ("success", "failed") and time.monotonic() - started < timeout:
+        time.sleep(2)
+        state = requests.get(f"{runs}/{run_id}", timeout=30).json()["state"]
+    summary = requests.get(f"{runs}/{run_id}/taskInstances/summary/xcomEntries/return_value",
+                           timeout=30)
+    report = summary.json().get("value", {}) if summary.ok else {}
+    report = json.loads(report) if isinstance(report, str) else report
+    print(f"campaign {dag_id}: {state} in {time.monotonic() - started:.0f} s; "
+          f"estimate {report.get('estimate')}; generated {report.get('generated')}, "
+          f"refused {report.get('refused')}, failed {report.get('failed')}")
+    listing = aws.client(settings, "s3").list_objects_v2(Bucket=settings.bucket,
+                                                         Prefix=settings.generated_prefix)
+    ids = [Path(o["Key"]).stem for o in listing.get("Contents", [])]
+    final = await_embedding(api_url, ids, timeout=timeout)
+    print(f"{sum(r.get('status') == 'embedded' for r in final.values())} of {len(final)} "
+          "generated images embedded (the painter is the Bedrock stand-in)")
     return list(final.values())
 
 

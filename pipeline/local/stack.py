@@ -172,7 +172,7 @@ def up(config: LocalConfig) -> StackState:
             airflow_pid = start_airflow(
                 airflow_env(config.state_dir / "airflow", config.airflow_port,
                             REPO_ROOT / "dags", settings, config.moto_url, config.sagemaker_url,
-                            queue_url, model_data_url),
+                            config.bedrock_url, queue_url, model_data_url),
                 config.state_dir / "airflow.log")
     except BaseException:
         for pid in reversed(started):
