@@ -87,6 +87,19 @@ def test_generate_now_then_rank_it_against_an_upload(local_stack):
     assert image_id in [r["image_id"] for r in ranked["results"]]
 
 
+def test_the_demo_campaign_runs_in_airflow_and_its_images_embed(local_stack):
+    from pipeline.local.demo import run_campaign
+    from pipeline.settings import Settings
+
+    status, exports = local_stack
+    settings = Settings.from_env(exports)
+    records = run_campaign(settings, status["airflow"]["url"], exports["IMGSIM_API_URL"])
+    generated = [r for r in records if r.get("source") == "generated"
+                 and r.get("generation", {}).get("modifiers", {}).get("campaign") == "demo"]
+    assert len(generated) == 6  # campaigns/demo.yaml: 2 prompts x 3 images
+    assert all(r["status"] == "embedded" for r in generated)
+
+
 def test_down_stops_every_process_it_started(local_stack, tmp_path):
     status, _ = local_stack
     pids = [status[part]["pid"] for part in ("moto", "api", "sagemaker", "bedrock", "airflow")]
