@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 
 from pipeline.local import demo, stack
 from pipeline.local.deploy import StackSpec, deploy
+from pipeline.local.loopback import run_until_signalled
 from pipeline.local.services import Services
 from pipeline.settings import Settings
 
@@ -26,11 +25,7 @@ def _serve(host: str, port: int) -> None:
     logging.getLogger("pipeline").addHandler(handler)
     logging.getLogger("pipeline").setLevel(logging.INFO)
     services = Services.create(Settings.from_env(), api_host=host, api_port=port).start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    services.stop()
+    run_until_signalled(services.stop)
 
 
 def _deploy_to_endpoint(config: stack.LocalConfig) -> None:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.local.context import LocalLambdaContext
+from pipeline.local.loopback import LoopbackServer
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # API Gateway refuses larger payloads itself
@@ -112,23 +112,8 @@ def _make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
     return ProxyRequestHandler
 
 
-class LocalApi:
+class LocalApi(LoopbackServer):
+    name = "local-api"
+
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = ThreadingHTTPServer((host, port), _make_request_handler(handler))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> LocalApi:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-api",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_make_request_handler(handler), host, port)

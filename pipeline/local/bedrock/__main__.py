@@ -4,10 +4,9 @@ Bedrock runtime emulator (a procedural painter, not a model) in the foreground."
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
+from pipeline.local.loopback import run_until_signalled
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,11 +21,7 @@ def main(argv: list[str] | None = None) -> None:
                                args.host, args.port).start()
     print(f"Bedrock runtime emulator (a stand-in: procedural painter) on {emulator.url}",
           flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    emulator.stop()
+    run_until_signalled(emulator.stop)
 
 
 if __name__ == "__main__":

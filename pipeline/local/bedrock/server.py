@@ -9,12 +9,13 @@ import json
 import random
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
 from pipeline.bedrock import family
 from pipeline.local.bedrock.painter import paint
+from pipeline.local.loopback import LoopbackServer
 
 _INVOKE = re.compile(r"^/model/([^/]+)/invoke$")
 FILTERED = "This request has been blocked by our content filters."
@@ -123,23 +124,10 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class BedrockEmulator:
+class BedrockEmulator(LoopbackServer):
+    name = "bedrock-emulator"
+
     def __init__(self, behaviour: Behaviour | None = None, host: str = "127.0.0.1",
                  port: int = 0) -> None:
         self.behaviour = behaviour or Behaviour()
-        self._server = ThreadingHTTPServer((host, port), _handler(self.behaviour))
-        self._server.daemon_threads = True
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> BedrockEmulator:
-        threading.Thread(target=self._server.serve_forever, name="bedrock-emulator",
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_handler(self.behaviour), host, port)

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import tempfile
-import threading
 from pathlib import Path
 
 from pipeline import aws
+from pipeline.local.loopback import run_until_signalled
 from pipeline.local.sagemaker.server import SageMakerEmulator
 from pipeline.local.sagemaker.service import SageMakerService
 from pipeline.settings import Settings
@@ -30,11 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     service = SageMakerService(aws.client(settings, "s3"), work_dir, region=settings.region)
     emulator = SageMakerEmulator(service, args.host, args.port).start()
     logging.getLogger(__name__).info("SageMaker emulator (a local stand-in) on %s", emulator.url)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    emulator.stop()
+    run_until_signalled(emulator.stop)
 
 
 if __name__ == "__main__":

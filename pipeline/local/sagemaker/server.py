@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from pipeline.local.loopback import LoopbackServer
 from pipeline.local.sagemaker.service import ApiFault, SageMakerService
 
 log = logging.getLogger(__name__)
@@ -72,22 +72,9 @@ def _make_handler(service: SageMakerService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class SageMakerEmulator:
+class SageMakerEmulator(LoopbackServer):
+    name = "sagemaker-emulator"
+
     def __init__(self, service: SageMakerService, host: str = "127.0.0.1", port: int = 0) -> None:
         self.service = service
-        self._server = ThreadingHTTPServer((host, port), _make_handler(service))
-        self._server.daemon_threads = True
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> SageMakerEmulator:
-        threading.Thread(target=self._server.serve_forever, name="sagemaker-emulator",
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_make_handler(service), host, port)

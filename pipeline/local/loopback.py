@@ -1,0 +1,42 @@
+"""What every local HTTP stand-in shares: a threaded server on loopback, started in a daemon
+thread, and a foreground mode that stops cleanly on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+
+
+class LoopbackServer:
+    name = "loopback-server"
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Self:
+        threading.Thread(target=self._server.serve_forever, name=self.name,
+                         daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def run_until_signalled(stop: Callable[[], None]) -> None:
+    """Block the main thread until SIGTERM or SIGINT, then call stop()."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    stopping.wait()
+    stop()
