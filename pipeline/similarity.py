@@ -69,9 +69,10 @@ class SimilarityService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimilarityService:
+        shards = ShardStore(settings)  # one client for every shard read
         return cls(settings, ImageStore(settings), EmbeddingStore(settings),
                    ManifestStore(settings), ObjectStore(settings),
-                   CandidateCache(lambda key: ShardStore(settings).read(key, CANDIDATE_COLUMNS)))
+                   CandidateCache(lambda key: shards.read(key, CANDIDATE_COLUMNS)))
 
     def lookup(self, params: Mapping[str, str]) -> dict[str, Any]:
         image_id = params.get("image_id") or ""
