@@ -32,9 +32,6 @@ class Candidates:
     matrix: np.ndarray
     s3_keys: np.ndarray
 
-    def s3_key_of(self) -> dict[str, str]:
-        return dict(zip(self.ids.tolist(), self.s3_keys.tolist(), strict=True))
-
 
 def shard_data(table: pa.Table) -> ShardData:
     vectors = table.column("embedding").combine_chunks()

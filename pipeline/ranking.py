@@ -16,6 +16,7 @@ class Ranked:
     ids: list[str]
     scores: list[float]
     total: int  # candidates that passed the filters (for pagination)
+    rows: list[int]  # positions in the matrix, for looking up other columns
 
 
 def rank(matrix: np.ndarray, ids: np.ndarray, query: np.ndarray, limit: int,
@@ -30,7 +31,7 @@ def rank(matrix: np.ndarray, ids: np.ndarray, query: np.ndarray, limit: int,
     candidates = np.flatnonzero(keep)
     total = int(candidates.size)
     if total == 0 or limit <= 0:
-        return Ranked([], [], total)
+        return Ranked([], [], total, [])
     chosen = candidates
     if limit < total:
         # everything at least as good as the limit-th best score, ties included
@@ -38,4 +39,5 @@ def rank(matrix: np.ndarray, ids: np.ndarray, query: np.ndarray, limit: int,
         chosen = candidates[scores[candidates] >= threshold]
     order = np.lexsort((ids[chosen], -scores[chosen]))[:limit]
     picked = chosen[order]
-    return Ranked([str(i) for i in ids[picked]], [float(s) for s in scores[picked]], total)
+    return Ranked([str(i) for i in ids[picked]], [float(s) for s in scores[picked]], total,
+                  [int(r) for r in picked])

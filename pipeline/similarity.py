@@ -110,12 +110,11 @@ class SimilarityService:
                            f"no embedded images for prompt {prompt!r} with model {model_id}")
         candidates = self.cache.get(manifest)
         ranked = rank(candidates.matrix, candidates.ids, vector, offset + k, exclude, min_score)
-        ids, scores = ranked.ids[offset:], ranked.scores[offset:]
-        keys = candidates.s3_key_of() if ids else {}
         expiry = self.settings.presign_expiry_seconds
         results = [{"image_id": i, "similarity": s,
-                    "url": self.objects.presign_get(keys[i], expiry)}
-                   for i, s in zip(ids, scores, strict=True)]
+                    "url": self.objects.presign_get(str(candidates.s3_keys[row]), expiry)}
+                   for i, s, row in zip(ranked.ids[offset:], ranked.scores[offset:],
+                                        ranked.rows[offset:], strict=True)]
         more = offset + k < ranked.total
         return {"prompt": prompt, "model_id": model_id, "k": k, "results": results,
                 "candidates": ranked.total,
