@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import aws
+from pipeline.objects import ObjectStore
 
 EMBEDDINGS_PREFIX = "embeddings/"
 _UNSAFE = re.compile(r"[^a-z0-9]+")
@@ -73,14 +73,12 @@ def rows_table(rows: Sequence[ShardRow], dim: int, model_id: str, prompt: str) -
         schema=shard_schema(dim, model_id, prompt))
 
 
-class ShardStore(aws.Adapter):
+class ShardStore(ObjectStore):
     """Reads and writes shards in the project bucket as whole objects through the S3 client.
 
     Measured against moto (100k x 512 shard, 205 MB): pyarrow's S3 filesystem took 1.4 s
     (ranged reads) to 106 s (input stream) for what one GetObject and an in-memory parse do
     in 0.45 s, so shards move as whole objects and pyarrow parses from memory."""
-
-    service = "s3"
 
     def write(self, key: str, table: pa.Table) -> None:
         """Overwrite-on-retry: the same key always gets the whole shard in one PUT.
@@ -95,21 +93,12 @@ class ShardStore(aws.Adapter):
                                     for name in table.column_names},
                        use_dictionary=False, data_page_version="1.0",
                        row_group_size=ROW_GROUP_ROWS)
-        self.client.put_object(Bucket=self.settings.bucket, Key=key, Body=buffer.getvalue(),
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=buffer.getvalue(),
                                ContentType="application/vnd.apache.parquet")
 
     def read(self, key: str, columns: list[str] | None = None) -> pa.Table:
-        body = self.client.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return pq.read_table(pa.BufferReader(body), columns=columns)
 
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.settings.bucket, Key=key)
-        except self.client.exceptions.ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
-
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.settings.bucket, Key=key)
+        self.client.delete_object(Bucket=self.bucket, Key=key)

@@ -18,6 +18,7 @@ from pipeline.local.endpoints import ensure_endpoint
 from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import is_alive, start_group, stop_group, wait_until
 from pipeline.local.recording import filter_recording
+from pipeline.objects import ObjectStore
 from pipeline.settings import Settings
 from sagemaker_jobs.build_model import build
 
@@ -110,13 +111,11 @@ def local_settings(config: LocalConfig, env: dict[str, str] | None = None) -> Se
 def ensure_model(settings: Settings, state_dir: Path) -> str:
     """The offline color-layout-v1 model artifact in the bucket (built once)."""
     key = "models/color-layout-v1/model.tar.gz"
-    s3 = aws.client(settings, "s3")
-    try:
-        s3.head_object(Bucket=settings.bucket, Key=key)
-    except s3.exceptions.ClientError:
+    objects = ObjectStore(settings)
+    if not objects.exists(key):
         path = state_dir / "models" / "color-layout-v1.tar.gz"
         build(path, family="color-layout-v1")
-        s3.upload_file(str(path), settings.bucket, key)
+        objects.client.upload_file(str(path), settings.bucket, key)
     return f"s3://{settings.bucket}/{key}"
 
 
