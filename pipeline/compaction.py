@@ -47,10 +47,9 @@ class Compactor:
         while True:
             page = client.scan(**kwargs)
             for item in page.get("Items", []):
-                prompt, model_id = item["prompt"]["S"], item["model_id"]["S"]
-                manifest = self.manifests.get(prompt, model_id)
-                if manifest and len(self._small(manifest, max_rows)) >= 2:
-                    found.append({"prompt": prompt, "model_id": model_id})
+                manifest = ManifestStore.from_item(item)  # the scan already has the item
+                if len(self._small(manifest, max_rows)) >= 2:
+                    found.append({"prompt": manifest.prompt, "model_id": manifest.model_id})
             if "LastEvaluatedKey" not in page:
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,10 +92,14 @@ class ManifestStore(aws.Adapter):
         response = self.client.get_item(
             TableName=self.table, ConsistentRead=True,
             Key={"prompt": {"S": prompt}, "model_id": {"S": model_id}})
-        if "Item" not in response:
-            return None
-        item = deserialize_item(response["Item"])
-        return Manifest(prompt=prompt, model_id=model_id, shards=tuple(item.get("shards", [])),
+        return self.from_item(response["Item"]) if "Item" in response else None
+
+    @staticmethod
+    def from_item(raw: Mapping[str, Any]) -> Manifest:
+        """A Manifest from a raw (DynamoDB-typed) item, as GetItem or Scan return it."""
+        item = deserialize_item(raw)
+        return Manifest(prompt=item["prompt"], model_id=item["model_id"],
+                        shards=tuple(item.get("shards", [])),
                         shard_rows={k: int(v) for k, v in item.get("shard_rows", {}).items()},
                         version=int(item["version"]))
 
