@@ -43,8 +43,10 @@ def make_jpegs(n: int, seed: int = 0) -> list[bytes]:
         draw = ImageDraw.Draw(image)
         for _ in range(12):
             x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
-            draw.ellipse([x, y, x + int(rng.integers(10, 120)), y + int(rng.integers(10, 120))],
-                         fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+            draw.ellipse(
+                [x, y, x + int(rng.integers(10, 120)), y + int(rng.integers(10, 120))],
+                fill=tuple(int(c) for c in rng.integers(0, 256, 3)),
+            )
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=90)
         out.append(buffer.getvalue())
@@ -72,8 +74,9 @@ def handler_rate(model, photos: list[bytes]) -> tuple[float, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--single", type=int, default=48, help="images for one-per-call")
     parser.add_argument("--config", default="vit-b-32", choices=["tiny", "vit-b-32"])
@@ -83,8 +86,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
     photos = make_jpegs(args.images)
-    print(f"{args.images} JPEGs, mean {np.mean([len(p) for p in photos]) / 1024:.0f} KiB; "
-          f"model: random-init CLIP {args.config}; torch threads: ", end="")
+    print(
+        f"{args.images} JPEGs, mean {np.mean([len(p) for p in photos]) / 1024:.0f} KiB; "
+        f"model: random-init CLIP {args.config}; torch threads: ",
+        end="",
+    )
     build(work / "torch.tar.gz", random_config=args.config, seed=0)
     model = load(work / "torch.tar.gz", work)
     import torch
@@ -95,13 +101,16 @@ def main() -> None:
     results["handler"], reference = handler_rate(model, photos)
     single = [Request(image_id="x", data=p) for p in photos[: args.single]]
     inference.predict_fn(single[:1], model)
-    results["one_per_call"], _ = rate(len(single), lambda: [inference.predict_fn([r], model)
-                                                           for r in single])
+    results["one_per_call"], _ = rate(
+        len(single), lambda: [inference.predict_fn([r], model) for r in single]
+    )
     pixels = np.stack([model.embedder.preprocess(Image.open(io.BytesIO(p))) for p in photos])
     batch = model.batch_size
     model.embedder.embed(pixels[:batch])
-    results["ceiling"], _ = rate(len(photos), lambda: [
-        model.embedder.embed(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+    results["ceiling"], _ = rate(
+        len(photos),
+        lambda: [model.embedder.embed(pixels[i : i + batch]) for i in range(0, len(pixels), batch)],
+    )
 
     agreement: dict[str, float] = {}
     if not args.no_onnx:
@@ -118,11 +127,18 @@ def main() -> None:
         print(f"{name:<14}{speed:>10.1f}{speed / ceiling:>11.2f}x{speed / single_rate:>16.2f}x")
     for precision, cosine in agreement.items():
         print(f"onnx {precision}: min cosine to torch vectors {cosine:.5f}")
-    print(json.dumps({"images": args.images, "config": args.config,
-                      "images_per_s": {k: round(v, 2) for k, v in results.items()},
-                      "handler_vs_ceiling": round(results["handler"] / ceiling, 3),
-                      "handler_vs_one_per_call": round(results["handler"] / single_rate, 2),
-                      "onnx_min_cosine": agreement}))
+    print(
+        json.dumps(
+            {
+                "images": args.images,
+                "config": args.config,
+                "images_per_s": {k: round(v, 2) for k, v in results.items()},
+                "handler_vs_ceiling": round(results["handler"] / ceiling, 3),
+                "handler_vs_one_per_call": round(results["handler"] / single_rate, 2),
+                "onnx_min_cosine": agreement,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,16 +28,17 @@ from tempfile import mkdtemp
 import numpy as np
 
 from pipeline import aws
-from pipeline.candidates import CandidateCache, Candidates
-from pipeline.embedding_records import Manifest
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import free_port
-from pipeline.objects import ObjectStore
-from pipeline.ranking import rank
-from pipeline.records import ImageRecord, serialize_item
+from pipeline.lookup.candidates import CandidateCache, Candidates
+from pipeline.lookup.ranking import rank
+from pipeline.lookup.similarity import SimilarityService
 from pipeline.settings import Settings
-from pipeline.similarity import SimilarityService
+from pipeline.storage.bucket import ObjectStore
+from pipeline.storage.dynamodb_codec import serialize_item
+from pipeline.storage.images_table import ImageRecord
+from pipeline.storage.manifests_table import Manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.helpers
 from tests.helpers import commit_shard
@@ -53,8 +54,10 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
-    return (statistics.median(ordered) * 1000,
-            ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000)
+    return (
+        statistics.median(ordered) * 1000,
+        ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000,
+    )
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -90,17 +93,30 @@ def warm_one(n: int, dim: int, objects: ObjectStore) -> dict:
     ours(0), flat(0)
     p50, p95 = percentiles(timed(ours, repeats))
     f50, f95 = percentiles(timed(flat, repeats))
-    return {"vectors": n, "ours_p50_ms": p50, "ours_p95_ms": p95,
-            "faiss_p50_ms": f50, "faiss_p95_ms": f95, "ratio_p50": p50 / f50}
+    return {
+        "vectors": n,
+        "ours_p50_ms": p50,
+        "ours_p95_ms": p95,
+        "faiss_p50_ms": f50,
+        "faiss_p95_ms": f95,
+        "ratio_p50": p50 / f50,
+    }
 
 
-def seed_design_lookup(settings: Settings, query: list[float], exclude: str
-                       ) -> list[tuple[float, str]]:
+def seed_design_lookup(
+    settings: Settings, query: list[float], exclude: str
+) -> list[tuple[float, str]]:
     """The seed's path: GSI query, BatchGetItem of List<Decimal> embeddings, Python cosine."""
     ddb = aws.client(settings, "dynamodb")
-    ids, kwargs = [], {"TableName": settings.images_table, "IndexName": "Prompt_GSI",
-                       "KeyConditionExpression": "prompt = :p",
-                       "ExpressionAttributeValues": {":p": {"S": PROMPT}}}
+    ids, kwargs = (
+        [],
+        {
+            "TableName": settings.images_table,
+            "IndexName": "Prompt_GSI",
+            "KeyConditionExpression": "prompt = :p",
+            "ExpressionAttributeValues": {":p": {"S": PROMPT}},
+        },
+    )
     while True:
         page = ddb.query(**kwargs)
         ids += [item["image_id"]["S"] for item in page["Items"]]
@@ -109,7 +125,7 @@ def seed_design_lookup(settings: Settings, query: list[float], exclude: str
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     scored = []
     for start in range(0, len(ids), 100):
-        keys = [{"embedding_id": {"S": i}} for i in ids[start:start + 100]]
+        keys = [{"embedding_id": {"S": i}} for i in ids[start : start + 100]]
         request = {"seed_embeddings": {"Keys": keys}}
         while request:
             response = ddb.batch_get_item(RequestItems=request)
@@ -124,39 +140,72 @@ def seed_design_lookup(settings: Settings, query: list[float], exclude: str
 
 
 def local_stack(moto: MotoServer, name: str) -> Settings:
-    settings = Settings(bucket=f"bench-{name}", images_table=f"Images-{name}",
-                        embeddings_table=f"Embeddings-{name}",
-                        shard_manifests_table=f"Manifests-{name}", ingest_queue=f"i-{name}",
-                        embed_queue=f"e-{name}").with_endpoint(moto.url)
+    settings = Settings(
+        bucket=f"bench-{name}",
+        images_table=f"Images-{name}",
+        embeddings_table=f"Embeddings-{name}",
+        shard_manifests_table=f"Manifests-{name}",
+        ingest_queue=f"i-{name}",
+        embed_queue=f"e-{name}",
+    ).with_endpoint(moto.url)
     deploy(settings, StackSpec(name=f"bench-{name}", code_bucket=f"code-{name}"))
     return settings
 
 
 def image_record(image_id: str) -> ImageRecord:
-    return ImageRecord(image_id=image_id, created_at="2026-11-01T00:00:00Z",
-                       s3_key=f"uploads/{image_id}.jpg", source="uploaded", status="embedded",
-                       etag="etag-" + image_id, size_bytes=1, prompt=PROMPT)
+    return ImageRecord(
+        image_id=image_id,
+        created_at="2026-11-01T00:00:00Z",
+        s3_key=f"uploads/{image_id}.jpg",
+        source="uploaded",
+        status="embedded",
+        etag="etag-" + image_id,
+        size_bytes=1,
+        prompt=PROMPT,
+    )
 
 
 def versus_seed(moto: MotoServer, n: int, dim: int) -> dict:
     settings = local_stack(moto, "seed")
     ddb = aws.client(settings, "dynamodb")
-    ddb.create_table(TableName="seed_embeddings", BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{"AttributeName": "embedding_id",
-                                            "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "embedding_id", "KeyType": "HASH"}])
+    ddb.create_table(
+        TableName="seed_embeddings",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "embedding_id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "embedding_id", "KeyType": "HASH"}],
+    )
     matrix = unit_vectors(n, dim, seed=1)
     ids = [f"img{i:06d}" for i in range(n)]
     for start in range(0, n, 25):
-        ddb.batch_write_item(RequestItems={
-            settings.images_table: [{"PutRequest": {"Item": serialize_item(
-                image_record(i).to_item())}} for i in ids[start:start + 25]],
-            "seed_embeddings": [{"PutRequest": {"Item": {
-                "embedding_id": {"S": i}, "vector": {"L": [{"N": f"{v:.8f}"} for v in row]}}}}
-                for i, row in zip(ids[start:start + 25], matrix[start:start + 25], strict=True)],
-        })
-    commit_shard(settings, PROMPT, MODEL, "run-0", dict(zip(ids, matrix, strict=True)),
-                 embeddings_for={ids[0]})
+        ddb.batch_write_item(
+            RequestItems={
+                settings.images_table: [
+                    {"PutRequest": {"Item": serialize_item(image_record(i).to_item())}}
+                    for i in ids[start : start + 25]
+                ],
+                "seed_embeddings": [
+                    {
+                        "PutRequest": {
+                            "Item": {
+                                "embedding_id": {"S": i},
+                                "vector": {"L": [{"N": f"{v:.8f}"} for v in row]},
+                            }
+                        }
+                    }
+                    for i, row in zip(
+                        ids[start : start + 25], matrix[start : start + 25], strict=True
+                    )
+                ],
+            }
+        )
+    commit_shard(
+        settings,
+        PROMPT,
+        MODEL,
+        "run-0",
+        dict(zip(ids, matrix, strict=True)),
+        embeddings_for={ids[0]},
+    )
     service = SimilarityService.from_settings(settings)
     params = {"image_id": ids[0], "prompt": PROMPT, "k": "10"}
     service.lookup(params)  # warm the cache
@@ -166,26 +215,31 @@ def versus_seed(moto: MotoServer, n: int, dim: int) -> dict:
     seed = timed(lambda i: seed_results.extend(seed_design_lookup(settings, query, ids[0])), 1)
     ours_ids = [r["image_id"] for r in service.lookup(params)["results"]]
     seed_ids = [i for _, i in seed_results]
-    return {"vectors": n, "ours_full_lookup_p50_ms": statistics.median(ours) * 1000,
-            "seed_design_p50_ms": statistics.median(seed) * 1000,
-            "speedup": statistics.median(seed) / statistics.median(ours),
-            "same_top10": ours_ids == seed_ids}
+    return {
+        "vectors": n,
+        "ours_full_lookup_p50_ms": statistics.median(ours) * 1000,
+        "seed_design_p50_ms": statistics.median(seed) * 1000,
+        "speedup": statistics.median(seed) / statistics.median(ours),
+        "same_top10": ours_ids == seed_ids,
+    }
 
 
 def cold(moto: MotoServer, n: int, dim: int) -> dict:
     settings = local_stack(moto, "cold")
     matrix = unit_vectors(n, dim, seed=3)
     ids = [f"img{i:07d}" for i in range(n)]
-    key = commit_shard(settings, PROMPT, MODEL, "run-0", dict(zip(ids, matrix, strict=True)),
-                       embeddings_for=set())
+    key = commit_shard(
+        settings, PROMPT, MODEL, "run-0", dict(zip(ids, matrix, strict=True)), embeddings_for=set()
+    )
     s3 = aws.client(settings, "s3")
     size = s3.head_object(Bucket=settings.bucket, Key=key)["ContentLength"]
-    manifest = Manifest(prompt=PROMPT, model_id=MODEL, shards=(key,), shard_rows={key: n},
-                        version=1)
-    from pipeline.shards import ShardStore
+    manifest = Manifest(
+        prompt=PROMPT, model_id=MODEL, shards=(key,), shard_rows={key: n}, version=1
+    )
+    from pipeline.storage.shards import ShardStore
 
     store = ShardStore(settings)
-    from pipeline.similarity import CANDIDATE_COLUMNS
+    from pipeline.lookup.similarity import CANDIDATE_COLUMNS
 
     def bare(i: int) -> None:
         s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
@@ -197,13 +251,19 @@ def cold(moto: MotoServer, n: int, dim: int) -> dict:
     bare(0)
     read = statistics.median(timed(bare, 5))
     lookup = statistics.median(timed(cold_lookup, 5))
-    return {"vectors": n, "shard_mb": size / 1e6, "bare_read_ms": read * 1000,
-            "cold_lookup_ms": lookup * 1000, "ratio": lookup / read}
+    return {
+        "vectors": n,
+        "shard_mb": size / 1e6,
+        "bare_read_ms": read * 1000,
+        "cold_lookup_ms": lookup * 1000,
+        "ratio": lookup / read,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--seed-size", type=int, default=10000)
@@ -216,19 +276,27 @@ def main() -> None:
         objects = ObjectStore(Settings(bucket="any").with_endpoint(moto.url))
         rows = [warm_one(int(n), args.dim, objects) for n in args.sizes.split(",")]
         print(f"warm lookup, k=10, dim {args.dim} (ms)")
-        print(f"{'vectors':>9} {'ours p50':>9} {'ours p95':>9} {'faiss p50':>10} "
-              f"{'faiss p95':>10} {'ours/faiss':>11}")
+        print(
+            f"{'vectors':>9} {'ours p50':>9} {'ours p95':>9} {'faiss p50':>10} "
+            f"{'faiss p95':>10} {'ours/faiss':>11}"
+        )
         for r in rows:
-            print(f"{r['vectors']:>9} {r['ours_p50_ms']:>9.2f} {r['ours_p95_ms']:>9.2f} "
-                  f"{r['faiss_p50_ms']:>10.2f} {r['faiss_p95_ms']:>10.2f} {r['ratio_p50']:>10.2f}x")
+            print(
+                f"{r['vectors']:>9} {r['ours_p50_ms']:>9.2f} {r['ours_p95_ms']:>9.2f} "
+                f"{r['faiss_p50_ms']:>10.2f} {r['faiss_p95_ms']:>10.2f} {r['ratio_p50']:>10.2f}x"
+            )
         seed = versus_seed(moto, args.seed_size, args.dim)
-        print(f"seed design at {seed['vectors']}: {seed['seed_design_p50_ms']:.0f} ms; ours "
-              f"(full lookup incl. DynamoDB on moto) {seed['ours_full_lookup_p50_ms']:.1f} ms: "
-              f"{seed['speedup']:.0f}x faster; same top-10: {seed['same_top10']}")
+        print(
+            f"seed design at {seed['vectors']}: {seed['seed_design_p50_ms']:.0f} ms; ours "
+            f"(full lookup incl. DynamoDB on moto) {seed['ours_full_lookup_p50_ms']:.1f} ms: "
+            f"{seed['speedup']:.0f}x faster; same top-10: {seed['same_top10']}"
+        )
         cold_row = cold(moto, args.cold_size, args.dim)
-        print(f"cold lookup at {cold_row['vectors']} ({cold_row['shard_mb']:.0f} MB shard): "
-              f"{cold_row['cold_lookup_ms']:.0f} ms vs bare read {cold_row['bare_read_ms']:.0f} "
-              f"ms: {cold_row['ratio']:.2f}x")
+        print(
+            f"cold lookup at {cold_row['vectors']} ({cold_row['shard_mb']:.0f} MB shard): "
+            f"{cold_row['cold_lookup_ms']:.0f} ms vs bare read {cold_row['bare_read_ms']:.0f} "
+            f"ms: {cold_row['ratio']:.2f}x"
+        )
         print(json.dumps({"warm": rows, "seed": seed, "cold": cold_row}))
     finally:
         moto.stop()

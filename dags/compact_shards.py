@@ -10,8 +10,8 @@ AWS_CONN_ID = "aws_default"
 
 
 def _compactor():
-    from pipeline.airflow_settings import settings_from_connection
-    from pipeline.compaction import Compactor
+    from pipeline.airflow_connection import settings_from_connection
+    from pipeline.embedding.compaction import Compactor
 
     return Compactor(settings_from_connection(AWS_CONN_ID))
 
@@ -24,8 +24,12 @@ def _compactor():
     max_active_runs=1,
     tags=["imgsim", "embedding"],
     params={
-        "max_rows": Param(100_000, type="integer", minimum=1,
-                          description="shards with fewer rows than this are merged"),
+        "max_rows": Param(
+            100_000,
+            type="integer",
+            minimum=1,
+            description="shards with fewer rows than this are merged",
+        ),
         "orphan_age_hours": Param(6, type="number", minimum=0),
     },
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
@@ -38,11 +42,10 @@ def compact_shards():
     @task(max_active_tis_per_dagrun=4)
     def compact(target: dict, params: dict, run_id: str) -> dict:
         compactor = _compactor()
-        result = compactor.compact(target["prompt"], target["model_id"], run_id,
-                                   params["max_rows"])
+        result = compactor.compact(target["prompt"], target["model_id"], run_id, params["max_rows"])
         result["orphans_deleted"] = compactor.delete_orphans(
-            target["prompt"], target["model_id"],
-            timedelta(hours=params["orphan_age_hours"]))
+            target["prompt"], target["model_id"], timedelta(hours=params["orphan_age_hours"])
+        )
         return result
 
     compact.partial().expand(target=find())

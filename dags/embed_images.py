@@ -19,47 +19,66 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 AWS_CONN_ID = "aws_default"
 EMBED_QUEUE_URL = os.environ.get(
-    "IMGSIM_EMBED_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/imgsim-embed")
+    "IMGSIM_EMBED_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/imgsim-embed"
+)
 
 embed_requests = Asset(
     name="imgsim_embed_requests",
     uri="sqs://imgsim/embed-requests",
-    watchers=[AssetWatcher(
-        name="embed_queue_watcher",
-        trigger=MessageQueueTrigger(scheme="sqs", sqs_queue=EMBED_QUEUE_URL,
-                                    aws_conn_id=AWS_CONN_ID, max_messages=10, num_batches=10,
-                                    waiter_delay=5),
-    )],
+    watchers=[
+        AssetWatcher(
+            name="embed_queue_watcher",
+            trigger=MessageQueueTrigger(
+                scheme="sqs",
+                sqs_queue=EMBED_QUEUE_URL,
+                aws_conn_id=AWS_CONN_ID,
+                max_messages=10,
+                num_batches=10,
+                waiter_delay=5,
+            ),
+        )
+    ],
 )
 
 
 def _run(run_id: str):
-    from pipeline.airflow_settings import settings_from_connection
-    from pipeline.embedding_run import EmbeddingRun
+    from pipeline.airflow_connection import settings_from_connection
+    from pipeline.embedding.run import EmbeddingRun
 
     return EmbeddingRun(settings_from_connection(AWS_CONN_ID), run_id)
 
 
 @dag(
     dag_id="embed_images",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/15 * * * *", timezone="UTC"),
-                                 assets=[embed_requests]),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/15 * * * *", timezone="UTC"), assets=[embed_requests]
+    ),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["imgsim", "embedding"],
     params={
-        "model_data_url": Param(os.environ.get("IMGSIM_MODEL_DATA_URL", ""), type="string",
-                                description="s3:// URI of the embedding model.tar.gz"),
-        "role_arn": Param(os.environ.get("IMGSIM_SAGEMAKER_ROLE_ARN",
-                                         "arn:aws:iam::123456789012:role/imgsim-sagemaker"),
-                          type="string"),
-        "image_uri": Param(os.environ.get("IMGSIM_SAGEMAKER_IMAGE_URI", ""), type="string",
-                           description="serving container image (PyTorch inference)"),
+        "model_data_url": Param(
+            os.environ.get("IMGSIM_MODEL_DATA_URL", ""),
+            type="string",
+            description="s3:// URI of the embedding model.tar.gz",
+        ),
+        "role_arn": Param(
+            os.environ.get(
+                "IMGSIM_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/imgsim-sagemaker"
+            ),
+            type="string",
+        ),
+        "image_uri": Param(
+            os.environ.get("IMGSIM_SAGEMAKER_IMAGE_URI", ""),
+            type="string",
+            description="serving container image (PyTorch inference)",
+        ),
         "instance_type": Param("ml.m5.xlarge", type="string"),
         "instance_count": Param(1, type="integer", minimum=1),
-        "grace_minutes": Param(10, type="number", minimum=0,
-                               description="embed pending images older than this"),
+        "grace_minutes": Param(
+            10, type="number", minimum=0, description="embed pending images older than this"
+        ),
     },
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
 )
@@ -68,29 +87,38 @@ def embed_images():
     def gather(params: dict, run_id: str, triggering_asset_events=None) -> dict:
         from airflow.exceptions import AirflowSkipException
 
-        from pipeline.embedding_run import messages_from_asset_events, requested_ids
+        from pipeline.embedding.embed_requests import messages_from_asset_events, requested_ids
 
-        extras = [event.extra for events in (triggering_asset_events or {}).values()
-                  for event in events]
+        extras = [
+            event.extra for events in (triggering_asset_events or {}).values() for event in events
+        ]
         now = datetime.now(UTC)
         run = _run(run_id)
         summary = run.gather(
             requested_ids(messages_from_asset_events(extras)),
-            pending_before=(now - timedelta(minutes=params["grace_minutes"])).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
-            run_at=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+            pending_before=(now - timedelta(minutes=params["grace_minutes"]))
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            run_at=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        )
         if summary["count"] == 0:
             raise AirflowSkipException(f"nothing to embed ({summary['repaired']} repaired)")
         return summary
 
     @task
     def transform_config(summary: dict, params: dict, run_id: str) -> dict:
-        from pipeline.embedding_run import transform_config as build
+        from pipeline.embedding.transform_config import transform_config as build
 
         if not params["model_data_url"]:
             raise ValueError("set the model_data_url param (or IMGSIM_MODEL_DATA_URL)")
-        return build(_run(run_id), params["model_data_url"], params["role_arn"],
-                     params["instance_type"], params["instance_count"], params["image_uri"])
+        return build(
+            _run(run_id),
+            params["model_data_url"],
+            params["role_arn"],
+            params["instance_type"],
+            params["instance_count"],
+            params["image_uri"],
+        )
 
     @task
     def commit(run_id: str) -> dict:
@@ -99,9 +127,14 @@ def embed_images():
     summary = gather()
     config = transform_config(summary)
     transform = SageMakerTransformOperator(
-        task_id="transform", config=config, aws_conn_id=AWS_CONN_ID,
-        wait_for_completion=True, check_interval=2, action_if_job_exists="timestamp",
-        action_if_model_exists="timestamp")
+        task_id="transform",
+        config=config,
+        aws_conn_id=AWS_CONN_ID,
+        wait_for_completion=True,
+        check_interval=2,
+        action_if_job_exists="timestamp",
+        action_if_model_exists="timestamp",
+    )
     config >> transform >> commit()
 
 

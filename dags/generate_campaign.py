@@ -15,14 +15,15 @@ from airflow.sdk import dag, task
 
 AWS_CONN_ID = "aws_default"
 POOL = "bedrock"
-CAMPAIGNS_DIR = Path(os.environ.get("IMGSIM_CAMPAIGNS_DIR",
-                                    Path(__file__).resolve().parents[1] / "campaigns"))
+CAMPAIGNS_DIR = Path(
+    os.environ.get("IMGSIM_CAMPAIGNS_DIR", Path(__file__).resolve().parents[1] / "campaigns")
+)
 
 
 def _services():
-    from pipeline.airflow_settings import settings_from_connection
-    from pipeline.bedrock import BedrockImages
-    from pipeline.ingest import Ingestor
+    from pipeline.airflow_connection import settings_from_connection
+    from pipeline.generation.bedrock import BedrockImages
+    from pipeline.ingest.ingestor import Ingestor
 
     settings = settings_from_connection(AWS_CONN_ID)
     return Ingestor.from_settings(settings), BedrockImages(settings)
@@ -34,16 +35,22 @@ def build(path: Path):
     raw = yaml.safe_load(path.read_text()) or {}
     name = str(raw.get("name", path.stem))
 
-    @dag(dag_id=f"generate_{name}", schedule=raw.get("schedule"),
-         start_date=datetime(2026, 1, 1, tzinfo=UTC), catchup=False, max_active_runs=1,
-         tags=["imgsim", "generation"], doc_md=f"Campaign file: `{path.name}`",
-         default_args={"retries": 2, "retry_delay": timedelta(seconds=30)})
+    @dag(
+        dag_id=f"generate_{name}",
+        schedule=raw.get("schedule"),
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["imgsim", "generation"],
+        doc_md=f"Campaign file: `{path.name}`",
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    )
     def campaign_dag():
         @task
         def plan() -> list[str]:
             from airflow.exceptions import AirflowFailException
 
-            from pipeline.campaigns import CampaignError, load_campaign
+            from pipeline.generation.campaigns import CampaignError, load_campaign
 
             try:
                 campaign = load_campaign(path)
@@ -55,20 +62,26 @@ def build(path: Path):
 
         @task(pool=POOL)
         def generate(prompt: str, run_id: str) -> dict:
-            from pipeline.campaigns import generate_planned, load_campaign, plan_prompt
+            from pipeline.generation.campaigns import generate_planned, load_campaign, plan_prompt
 
             campaign = load_campaign(path)
             ingestor, bedrock = _services()
             outcomes = []
             for item in plan_prompt(campaign, run_id, prompt):
                 status, reason = generate_planned(campaign, item, ingestor, bedrock)
-                outcomes.append({"index": item.index, "image_id": item.image_id,
-                                 "status": status, "reason": reason})
+                outcomes.append(
+                    {
+                        "index": item.index,
+                        "image_id": item.image_id,
+                        "status": status,
+                        "reason": reason,
+                    }
+                )
             return {"prompt": prompt, "outcomes": outcomes}
 
         @task
         def summary(results: list[dict]) -> dict:
-            from pipeline.campaigns import load_campaign
+            from pipeline.generation.campaigns import load_campaign
 
             counts = {"generated": 0, "existing": 0, "refused": 0, "failed": 0}
             refusals = []

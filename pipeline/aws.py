@@ -12,8 +12,12 @@ from pipeline.settings import Settings
 _RETRIES = Config(retries={"max_attempts": 5, "mode": "adaptive"})
 
 
-def client(settings: Settings, service: str, session: boto3.Session | None = None,
-           config: Config | None = None) -> Any:
+def client(
+    settings: Settings,
+    service: str,
+    session: boto3.Session | None = None,
+    config: Config | None = None,
+) -> Any:
     """A boto3 client for `service`, pointed at its local endpoint when one is set."""
     session = session or boto3.session.Session()
     config = _RETRIES.merge(config) if config else _RETRIES

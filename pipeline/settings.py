@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 # Service name -> the environment variable that points it elsewhere. These are boto3's
 # own service-specific endpoint variables, so the AWS CLI honours the same settings.
@@ -57,70 +58,93 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        default = cls()
         general = env.get("AWS_ENDPOINT_URL", "")
         endpoints = {
             service: env.get(var) or general
             for service, var in ENDPOINT_VARIABLES.items()
             if env.get(var) or general
         }
-        limits = Limits(
-            max_body_bytes=int(env.get("IMGSIM_MAX_BODY_BYTES", Limits.max_body_bytes)),
-            max_object_bytes=int(env.get("IMGSIM_MAX_OBJECT_BYTES", Limits.max_object_bytes)),
-            max_side=int(env.get("IMGSIM_MAX_SIDE", Limits.max_side)),
-            max_pixels=int(env.get("IMGSIM_MAX_PIXELS", Limits.max_pixels)),
-            max_prompt_chars=int(env.get("IMGSIM_MAX_PROMPT_CHARS", Limits.max_prompt_chars)),
-        )
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.region
+        values = _read(cls, SETTINGS_VARIABLES, env)
         return cls(
-            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or default.region,
-            bucket=env.get("IMGSIM_BUCKET", default.bucket),
-            images_table=env.get("IMGSIM_IMAGES_TABLE", default.images_table),
-            embeddings_table=env.get("IMGSIM_EMBEDDINGS_TABLE", default.embeddings_table),
-            shard_manifests_table=env.get(
-                "IMGSIM_SHARD_MANIFESTS_TABLE", default.shard_manifests_table
-            ),
-            ingest_queue=env.get("IMGSIM_INGEST_QUEUE", default.ingest_queue),
-            embed_queue=env.get("IMGSIM_EMBED_QUEUE", default.embed_queue),
-            presign_expiry_seconds=int(
-                env.get("IMGSIM_PRESIGN_EXPIRY_SECONDS", default.presign_expiry_seconds)
-            ),
-            embed_endpoint=env.get("IMGSIM_EMBED_ENDPOINT", default.embed_endpoint),
-            image_model_id=env.get("IMGSIM_IMAGE_MODEL_ID", default.image_model_id),
-            image_size=int(env.get("IMGSIM_IMAGE_SIZE", default.image_size)),
-            allow_https_urls=env.get("IMGSIM_ALLOW_HTTPS_URLS", "").lower() in ("1", "true"),
-            api_keys=tuple(k.strip() for k in env.get("IMGSIM_API_KEYS", "").split(",")
-                           if k.strip()),
+            region=region,
             endpoints=endpoints,
-            limits=limits,
+            limits=Limits(**_read(Limits, LIMITS_VARIABLES, env)),
+            **values,
         )
 
     def endpoint(self, service: str) -> str | None:
         return self.endpoints.get(service)
 
-    def with_endpoint(self, url: str, services: tuple[str, ...] = ("s3", "dynamodb", "sqs",
-                      "cloudformation")) -> Settings:
+    def with_endpoint(
+        self, url: str, services: tuple[str, ...] = ("s3", "dynamodb", "sqs", "cloudformation")
+    ) -> Settings:
         """The same settings with the given services pointed at one local endpoint."""
         return replace(self, endpoints={**self.endpoints, **{s: url for s in services}})
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes `from_env` (and the AWS CLI) see these settings."""
-        env = {
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "IMGSIM_BUCKET": self.bucket,
-            "IMGSIM_IMAGES_TABLE": self.images_table,
-            "IMGSIM_EMBEDDINGS_TABLE": self.embeddings_table,
-            "IMGSIM_SHARD_MANIFESTS_TABLE": self.shard_manifests_table,
-            "IMGSIM_INGEST_QUEUE": self.ingest_queue,
-            "IMGSIM_EMBED_QUEUE": self.embed_queue,
-            "IMGSIM_PRESIGN_EXPIRY_SECONDS": str(self.presign_expiry_seconds),
-            "IMGSIM_EMBED_ENDPOINT": self.embed_endpoint,
-            "IMGSIM_IMAGE_MODEL_ID": self.image_model_id,
-            "IMGSIM_IMAGE_SIZE": str(self.image_size),
-        }
-        if self.allow_https_urls:
-            env["IMGSIM_ALLOW_HTTPS_URLS"] = "true"
-        if self.api_keys:
-            env["IMGSIM_API_KEYS"] = ",".join(self.api_keys)
+        env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        env.update(_write(self, SETTINGS_VARIABLES))
+        env.update(_write(self.limits, LIMITS_VARIABLES))
         env.update({ENDPOINT_VARIABLES[s]: url for s, url in self.endpoints.items()})
         return env
+
+
+# field -> environment variable: the one table both directions of the round trip read.
+SETTINGS_VARIABLES: dict[str, str] = {
+    "bucket": "IMGSIM_BUCKET",
+    "images_table": "IMGSIM_IMAGES_TABLE",
+    "embeddings_table": "IMGSIM_EMBEDDINGS_TABLE",
+    "shard_manifests_table": "IMGSIM_SHARD_MANIFESTS_TABLE",
+    "ingest_queue": "IMGSIM_INGEST_QUEUE",
+    "embed_queue": "IMGSIM_EMBED_QUEUE",
+    "upload_prefix": "IMGSIM_UPLOAD_PREFIX",
+    "generated_prefix": "IMGSIM_GENERATED_PREFIX",
+    "presign_expiry_seconds": "IMGSIM_PRESIGN_EXPIRY_SECONDS",
+    "api_keys": "IMGSIM_API_KEYS",
+    "embed_endpoint": "IMGSIM_EMBED_ENDPOINT",
+    "image_model_id": "IMGSIM_IMAGE_MODEL_ID",
+    "image_size": "IMGSIM_IMAGE_SIZE",
+    "allow_https_urls": "IMGSIM_ALLOW_HTTPS_URLS",
+}
+LIMITS_VARIABLES: dict[str, str] = {
+    "max_body_bytes": "IMGSIM_MAX_BODY_BYTES",
+    "max_object_bytes": "IMGSIM_MAX_OBJECT_BYTES",
+    "max_side": "IMGSIM_MAX_SIDE",
+    "max_pixels": "IMGSIM_MAX_PIXELS",
+    "max_prompt_chars": "IMGSIM_MAX_PROMPT_CHARS",
+}
+
+
+def _read(cls: type, table: Mapping[str, str], env: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of `cls` that the environment sets, parsed by the type of their default."""
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for name, variable in table.items():
+        raw = env.get(variable)
+        if raw is None:
+            continue
+        default = getattr(defaults, name)
+        if isinstance(default, bool):
+            values[name] = raw.strip().lower() in ("1", "true", "yes")
+        elif isinstance(default, int):
+            values[name] = int(raw)
+        elif isinstance(default, tuple):
+            values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
+        else:
+            values[name] = raw
+    return values
+
+
+def _write(obj: Any, table: Mapping[str, str]) -> dict[str, str]:
+    env = {}
+    for name, variable in table.items():
+        value = getattr(obj, name)
+        if isinstance(value, bool):
+            env[variable] = "true" if value else "false"
+        elif isinstance(value, tuple):
+            env[variable] = ",".join(value)
+        else:
+            env[variable] = str(value)
+    return env

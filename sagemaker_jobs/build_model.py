@@ -25,18 +25,41 @@ MODEL_CARD = "imgsim_model.json"
 # shapes of openai/clip-vit-base-patch32 for benchmarks.
 RANDOM_CONFIGS = {
     "tiny": {
-        "vision_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                          "num_attention_heads": 2, "image_size": 224, "patch_size": 32},
-        "text_config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                        "num_attention_heads": 2, "vocab_size": 1000, "bos_token_id": 998,
-                        "eos_token_id": 999, "pad_token_id": 1},
+        "vision_config": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 224,
+            "patch_size": 32,
+        },
+        "text_config": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "vocab_size": 1000,
+            "bos_token_id": 998,
+            "eos_token_id": 999,
+            "pad_token_id": 1,
+        },
         "projection_dim": 32,
     },
     "vit-b-32": {
-        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                          "num_attention_heads": 12, "image_size": 224, "patch_size": 32},
-        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-                        "num_attention_heads": 8},
+        "vision_config": {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "image_size": 224,
+            "patch_size": 32,
+        },
+        "text_config": {
+            "hidden_size": 512,
+            "intermediate_size": 2048,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 8,
+        },
         "projection_dim": 512,
     },
 }
@@ -97,8 +120,15 @@ def pack(model_dir: Path, output: Path) -> Path:
     return output
 
 
-def build(output: Path, *, family: str = "hf-clip", random_config: str | None = None,
-          seed: int = 0, checkpoint: str | None = None, onnx: str | None = None) -> str:
+def build(
+    output: Path,
+    *,
+    family: str = "hf-clip",
+    random_config: str | None = None,
+    seed: int = 0,
+    checkpoint: str | None = None,
+    onnx: str | None = None,
+) -> str:
     """Write model.tar.gz; returns the model_id it carries."""
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp)
@@ -124,14 +154,17 @@ def upload(path: Path, uri: str) -> None:
     from pipeline.settings import Settings
 
     parts = urlsplit(uri)
-    aws.client(Settings.from_env(), "s3").upload_file(str(path), parts.netloc,
-                                                     parts.path.lstrip("/"))
+    aws.client(Settings.from_env(), "s3").upload_file(
+        str(path), parts.netloc, parts.path.lstrip("/")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sagemaker_jobs.build_model",
-                                     description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sagemaker_jobs.build_model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--random-init", action="store_true")
     source.add_argument("--checkpoint", help="local directory of a transformers CLIP checkpoint")
@@ -139,18 +172,27 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--family", choices=["color-layout-v1"])
     parser.add_argument("--config", choices=sorted(RANDOM_CONFIGS), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--onnx", choices=["fp32", "int8"],
-                        help="serve the image tower with ONNX Runtime instead of torch")
+    parser.add_argument(
+        "--onnx",
+        choices=["fp32", "int8"],
+        help="serve the image tower with ONNX Runtime instead of torch",
+    )
     parser.add_argument("-o", "--output", type=Path, default=Path("build/model.tar.gz"))
     parser.add_argument("--upload", help="s3://bucket/key to upload the artifact to")
     args = parser.parse_args(argv)
-    model_id = build(args.output, family=args.family or "hf-clip",
-                     random_config=args.config if args.random_init else None, seed=args.seed,
-                     checkpoint=args.checkpoint or args.hf_model_id, onnx=args.onnx)
+    model_id = build(
+        args.output,
+        family=args.family or "hf-clip",
+        random_config=args.config if args.random_init else None,
+        seed=args.seed,
+        checkpoint=args.checkpoint or args.hf_model_id,
+        onnx=args.onnx,
+    )
     if args.upload:
         upload(args.output, args.upload)
-    print(json.dumps({"model_id": model_id, "artifact": str(args.output),
-                      "uploaded_to": args.upload}))
+    print(
+        json.dumps({"model_id": model_id, "artifact": str(args.output), "uploaded_to": args.upload})
+    )
 
 
 if __name__ == "__main__":

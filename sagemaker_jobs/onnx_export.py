@@ -29,11 +29,16 @@ def export_image_tower(model_dir: Path, output: Path, opset: int = 17) -> Path:
     size = vision.image_size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about shape checks on fixed 224 inputs
-        torch.onnx.export(ImageTower().eval(), (torch.zeros(2, 3, size, size),), str(output),
-                          input_names=["pixel_values"], output_names=["image_embeds"],
-                          dynamic_axes={"pixel_values": {0: "batch"},
-                                        "image_embeds": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            ImageTower().eval(),
+            (torch.zeros(2, 3, size, size),),
+            str(output),
+            input_names=["pixel_values"],
+            output_names=["image_embeds"],
+            dynamic_axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
     return output
 
 

@@ -25,8 +25,13 @@ HERE = Path(__file__).parent
 
 def pytest_configure(config: pytest.Config) -> None:
     # Tests talk to loopback servers only: fixed fake credentials, no profile, no real AWS.
-    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"})
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
     # Any client a test forgets to point at the local stack fails here, on a closed loopback
@@ -34,9 +39,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
     # Airflow reads its configuration when first imported: give the session its own home.
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="imgsim-airflow-"))
-    os.environ.update({"AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                       "AIRFLOW__CORE__DAGS_FOLDER": str(HERE.parent / "dags"),
-                       "AIRFLOW__CORE__UNIT_TEST_MODE": "False"})
+    os.environ.update(
+        {
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(HERE.parent / "dags"),
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +57,26 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 
 
 @pytest.fixture(scope="session")
-def sagemaker_emulator(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
-                       ) -> Iterator[str]:
+def sagemaker_emulator(
+    moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The SageMaker emulator as its own process (its S3 is the session's moto server)."""
     port = free_port()
     logs = tmp_path_factory.mktemp("sagemaker")
     env = {**os.environ, "AWS_ENDPOINT_URL_S3": moto_server.url}
-    proc = start_group([sys.executable, "-m", "pipeline.local.sagemaker", "--port", str(port),
-                        "--work-dir", str(logs / "work")], logs / "emulator.log", env=env)
+    proc = start_group(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.local.sagemaker",
+            "--port",
+            str(port),
+            "--work-dir",
+            str(logs / "work"),
+        ],
+        logs / "emulator.log",
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     client = boto3.client("sagemaker", endpoint_url=url, region_name="us-east-1")
     try:
@@ -90,8 +111,11 @@ def _deploy(moto: MotoServer, ingest_visibility_timeout: int = 30) -> DeployedSt
         ingest_queue=f"ingest-{suffix}",
         embed_queue=f"embed-{suffix}",
     ).with_endpoint(moto.url)
-    spec = StackSpec(name=f"imgsim-{suffix}", code_bucket=f"code-{suffix}",
-                     ingest_visibility_timeout=ingest_visibility_timeout)
+    spec = StackSpec(
+        name=f"imgsim-{suffix}",
+        code_bucket=f"code-{suffix}",
+        ingest_visibility_timeout=ingest_visibility_timeout,
+    )
     return DeployedStack(settings=settings, resources=deploy(settings, spec))
 
 

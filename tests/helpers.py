@@ -12,8 +12,9 @@ from pipeline import aws
 from pipeline.settings import Settings
 
 
-def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color: tuple = (200, 30, 60)
-                ) -> bytes:
+def image_bytes(
+    fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color: tuple = (200, 30, 60)
+) -> bytes:
     buffer = io.BytesIO()
     mode = "RGB" if fmt != "GIF" else "P"
     Image.new(mode, size, color if mode == "RGB" else 1).save(buffer, format=fmt)
@@ -23,8 +24,9 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (64, 48), color: tupl
 def gradient_jpeg(size: tuple[int, int] = (128, 96)) -> bytes:
     """A JPEG with real content (so truncating it really cuts pixel data)."""
     image = Image.new("RGB", size)
-    image.putdata([(x * 2 % 256, y * 2 % 256, (x + y) % 256)
-                   for y in range(size[1]) for x in range(size[0])])
+    image.putdata(
+        [(x * 2 % 256, y * 2 % 256, (x + y) % 256) for y in range(size[1]) for x in range(size[0])]
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
@@ -40,8 +42,9 @@ def drain_messages(settings: Settings, name: str) -> list[dict[str, Any]]:
     url = queue_url(settings, name)
     bodies: list[dict[str, Any]] = []
     while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                       WaitTimeSeconds=0).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
         if not messages:
             return bodies
         for message in messages:
@@ -49,23 +52,35 @@ def drain_messages(settings: Settings, name: str) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def commit_shard(settings: Settings, prompt: str, model_id: str, run_id: str,
-                 vectors: dict[str, Any], embeddings_for: set[str] | None = None) -> str:
+def commit_shard(
+    settings: Settings,
+    prompt: str,
+    model_id: str,
+    run_id: str,
+    vectors: dict[str, Any],
+    embeddings_for: set[str] | None = None,
+) -> str:
     """What an embedding run leaves for one prompt: a shard, its manifest entry, and the
     Embeddings items (vectors are L2-normalized here)."""
     from datetime import UTC, datetime
 
     import numpy as np
 
-    from pipeline.embedding_records import EmbeddingStore, ManifestStore
-    from pipeline.shards import ShardRow, ShardStore, rows_table, shard_key
+    from pipeline.storage.embeddings_table import EmbeddingStore
+    from pipeline.storage.keys import shard_key
+    from pipeline.storage.manifests_table import ManifestStore
+    from pipeline.storage.shards import ShardRow, ShardStore, rows_table
 
     normalized = {i: (np.asarray(v, np.float32) / np.linalg.norm(v)) for i, v in vectors.items()}
     dim = len(next(iter(normalized.values())))
     key = shard_key(model_id, prompt, run_id)
     created = datetime(2026, 11, 1, tzinfo=UTC)
-    table = rows_table([ShardRow(i, v, created, f"uploads/{i}.jpg")
-                        for i, v in normalized.items()], dim, model_id, prompt)
+    table = rows_table(
+        [ShardRow(i, v, created, f"uploads/{i}.jpg") for i, v in normalized.items()],
+        dim,
+        model_id,
+        prompt,
+    )
     ShardStore(settings).write(key, table)
     ManifestStore(settings).update(prompt, model_id, lambda m: m.with_shard(key, table.num_rows))
     store = EmbeddingStore(settings)
@@ -76,12 +91,26 @@ def commit_shard(settings: Settings, prompt: str, model_id: str, run_id: str,
     return key
 
 
-def embedded_record(settings: Settings, image_id: str, prompt: str, status: str = "embedded",
-                    error: str | None = None) -> None:
+def embedded_record(
+    settings: Settings,
+    image_id: str,
+    prompt: str,
+    status: str = "embedded",
+    error: str | None = None,
+) -> None:
     """The Images item of an image `commit_shard` embedded (etag "etag-<id>")."""
-    from pipeline.records import ImageRecord, ImageStore
+    from pipeline.storage.images_table import ImageRecord, ImageStore
 
-    ImageStore(settings).put_version(ImageRecord(
-        image_id=image_id, created_at="2026-11-01T00:00:00.000Z",
-        s3_key=f"uploads/{image_id}.jpg", source="uploaded", status=status,
-        etag="etag-" + image_id, size_bytes=1, prompt=prompt, error=error))
+    ImageStore(settings).put_version(
+        ImageRecord(
+            image_id=image_id,
+            created_at="2026-11-01T00:00:00.000Z",
+            s3_key=f"uploads/{image_id}.jpg",
+            source="uploaded",
+            status=status,
+            etag="etag-" + image_id,
+            size_bytes=1,
+            prompt=prompt,
+            error=error,
+        )
+    )

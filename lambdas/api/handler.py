@@ -19,16 +19,18 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 
-from lambdas.entry import Handler, deployed
-from pipeline import embeddings_api, images_api
-from pipeline.api_errors import ApiError
-from pipeline.api_routes import ROUTES, openapi_document
-from pipeline.bedrock import BedrockImages
-from pipeline.embedding_records import EmbeddingStore
-from pipeline.generate_now import ImageModel, generate_now
-from pipeline.ingest import Ingestor
-from pipeline.query_images import QueryImages, parse_json
-from pipeline.similarity import SimilarityService
+from lambdas.from_environment import Handler, handler_from_environment
+from pipeline.api import embeddings as embeddings_api
+from pipeline.api import images as images_api
+from pipeline.api.json_body import parse_json
+from pipeline.api.route_table import ROUTES, openapi_document
+from pipeline.errors import ApiError
+from pipeline.generation.bedrock import BedrockImages
+from pipeline.generation.generate_now import ImageModel, generate_now
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.lookup.on_demand import OnDemandQueries
+from pipeline.lookup.similarity import SimilarityService
+from pipeline.storage.embeddings_table import EmbeddingStore
 
 logger = Logger(service="imgsim-api")
 SWAGGER_ASSETS = Path(event_handler_package.__file__).parent / "openapi" / "swagger_ui"
@@ -45,16 +47,22 @@ def _docs_html(spec: dict[str, Any]) -> str:
     return generate_swagger_html(
         json.dumps(spec).replace("</", "<\\/"),
         (SWAGGER_ASSETS / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
-        (SWAGGER_ASSETS / "swagger-ui.min.css").read_text(encoding="utf-8"), "", None)
+        (SWAGGER_ASSETS / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        "",
+        None,
+    )
 
 
-def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
-               similarity: SimilarityService | None = None) -> APIGatewayRestResolver:
+def create_app(
+    ingestor: Ingestor,
+    embeddings: EmbeddingStore | None = None,
+    similarity: SimilarityService | None = None,
+) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver()
     settings = ingestor.settings
     embeddings = embeddings or EmbeddingStore(settings)
     similarity = similarity or SimilarityService.from_settings(settings)
-    queries = QueryImages(similarity)
+    queries = OnDemandQueries(similarity)
     bedrock = BedrockImages(settings)
     image_model = ImageModel(settings.image_model_id, settings.image_size, settings.image_size)
     spec = openapi_document(ROUTES, "imgsim", "0.1.0", api_key=bool(settings.api_keys))
@@ -74,19 +82,23 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
         "health": lambda: {"status": "ok"},
         "generateImage": lambda: generate_now(query(), ingestor, bedrock, image_model),
         "postImage": lambda: images_api.store_upload(
-            images_api.parse_upload(raw_body(), settings.limits), ingestor),
+            images_api.parse_upload(raw_body(), settings.limits), ingestor
+        ),
         "getImage": lambda image_id: images_api.image_view(
-            ingestor, image_id, settings.presign_expiry_seconds),
+            ingestor, image_id, settings.presign_expiry_seconds
+        ),
         "getEmbedding": lambda embedding_id: _json(
-            *embeddings_api.embedding_view(ingestor, embeddings, embedding_id)),
+            *embeddings_api.embedding_view(ingestor, embeddings, embedding_id)
+        ),
         "getSimilarity": lambda: similarity.lookup(query()),
         "postEmbed": lambda: queries.embed(json_body()),
         "postSimilarityPair": lambda: queries.pair(json_body()),
-        "postSimilarity": lambda: queries.multi(json_body()),
+        "postSimilarity": lambda: queries.similar_to_each(json_body()),
     }
     for route in ROUTES:
-        guarded = _with_api_key(operations[route.operation_id], settings.api_keys,
-                                route.public, app)
+        guarded = _with_api_key(
+            operations[route.operation_id], settings.api_keys, route.public, app
+        )
         app.route(route.resolver_path, method=route.method)(guarded)
 
     @app.get("/openapi.json")
@@ -105,17 +117,26 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
     @app.exception_handler(Exception)
     def on_unexpected(exc: Exception) -> Response:
         logger.exception("request failed")
-        return _json(500, ApiError(500, "internal_error", "the request failed; see the logs "
-                                   f"({type(exc).__name__})").body())
+        return _json(
+            500,
+            ApiError(
+                500, "internal_error", f"the request failed; see the logs ({type(exc).__name__})"
+            ).body(),
+        )
 
     @app.not_found
     def on_not_found(_: NotFoundError) -> Response:
         event = app.current_event
         allowed = allowed_methods(event.path)
         if allowed:
-            response = _json(405, ApiError(405, "method_not_allowed",
-                                           f"{event.http_method} is not allowed on {event.path}; "
-                                           f"use {', '.join(allowed)}").body())
+            response = _json(
+                405,
+                ApiError(
+                    405,
+                    "method_not_allowed",
+                    f"{event.http_method} is not allowed on {event.path}; use {', '.join(allowed)}",
+                ).body(),
+            )
             response.headers["Allow"] = ", ".join(allowed)
             return response
         route = f"{event.http_method} {event.path}"
@@ -126,14 +147,18 @@ def create_app(ingestor: Ingestor, embeddings: EmbeddingStore | None = None,
 
 def allowed_methods(path: str) -> list[str]:
     """The methods the route table has for a concrete path (empty: no such path)."""
-    methods = [r.method for r in ROUTES if re.fullmatch(
-        re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(r.path)), path)]
+    methods = [
+        r.method
+        for r in ROUTES
+        if re.fullmatch(re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(r.path)), path)
+    ]
     extra = ["GET"] if path in ("/openapi.json", "/docs") else []
     return sorted(set(methods + extra))
 
 
-def _with_api_key(operation: Callable[..., Any], keys: tuple[str, ...], public: bool,
-                  app: APIGatewayRestResolver) -> Callable[..., Any]:
+def _with_api_key(
+    operation: Callable[..., Any], keys: tuple[str, ...], public: bool, app: APIGatewayRestResolver
+) -> Callable[..., Any]:
     """401 without x-api-key, 403 with one that is not configured (when keys are set)."""
     if public or not keys:
         return operation
@@ -159,5 +184,5 @@ def make_handler(ingestor: Ingestor, similarity: SimilarityService | None = None
     return handler
 
 
-# The deployed entry point: settings come from the function's environment.
-handler = deployed(make_handler)
+# The handler_from_environment entry point: settings come from the function's environment.
+handler = handler_from_environment(make_handler)

@@ -12,9 +12,9 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambdas.entry import Handler, deployed
-from pipeline.ingest import Ingestor
-from pipeline.notifications import object_created_events
+from lambdas.from_environment import Handler, handler_from_environment
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.ingest.notifications import object_created_events
 
 logger = Logger(service="imgsim-ingest")
 
@@ -27,15 +27,23 @@ def make_handler(ingestor: Ingestor) -> Handler:
         logger.set_correlation_id(record.message_id)
         for event in object_created_events(record.body):
             result = ingestor.ingest_event(event.bucket, event.key, event.etag)
-            logger.info("ingest", extra={"key": event.key, "outcome": result.outcome,
-                                         "image_id": result.image_id, "reason": result.reason})
+            logger.info(
+                "ingest",
+                extra={
+                    "key": event.key,
+                    "outcome": result.outcome,
+                    "image_id": result.image_id,
+                    "reason": result.reason,
+                },
+            )
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return process_partial_response(event=event, record_handler=record_handler,
-                                        processor=processor, context=context)
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
 
     return handler
 
 
-# The deployed entry point: settings come from the function's environment.
-handler = deployed(make_handler)
+# The handler_from_environment entry point: settings come from the function's environment.
+handler = handler_from_environment(make_handler)

@@ -7,15 +7,16 @@ import json
 import logging
 
 from pipeline.local import demo, stack
+from pipeline.local.config import LOCAL_CREDENTIALS, LocalConfig, local_settings
 from pipeline.local.deploy import StackSpec, deploy
+from pipeline.local.lambda_host import LambdaHost
 from pipeline.local.loopback import run_until_signalled
-from pipeline.local.services import Services
 from pipeline.settings import Settings
 
 
-def _env_lines(config: stack.LocalConfig) -> str:
-    settings = stack.local_settings(config)
-    env = {**settings.to_env(), **stack.LOCAL_CREDENTIALS, "IMGSIM_API_URL": config.api_url}
+def _env_lines(config: LocalConfig) -> str:
+    settings = local_settings(config)
+    env = {**settings.to_env(), **LOCAL_CREDENTIALS, "IMGSIM_API_URL": config.api_url}
     return "\n".join(f"export {k}={v}" for k, v in sorted(env.items()))
 
 
@@ -24,15 +25,17 @@ def _serve(host: str, port: int) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger("pipeline").addHandler(handler)
     logging.getLogger("pipeline").setLevel(logging.INFO)
-    services = Services.create(Settings.from_env(), api_host=host, api_port=port).start()
+    services = LambdaHost.create(Settings.from_env(), api_host=host, api_port=port).start()
     run_until_signalled(services.stop)
 
 
-def _deploy_to_endpoint(config: stack.LocalConfig) -> None:
+def _deploy_to_endpoint(config: LocalConfig) -> None:
     settings = Settings.from_env()
     if not settings.endpoint("cloudformation"):
-        raise SystemExit("deploy is for a local endpoint: set AWS_ENDPOINT_URL. For AWS use "
-                         "`aws cloudformation deploy` (see README).")
+        raise SystemExit(
+            "deploy is for a local endpoint: set AWS_ENDPOINT_URL. For AWS use "
+            "`aws cloudformation deploy` (see README)."
+        )
     deploy(settings, StackSpec(name=config.stack_name, code_bucket=f"{settings.bucket}-code"))
     print(f"deployed {config.stack_name} to {settings.endpoint('cloudformation')}")
 
@@ -45,27 +48,35 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="what is running")
     sub.add_parser("env", help="shell exports that point boto3 and the AWS CLI at the stack")
     sub.add_parser("demo", help="`up`, then drop the sample photos and print their records")
-    sub.add_parser("deploy", help="deploy infra/template.yaml to the endpoint in "
-                   "AWS_ENDPOINT_URL (a moto server you run yourself, e.g. docker compose)")
-    services = sub.add_parser("services", help="run the event pump and the API in the "
-                              "foreground against the endpoints in the environment")
+    sub.add_parser(
+        "deploy",
+        help="deploy infra/template.yaml to the endpoint in "
+        "AWS_ENDPOINT_URL (a moto server you run yourself, e.g. docker compose)",
+    )
+    services = sub.add_parser(
+        "services",
+        help="run the event pump and the API in the "
+        "foreground against the endpoints in the environment",
+    )
     services.add_argument("--host", default="127.0.0.1")
     services.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
-    config = stack.LocalConfig.from_env()
+    config = LocalConfig.from_env()
     if args.command == "services":
         _serve(args.host, args.port)
     elif args.command == "deploy":
         _deploy_to_endpoint(config)
     elif args.command in ("up", "demo"):
         state = stack.up(config)
-        print(f"local stack up: AWS APIs (moto) {state.moto_url} | API {state.api_url} | "
-              f"SageMaker emulator {state.sagemaker_url} | Airflow UI "
-              f"{state.airflow_url or 'not started (IMGSIM_LOCAL_AIRFLOW=0)'}")
+        print(
+            f"local stack up: AWS APIs (moto) {state.moto_url} | API {state.api_url} | "
+            f"SageMaker emulator {state.sagemaker_url} | Airflow UI "
+            f"{state.airflow_url or 'not started (IMGSIM_LOCAL_AIRFLOW=0)'}"
+        )
         if args.command == "demo":
-            demo.run(stack.local_settings(config), state.api_url, state.airflow_url)
-        print("point boto3 or the AWS CLI at it with: eval \"$(python -m pipeline.local env)\"")
+            demo.run(local_settings(config), state.api_url, state.airflow_url)
+        print('point boto3 or the AWS CLI at it with: eval "$(python -m pipeline.local env)"')
     elif args.command == "down":
         print("stopped" if stack.down(config) else "nothing was running")
     elif args.command == "status":

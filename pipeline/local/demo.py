@@ -28,12 +28,19 @@ def drop_samples(settings: Settings) -> list[str]:
     ids = []
     for name, prompt in sample_prompts().items():
         path = SAMPLES / name
-        s3.put_object(Bucket=settings.bucket, Key=f"{settings.upload_prefix}{name}",
-                      Body=path.read_bytes(), Metadata={"prompt": prompt})
+        s3.put_object(
+            Bucket=settings.bucket,
+            Key=f"{settings.upload_prefix}{name}",
+            Body=path.read_bytes(),
+            Metadata={"prompt": prompt},
+        )
         ids.append(Path(name).stem)
     # a file that is not an image: recorded as failed, with the reason
-    s3.put_object(Bucket=settings.bucket, Key=f"{settings.upload_prefix}not-a-photo.jpg",
-                  Body=b"this is a text file, not a photo")
+    s3.put_object(
+        Bucket=settings.bucket,
+        Key=f"{settings.upload_prefix}not-a-photo.jpg",
+        Body=b"this is a text file, not a photo",
+    )
     ids.append("not-a-photo")
     return ids
 
@@ -41,8 +48,9 @@ def drop_samples(settings: Settings) -> list[str]:
 def post_sample(api_url: str) -> str:
     """Upload one sample through POST /images, as an API client would."""
     data = base64.b64encode((SAMPLES / "coffee.jpg").read_bytes()).decode()
-    response = requests.post(f"{api_url}/images", json={"image_data": data,
-                                                        "prompt": "A cup of  Coffee"}, timeout=30)
+    response = requests.post(
+        f"{api_url}/images", json={"image_data": data, "prompt": "A cup of  Coffee"}, timeout=30
+    )
     response.raise_for_status()
     return response.json()["image_id"]
 
@@ -56,8 +64,9 @@ def wait_for_record(api_url: str, image_id: str, timeout: float = 30) -> dict[st
         time.sleep(0.25)
 
 
-def await_embedding(api_url: str, image_ids: list[str], timeout: float = 300
-                       ) -> dict[str, dict[str, Any]]:
+def await_embedding(
+    api_url: str, image_ids: list[str], timeout: float = 300
+) -> dict[str, dict[str, Any]]:
     """Poll the records until none is pending (the embed DAG runs on the queue's messages)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -75,9 +84,11 @@ def run(settings: Settings, api_url: str, airflow_url: str | None) -> list[dict[
     for record in records:
         record["url"] = (record.get("url") or "")[:80] + "..."
         print(json.dumps(record, indent=2, sort_keys=True))
-    print(f"{len(records)} uploads recorded in {time.monotonic() - started:.1f} s "
-          f"({sum(r.get('status') == 'pending' for r in records)} pending embedding, "
-          f"{sum(r.get('status') == 'failed' for r in records)} refused with a reason)")
+    print(
+        f"{len(records)} uploads recorded in {time.monotonic() - started:.1f} s "
+        f"({sum(r.get('status') == 'pending' for r in records)} pending embedding, "
+        f"{sum(r.get('status') == 'failed' for r in records)} refused with a reason)"
+    )
     if not airflow_url:
         return records
     print("waiting for the embed_images DAG (triggered by the embed queue) to embed them ...")
@@ -91,15 +102,22 @@ def run(settings: Settings, api_url: str, airflow_url: str | None) -> list[dict[
             line += f" {record['error']}"
         print(line)
     embedded = sum(r.get("status") == "embedded" for r in final.values())
-    print(f"{embedded} of {len(final)} images embedded {time.monotonic() - started:.1f} s after "
-          f"upload (color-layout-v1 is the offline stand-in descriptor, not CLIP)")
+    print(
+        f"{embedded} of {len(final)} images embedded {time.monotonic() - started:.1f} s after "
+        f"upload (color-layout-v1 is the offline stand-in descriptor, not CLIP)"
+    )
     generated = run_campaign(settings, airflow_url, api_url)
     lookup(api_url, "coffee", "a cup of coffee")
     return [*final.values(), *generated]
 
 
-def run_campaign(settings: Settings, airflow_url: str, api_url: str,
-                 dag_id: str = "generate_demo", timeout: float = 300) -> list[dict[str, Any]]:
+def run_campaign(
+    settings: Settings,
+    airflow_url: str,
+    api_url: str,
+    dag_id: str = "generate_demo",
+    timeout: float = 300,
+) -> list[dict[str, Any]]:
     """Trigger campaigns/demo.yaml through Airflow's REST API and wait for its images to be
     embedded (they flow through the same ingest and embed path as uploads)."""
     started = time.monotonic()
@@ -111,34 +129,47 @@ def run_campaign(settings: Settings, airflow_url: str, api_url: str,
     while state not in ("success", "failed") and time.monotonic() - started < timeout:
         time.sleep(2)
         state = requests.get(f"{runs}/{run_id}", timeout=30).json()["state"]
-    summary = requests.get(f"{runs}/{run_id}/taskInstances/summary/xcomEntries/return_value",
-                           timeout=30)
+    summary = requests.get(
+        f"{runs}/{run_id}/taskInstances/summary/xcomEntries/return_value", timeout=30
+    )
     report = summary.json().get("value", {}) if summary.ok else {}
     report = json.loads(report) if isinstance(report, str) else report
-    print(f"campaign {dag_id}: {state} in {time.monotonic() - started:.0f} s; "
-          f"estimate {report.get('estimate')}; generated {report.get('generated')}, "
-          f"refused {report.get('refused')}, failed {report.get('failed')}")
-    listing = aws.client(settings, "s3").list_objects_v2(Bucket=settings.bucket,
-                                                         Prefix=settings.generated_prefix)
+    print(
+        f"campaign {dag_id}: {state} in {time.monotonic() - started:.0f} s; "
+        f"estimate {report.get('estimate')}; generated {report.get('generated')}, "
+        f"refused {report.get('refused')}, failed {report.get('failed')}"
+    )
+    listing = aws.client(settings, "s3").list_objects_v2(
+        Bucket=settings.bucket, Prefix=settings.generated_prefix
+    )
     ids = [Path(o["Key"]).stem for o in listing.get("Contents", [])]
     final = await_embedding(api_url, ids, timeout=timeout)
-    print(f"{sum(r.get('status') == 'embedded' for r in final.values())} of {len(final)} "
-          "generated images embedded (the painter is the Bedrock stand-in)")
+    print(
+        f"{sum(r.get('status') == 'embedded' for r in final.values())} of {len(final)} "
+        "generated images embedded (the painter is the Bedrock stand-in)"
+    )
     return list(final.values())
 
 
 def lookup(api_url: str, image_id: str, prompt: str) -> dict[str, Any]:
     """One similarity lookup, printed as a user would read it."""
-    response = requests.get(f"{api_url}/similarity", timeout=30,
-                            params={"image_id": image_id, "prompt": prompt, "k": 10})
+    response = requests.get(
+        f"{api_url}/similarity",
+        timeout=30,
+        params={"image_id": image_id, "prompt": prompt, "k": 10},
+    )
     body = response.json()
-    print(f"GET /similarity?image_id={image_id}&prompt={prompt.replace(' ', '+')}&k=10 "
-          f"-> {response.status_code}")
+    print(
+        f"GET /similarity?image_id={image_id}&prompt={prompt.replace(' ', '+')}&k=10 "
+        f"-> {response.status_code}"
+    )
     if response.status_code != 200:
         print(f"  {body['error']['code']}: {body['error']['message']}")
         return body
-    print(f"  {body['candidates']} candidates for prompt {body['prompt']!r} "
-          f"(model {body['model_id']}); most like {image_id}:")
+    print(
+        f"  {body['candidates']} candidates for prompt {body['prompt']!r} "
+        f"(model {body['model_id']}); most like {image_id}:"
+    )
     for rank, result in enumerate(body["results"], 1):
         print(f"  {rank:2d}. {result['image_id']:34s} similarity {result['similarity']:.4f}")
     return body

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import aws
-from pipeline.local.template import TEMPLATE_PATH, load_template, template_body
+from pipeline.local.cfn_template import TEMPLATE_PATH, load_template, template_body
 from pipeline.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,14 +66,19 @@ def deploy(settings: Settings, spec: StackSpec, template: Path = TEMPLATE_PATH) 
         s3 = aws.client(settings, "s3")
         _ensure_bucket(s3, spec.code_bucket, settings.region)
         s3.put_object(Bucket=spec.code_bucket, Key=CODE_KEY, Body=lambda_package())
-        cfn.create_stack(StackName=spec.name, TemplateBody=template_body(template),
-                         Parameters=parameters(settings, spec),
-                         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"])
+        cfn.create_stack(
+            StackName=spec.name,
+            TemplateBody=template_body(template),
+            Parameters=parameters(settings, spec),
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+        )
     status = _wait_for_stack(cfn, spec.name)
     if status != "CREATE_COMPLETE" and status != "UPDATE_COMPLETE":
         raise RuntimeError(f"stack {spec.name} ended in {status}")
-    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                 for r in cfn.list_stack_resources(StackName=spec.name)["StackResourceSummaries"]}
+    resources = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.list_stack_resources(StackName=spec.name)["StackResourceSummaries"]
+    }
     apply_bucket_notifications(settings, load_template(template), resources)
     return resources
 
@@ -90,8 +95,11 @@ def _ensure_bucket(s3: Any, bucket: str, region: str) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
     except s3.exceptions.ClientError:
-        extra = {} if region == "us-east-1" else {
-            "CreateBucketConfiguration": {"LocationConstraint": region}}
+        extra = (
+            {}
+            if region == "us-east-1"
+            else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        )
         s3.create_bucket(Bucket=bucket, **extra)
 
 
@@ -104,8 +112,9 @@ def _wait_for_stack(cfn: Any, name: str, timeout: float = 120) -> str:
         time.sleep(0.2)
 
 
-def apply_bucket_notifications(settings: Settings, template: dict[str, Any],
-                               resources: dict[str, str]) -> None:
+def apply_bucket_notifications(
+    settings: Settings, template: dict[str, Any], resources: dict[str, str]
+) -> None:
     """Apply the template's bucket NotificationConfiguration if the stack did not."""
     s3 = aws.client(settings, "s3")
     current = s3.get_bucket_notification_configuration(Bucket=settings.bucket)
@@ -120,11 +129,17 @@ def apply_bucket_notifications(settings: Settings, template: dict[str, Any],
         url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         rules = entry.get("Filter", {}).get("S3Key", {}).get("Rules", [])
-        configs.append({
-            "QueueArn": arn["Attributes"]["QueueArn"],
-            "Events": [entry["Event"]],
-            "Filter": {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]}
-                                               for r in rules]}},
-        })
+        configs.append(
+            {
+                "QueueArn": arn["Attributes"]["QueueArn"],
+                "Events": [entry["Event"]],
+                "Filter": {
+                    "Key": {
+                        "FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]
+                    }
+                },
+            }
+        )
     s3.put_bucket_notification_configuration(
-        Bucket=settings.bucket, NotificationConfiguration={"QueueConfigurations": configs})
+        Bucket=settings.bucket, NotificationConfiguration={"QueueConfigurations": configs}
+    )

@@ -13,8 +13,9 @@ from typing import Self
 class LoopbackServer:
     name = "loopback-server"
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
 
@@ -24,8 +25,7 @@ class LoopbackServer:
         return f"http://{host}:{port}"
 
     def start(self) -> Self:
-        threading.Thread(target=self._server.serve_forever, name=self.name,
-                         daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -26,8 +26,11 @@ class MotoServer:
         env = dict(os.environ)
         if recording is not None:
             env["MOTO_RECORDER_FILEPATH"] = str(recording)
-        proc = start_group([sys.executable, "-m", "moto.server", "-H", self.host,
-                            "-p", str(self.port)], log_path, env=env)
+        proc = start_group(
+            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            log_path,
+            env=env,
+        )
         self.pid = proc.pid
         wait_until(self.healthy, 30, f"moto server on {self.url}")
         return self

@@ -21,15 +21,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def start_group(argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None,
-                cwd: Path | None = None) -> subprocess.Popen:
+def start_group(
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen:
     """Start argv as the leader of a new session (process group), output to log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115 - the child owns it from here
     try:
-        return subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=dict(env or os.environ),
-                                cwd=cwd, start_new_session=True)
+        return subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env or os.environ),
+            cwd=cwd,
+            start_new_session=True,
+        )
     finally:
         log.close()
 

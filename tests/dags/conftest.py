@@ -18,14 +18,16 @@ from tests.helpers import drain_messages
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     airflow = Path(sys.executable).parent / "airflow"
-    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.fixture
-def airflow_stack(stack, sagemaker_emulator, moto_server, airflow_db, monkeypatch,
-                  tiny_clip_artifact):
+def airflow_stack(
+    stack, sagemaker_emulator, moto_server, airflow_db, monkeypatch, tiny_clip_artifact
+):
     """The stack's names in the environment, the AWS connection in AIRFLOW_CONN_AWS_DEFAULT,
     and the tiny CLIP artifact in the bucket. Returns (settings, model_data_url)."""
     settings = stack.settings
@@ -33,11 +35,20 @@ def airflow_stack(stack, sagemaker_emulator, moto_server, airflow_db, monkeypatc
         if not key.startswith("AWS_ENDPOINT_URL"):
             monkeypatch.setenv(key, value)
     services = {s: {"endpoint_url": moto_server.url} for s in ("s3", "sqs", "dynamodb")}
-    services.update({s: {"endpoint_url": sagemaker_emulator}
-                     for s in ("sagemaker", "sagemaker-runtime")})
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"region_name": settings.region, "service_config": services}}))
+    services.update(
+        {s: {"endpoint_url": sagemaker_emulator} for s in ("sagemaker", "sagemaker-runtime")}
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"region_name": settings.region, "service_config": services},
+            }
+        ),
+    )
     key = "models/tiny-clip/model.tar.gz"
     aws.client(settings, "s3").upload_file(str(tiny_clip_artifact), settings.bucket, key)
     yield settings, f"s3://{settings.bucket}/{key}"

@@ -13,13 +13,14 @@ import requests
 from lambdas.api.handler import make_handler as make_api_handler
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
-from pipeline.embedding_records import EmbeddingStore, ManifestStore
-from pipeline.embedding_run import EmbeddingRun
-from pipeline.ingest import Ingestor
-from pipeline.local.http_api import LocalApi
-from pipeline.local.pump import EventPump
-from pipeline.records import ImageStore
-from pipeline.shards import ShardStore
+from pipeline.embedding.run import EmbeddingRun
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.local.api_gateway import LocalApi
+from pipeline.local.event_pump import EventPump
+from pipeline.storage.embeddings_table import EmbeddingStore
+from pipeline.storage.images_table import ImageStore
+from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.shards import ShardStore
 from tests.helpers import gradient_jpeg, image_bytes
 
 LOGICAL_DATE = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -36,8 +37,9 @@ def dag():
 
 def _upload(settings, key, data, prompt=None):
     metadata = {"prompt": prompt} if prompt else {}
-    aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key=key, Body=data,
-                                          Metadata=metadata)
+    aws.client(settings, "s3").put_object(
+        Bucket=settings.bucket, Key=key, Body=data, Metadata=metadata
+    )
 
 
 def _ingest(settings):
@@ -48,10 +50,10 @@ def _state(settings) -> dict:
     """Everything an embedding run writes, as plain data (shard contents included)."""
     ddb = aws.client(settings, "dynamodb")
     tables = {}
-    for table in (settings.images_table, settings.embeddings_table,
-                  settings.shard_manifests_table):
-        tables[table] = sorted(json.dumps(i, sort_keys=True, default=str)
-                               for i in ddb.scan(TableName=table)["Items"])
+    for table in (settings.images_table, settings.embeddings_table, settings.shard_manifests_table):
+        tables[table] = sorted(
+            json.dumps(i, sort_keys=True, default=str) for i in ddb.scan(TableName=table)["Items"]
+        )
     s3 = aws.client(settings, "s3")
     listing = s3.list_objects_v2(Bucket=settings.bucket, Prefix="embeddings/").get("Contents", [])
     shards = {o["Key"]: ShardStore(settings).read(o["Key"]).to_pylist() for o in listing}
@@ -59,8 +61,10 @@ def _state(settings) -> dict:
 
 
 def _run(dag, model_uri, **conf):
-    return dag.test(logical_date=LOGICAL_DATE,
-                    run_conf={"model_data_url": model_uri, "grace_minutes": 0, **conf})
+    return dag.test(
+        logical_date=LOGICAL_DATE,
+        run_conf={"model_data_url": model_uri, "grace_minutes": 0, **conf},
+    )
 
 
 def test_recorded_images_end_as_shards_and_records(dag, airflow_stack):
@@ -73,21 +77,34 @@ def test_recorded_images_end_as_shards_and_records(dag, airflow_stack):
     _ingest(settings)
     # the object is replaced by junk after validation, without a new ingest: the job's
     # handler meets a bad image, which must fail alone
-    aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key="uploads/spoiled.jpg",
-                                          Body=b"junk")
+    aws.client(settings, "s3").put_object(
+        Bucket=settings.bucket, Key="uploads/spoiled.jpg", Body=b"junk"
+    )
     aws.client(settings, "dynamodb").update_item(
-        TableName=settings.images_table, Key={"image_id": {"S": "spoiled"}},
-        UpdateExpression="SET etag = :e", ExpressionAttributeValues={
-            ":e": {"S": aws.client(settings, "s3").head_object(
-                Bucket=settings.bucket, Key="uploads/spoiled.jpg")["ETag"].strip('"')}})
+        TableName=settings.images_table,
+        Key={"image_id": {"S": "spoiled"}},
+        UpdateExpression="SET etag = :e",
+        ExpressionAttributeValues={
+            ":e": {
+                "S": aws.client(settings, "s3")
+                .head_object(Bucket=settings.bucket, Key="uploads/spoiled.jpg")["ETag"]
+                .strip('"')
+            }
+        },
+    )
 
     run = _run(dag, model_uri)
     assert run.state == "success"
 
     images = ImageStore(settings)
     statuses = {i: images.get(i)["status"] for i in ("fox1", "fox2", "cup", "loose", "spoiled")}
-    assert statuses == {"fox1": "embedded", "fox2": "embedded", "cup": "embedded",
-                        "loose": "embedded", "spoiled": "failed"}
+    assert statuses == {
+        "fox1": "embedded",
+        "fox2": "embedded",
+        "cup": "embedded",
+        "loose": "embedded",
+        "spoiled": "failed",
+    }
     assert images.get("spoiled")["error"].startswith("embedding_failed:")
     assert images.get("fox1")["embedding_model_id"] == "clip-tiny-random-init-seed0"
 
@@ -103,8 +120,9 @@ def test_recorded_images_end_as_shards_and_records(dag, airflow_stack):
     assert table.column("image_id").to_pylist() == ["fox1", "fox2"]
     assert table.schema.metadata[b"model_id"] == b"clip-tiny-random-init-seed0"
     assert table.schema.metadata[b"prompt"] == b"red fox"
-    np.testing.assert_allclose(np.asarray(table.column("embedding").to_pylist()[0]),
-                               fox1["embedding"], atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(table.column("embedding").to_pylist()[0]), fox1["embedding"], atol=1e-6
+    )
     assert ManifestStore(settings).get("a cup", "clip-tiny-random-init-seed0").rows == 1
 
     # the API serves the vector the run committed
@@ -125,7 +143,8 @@ def test_recorded_images_end_as_shards_and_records(dag, airflow_stack):
 
 
 def test_a_failure_between_transform_and_commit_then_a_rerun_ends_in_the_same_state(
-        dag, airflow_stack, monkeypatch):
+    dag, airflow_stack, monkeypatch
+):
     settings, model_uri = airflow_stack
     for name in ("a", "b", "c"):
         _upload(settings, f"uploads/{name}.jpg", gradient_jpeg((64 + ord(name), 64)), "Fork")
@@ -155,8 +174,7 @@ def test_compact_shards_dag_merges_what_two_runs_wrote(dag, airflow_stack):
     assert _run(dag, model_uri).state == "success"
     _upload(settings, "uploads/p2.jpg", gradient_jpeg((90, 70)), "owl")
     _ingest(settings)
-    assert dag.test(run_conf={"model_data_url": model_uri, "grace_minutes": 0}).state == (
-        "success")
+    assert dag.test(run_conf={"model_data_url": model_uri, "grace_minutes": 0}).state == ("success")
     model_id = "clip-tiny-random-init-seed0"
     assert len(ManifestStore(settings).get("owl", model_id).shards) == 2
 
@@ -164,4 +182,6 @@ def test_compact_shards_dag_merges_what_two_runs_wrote(dag, airflow_stack):
     manifest = ManifestStore(settings).get("owl", model_id)
     assert len(manifest.shards) == 1 and manifest.rows == 2
     assert ShardStore(settings).read(manifest.shards[0]).column("image_id").to_pylist() == [
-        "p1", "p2"]
+        "p1",
+        "p2",
+    ]

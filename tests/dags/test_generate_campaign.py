@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pipeline import aws
-from pipeline.bedrock import BedrockImages
-from pipeline.campaigns import generate_planned, load_campaign, plan_prompt
-from pipeline.ingest import Ingestor
+from pipeline.generation.bedrock import BedrockImages
+from pipeline.generation.campaigns import generate_planned, load_campaign, plan_prompt
+from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.bedrock.server import BedrockEmulator
-from pipeline.records import ImageStore
+from pipeline.storage.images_table import ImageStore
 from tests.helpers import drain_messages
 
 CAMPAIGN = """
@@ -39,13 +39,18 @@ def campaign_env(airflow_stack, monkeypatch, tmp_path):
     # dag.test() parses the DAG folder: the campaign files of this test are the ones it sees
     monkeypatch.setenv("IMGSIM_CAMPAIGNS_DIR", str(tmp_path))
     airflow = Path(sys.executable).parent / "airflow"
-    subprocess.run([str(airflow), "pools", "set", "bedrock", "2", "Bedrock InvokeModel"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(airflow), "pools", "set", "bedrock", "2", "Bedrock InvokeModel"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
     def write(name: str, prompts: list[str], n: int, max_images: int = 20) -> Path:
         path = tmp_path / f"{name}.yaml"
-        path.write_text(CAMPAIGN.format(name=name, prompts=json.dumps(prompts), n=n,
-                                        max_images=max_images))
+        path.write_text(
+            CAMPAIGN.format(name=name, prompts=json.dumps(prompts), n=n, max_images=max_images)
+        )
         return path
 
     yield settings.with_endpoint(bedrock.url, ("bedrock-runtime",)), write
@@ -53,8 +58,9 @@ def campaign_env(airflow_stack, monkeypatch, tmp_path):
 
 
 def _generated(settings) -> list[str]:
-    listing = aws.client(settings, "s3").list_objects_v2(Bucket=settings.bucket,
-                                                         Prefix="generated/")
+    listing = aws.client(settings, "s3").list_objects_v2(
+        Bucket=settings.bucket, Prefix="generated/"
+    )
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
@@ -102,13 +108,14 @@ def test_the_budget_cap_stops_a_campaign_before_any_image(campaign_env):
 
 
 def test_invalid_campaign_files_are_refused_with_the_reason(tmp_path):
-    from pipeline.campaigns import CampaignError
+    from pipeline.generation.campaigns import CampaignError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nprompts: []\nbudget: {max_images: 1, max_dollars: 1}\n")
     with pytest.raises(CampaignError, match="needs prompts"):
         load_campaign(bad)
-    bad.write_text("name: x\nmodel_id: openai.dall-e\nprompts: [a]\n"
-                   "budget: {max_images: 1, max_dollars: 1}\n")
+    bad.write_text(
+        "name: x\nmodel_id: openai.dall-e\nprompts: [a]\nbudget: {max_images: 1, max_dollars: 1}\n"
+    )
     with pytest.raises(CampaignError, match="not a supported"):
         load_campaign(bad)

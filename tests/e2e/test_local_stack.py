@@ -21,14 +21,24 @@ from tests.helpers import gradient_jpeg
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory):
-    env = {**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path_factory.mktemp("stack")),
-           **{f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
-              for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW")}}
+    env = {
+        **os.environ,
+        "IMGSIM_LOCAL_DIR": str(tmp_path_factory.mktemp("stack")),
+        **{
+            f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
+            for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW")
+        },
+    }
     env.pop("AIRFLOW_HOME", None)
 
     def cli(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "pipeline.local", *args], env=env,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.local", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result.stdout
 
@@ -43,8 +53,12 @@ def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
     status, exports = local_stack
     assert status["running"] and status["airflow"]["alive"]
     s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
-    s3.put_object(Bucket=exports["IMGSIM_BUCKET"], Key="uploads/e2e-owl.jpg",
-                  Body=gradient_jpeg((160, 120)), Metadata={"prompt": "an owl"})
+    s3.put_object(
+        Bucket=exports["IMGSIM_BUCKET"],
+        Key="uploads/e2e-owl.jpg",
+        Body=gradient_jpeg((160, 120)),
+        Metadata={"prompt": "an owl"},
+    )
     api = exports["IMGSIM_API_URL"]
     started = time.monotonic()
     record: dict = {}
@@ -82,8 +96,9 @@ def test_generate_now_then_rank_it_against_an_upload(local_stack):
     while requests.get(f"{api}/images/{image_id}", timeout=10).json()["status"] == "pending":
         assert time.monotonic() < deadline, "the generated image was never embedded"
         time.sleep(2)
-    ranked = requests.get(f"{api}/similarity", timeout=30,
-                          params={"image_id": "e2e-owl", "prompt": "an owl"}).json()
+    ranked = requests.get(
+        f"{api}/similarity", timeout=30, params={"image_id": "e2e-owl", "prompt": "an owl"}
+    ).json()
     assert image_id in [r["image_id"] for r in ranked["results"]]
 
 
@@ -94,8 +109,12 @@ def test_the_demo_campaign_runs_in_airflow_and_its_images_embed(local_stack):
     status, exports = local_stack
     settings = Settings.from_env(exports)
     records = run_campaign(settings, status["airflow"]["url"], exports["IMGSIM_API_URL"])
-    generated = [r for r in records if r.get("source") == "generated"
-                 and r.get("generation", {}).get("modifiers", {}).get("campaign") == "demo"]
+    generated = [
+        r
+        for r in records
+        if r.get("source") == "generated"
+        and r.get("generation", {}).get("modifiers", {}).get("campaign") == "demo"
+    ]
     assert len(generated) == 6  # campaigns/demo.yaml: 2 prompts x 3 images
     assert all(r["status"] == "embedded" for r in generated)
 
@@ -109,6 +128,11 @@ def test_down_stops_every_process_it_started(local_stack, tmp_path):
         family += [parent, *parent.children(recursive=True)]
     assert len(family) > len(pids)  # Airflow runs a scheduler, triggerer, workers, ...
     env = {**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path)}  # another, empty stack dir
-    subprocess.run([sys.executable, "-m", "pipeline.local", "down"], env=env, check=True,
-                   timeout=60, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.local", "down"],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
     assert all(p.is_running() for p in family[: len(pids)])  # nothing of ours was touched

@@ -14,9 +14,9 @@ import requests
 from lambdas.api.handler import make_handler
 from lambdas.ingest.handler import make_handler as make_ingest_handler
 from pipeline import aws
-from pipeline.ingest import Ingestor
-from pipeline.local.http_api import LocalApi
-from pipeline.local.pump import EventPump
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.local.api_gateway import LocalApi
+from pipeline.local.event_pump import EventPump
 from tests.helpers import drain_messages, gradient_jpeg, image_bytes
 
 
@@ -43,15 +43,20 @@ def test_post_stores_records_and_queues_the_image(api, stack):
     image_id = response.json()["image_id"]
     assert response.json()["s3_key"] == f"uploads/{image_id}.png"
 
-    head = aws.client(settings, "s3").head_object(Bucket=settings.bucket,
-                                                  Key=f"uploads/{image_id}.png")
+    head = aws.client(settings, "s3").head_object(
+        Bucket=settings.bucket, Key=f"uploads/{image_id}.png"
+    )
     assert head["ContentType"] == "image/png"
 
     record = requests.get(f"{api}/images/{image_id}", timeout=10)
     assert record.status_code == 200
     body = record.json()
     assert (body["status"], body["prompt"], body["width"], body["height"]) == (
-        "pending", "a fork", 33, 22)
+        "pending",
+        "a fork",
+        33,
+        22,
+    )
     assert "etag" not in body and body["url_expires_in"] == 900
     download = requests.get(body["url"], timeout=10)
     assert download.status_code == 200 and download.content == png
@@ -79,29 +84,37 @@ def test_data_urls_are_accepted(api):
     assert _post(api, image_data=data).status_code == 200
 
 
-@pytest.mark.parametrize("payload,status,code", [
-    ({"image_data": "!!not base64!!"}, 400, "invalid_base64"),
-    ({}, 400, "missing_image_data"),
-    ({"image_data": 12}, 400, "missing_image_data"),
-    ({"image_data": _b64(b"plain text")}, 415, "not_an_image"),
-    ({"image_data": _b64(image_bytes("GIF"))}, 415, "unsupported_format"),
-    ({"image_data": _b64(gradient_jpeg()[:900])}, 400, "truncated"),
-    ({"image_data": _b64(image_bytes("PNG", (4100, 2)))}, 400, "dimensions_too_large"),
-    ({"image_data": _b64(gradient_jpeg()), "prompt": "   "}, 400, "invalid_prompt"),
-    ({"image_data": _b64(gradient_jpeg()), "prompt": "x" * 1001}, 400, "invalid_prompt"),
-])
+@pytest.mark.parametrize(
+    "payload,status,code",
+    [
+        ({"image_data": "!!not base64!!"}, 400, "invalid_base64"),
+        ({}, 400, "missing_image_data"),
+        ({"image_data": 12}, 400, "missing_image_data"),
+        ({"image_data": _b64(b"plain text")}, 415, "not_an_image"),
+        ({"image_data": _b64(image_bytes("GIF"))}, 415, "unsupported_format"),
+        ({"image_data": _b64(gradient_jpeg()[:900])}, 400, "truncated"),
+        ({"image_data": _b64(image_bytes("PNG", (4100, 2)))}, 400, "dimensions_too_large"),
+        ({"image_data": _b64(gradient_jpeg()), "prompt": "   "}, 400, "invalid_prompt"),
+        ({"image_data": _b64(gradient_jpeg()), "prompt": "x" * 1001}, 400, "invalid_prompt"),
+    ],
+)
 def test_bad_uploads_are_refused_with_a_json_reason(api, stack, payload, status, code):
     response = _post(api, **payload)
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == code and error["message"]
-    assert aws.client(stack.settings, "s3").list_objects_v2(
-        Bucket=stack.settings.bucket).get("KeyCount") == 0
+    assert (
+        aws.client(stack.settings, "s3")
+        .list_objects_v2(Bucket=stack.settings.bucket)
+        .get("KeyCount")
+        == 0
+    )
 
 
 def test_invalid_json_is_a_400(api):
-    response = requests.post(f"{api}/images", data=b"{not json", timeout=10,
-                             headers={"Content-Type": "application/json"})
+    response = requests.post(
+        f"{api}/images", data=b"{not json", timeout=10, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
 
 
@@ -130,8 +143,8 @@ def test_a_failed_upload_never_touches_other_records(api, stack):
 
 
 def test_get_embedding_codes(api, stack):
-    from pipeline.embedding_records import EmbeddingStore
-    from pipeline.records import ImageStore
+    from pipeline.storage.embeddings_table import EmbeddingStore
+    from pipeline.storage.images_table import ImageStore
 
     settings = stack.settings
     assert requests.get(f"{api}/embeddings/nope", timeout=10).status_code == 404
@@ -141,14 +154,20 @@ def test_get_embedding_codes(api, stack):
     queued = requests.get(f"{api}/embeddings/{image_id}", timeout=10)
     assert queued.status_code == 202 and queued.json()["status"] == "queued"
     assert drain_messages(settings, settings.embed_queue) == [
-        {"image_id": image_id, "s3_key": f"uploads/{image_id}.jpg",
-         "etag": ImageStore(settings).get(image_id)["etag"], "priority": True}]
+        {
+            "image_id": image_id,
+            "s3_key": f"uploads/{image_id}.jpg",
+            "etag": ImageStore(settings).get(image_id)["etag"],
+            "priority": True,
+        }
+    ]
 
     record = ImageStore(settings).get(image_id)
     vector = np.linspace(-1, 1, 8, dtype=np.float32)
     vector /= np.linalg.norm(vector)
-    EmbeddingStore(settings).put(image_id, "color-layout-v1", vector, None, record["etag"],
-                                 "2026-11-22T00:00:00.000Z")
+    EmbeddingStore(settings).put(
+        image_id, "color-layout-v1", vector, None, record["etag"], "2026-11-22T00:00:00.000Z"
+    )
     ImageStore(settings).set_outcome(image_id, record["etag"], {"status": "embedded"})
     found = requests.get(f"{api}/embeddings/{image_id}", timeout=10)
     assert found.status_code == 200
@@ -156,8 +175,9 @@ def test_get_embedding_codes(api, stack):
     assert body["model_id"] == "color-layout-v1" and body["dim"] == 8
     np.testing.assert_array_equal(np.asarray(body["embedding"], np.float32), vector)
 
-    aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key="uploads/broken.jpg",
-                                          Body=b"junk")
+    aws.client(settings, "s3").put_object(
+        Bucket=settings.bucket, Key="uploads/broken.jpg", Body=b"junk"
+    )
     EventPump(settings, make_ingest_handler(Ingestor.from_settings(settings))).drain()
     failed = requests.get(f"{api}/embeddings/broken", timeout=10)
     assert failed.status_code == 409 and "not_an_image" in failed.json()["error"]["message"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.bedrock import BedrockImages, Refused, Throttled
+from pipeline.generation.bedrock import BedrockImages, Refused, Throttled
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
 from pipeline.settings import Settings
 from sagemaker_jobs.clip_embed.code.embedders import ColorLayoutEmbedder
@@ -37,8 +37,9 @@ def _vector(png: bytes) -> np.ndarray:
     return embedder.embed(embedder.preprocess(Image.open(io.BytesIO(png)))[None])[0]
 
 
-@pytest.mark.parametrize("model_id", [TITAN, "amazon.nova-canvas-v1:0",
-                                      "stability.sd3-5-large-v1:0"])
+@pytest.mark.parametrize(
+    "model_id", [TITAN, "amazon.nova-canvas-v1:0", "stability.sd3-5-large-v1:0"]
+)
 def test_each_family_returns_a_png_named_as_a_stand_in(emulator, model_id):
     client, _ = emulator()
     result = client.generate(model_id, "a red fox, close-up, watercolor painting", 512, 512, 7)
@@ -58,8 +59,11 @@ def test_pictures_depend_on_the_base_prompt_and_modifiers(emulator):
     cup = png("a cup of coffee", 1)
     assert fox_a == png("a red fox", 1)  # deterministic
     assert _vector(fox_a) @ _vector(fox_b) > _vector(fox_a) @ _vector(cup)  # related
-    for modifier in ("a red fox, close-up", "a red fox, pencil sketch",
-                     "a red fox, dutch angle, pixel art"):
+    for modifier in (
+        "a red fox, close-up",
+        "a red fox, pencil sketch",
+        "a red fox, dutch angle, pixel art",
+    ):
         changed = np.asarray(Image.open(io.BytesIO(png(modifier, 1))), np.float32)
         plain = np.asarray(Image.open(io.BytesIO(fox_a)), np.float32)
         assert np.abs(changed - plain).mean() > 5, modifier  # visibly different

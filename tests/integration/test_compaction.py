@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from pipeline import aws
-from pipeline.compaction import Compactor, merge_tables
-from pipeline.embedding_records import EmbeddingStore, ManifestStore
-from pipeline.shards import ShardRow, ShardStore, rows_table, shard_key
+from pipeline.embedding.compaction import Compactor, merge_tables
+from pipeline.storage.embeddings_table import EmbeddingStore
+from pipeline.storage.keys import shard_key
+from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.shards import ShardRow, ShardStore, rows_table
 
 MODEL = "color-layout-v1"
 PROMPT = "a red fox"
@@ -24,8 +26,9 @@ def _vec(seed: int) -> np.ndarray:
 def _commit_run(settings, run_id: str, rows: dict[str, int]) -> str:
     """What an embedding run leaves: a shard, its manifest entry, the Embeddings items."""
     key = shard_key(MODEL, PROMPT, run_id)
-    table = rows_table([ShardRow(i, _vec(s), T0, f"uploads/{i}.jpg") for i, s in rows.items()],
-                       8, MODEL, PROMPT)
+    table = rows_table(
+        [ShardRow(i, _vec(s), T0, f"uploads/{i}.jpg") for i, s in rows.items()], 8, MODEL, PROMPT
+    )
     ShardStore(settings).write(key, table)
     ManifestStore(settings).update(PROMPT, MODEL, lambda m: m.with_shard(key, table.num_rows))
     for image_id, seed in rows.items():
@@ -34,10 +37,12 @@ def _commit_run(settings, run_id: str, rows: dict[str, int]) -> str:
 
 
 def test_merge_tables_keeps_the_last_row_per_image():
-    a = rows_table([ShardRow("x", _vec(1), T0, "k"), ShardRow("y", _vec(2), T0, "k")], 8, MODEL,
-                   PROMPT)
-    b = rows_table([ShardRow("x", _vec(3), T0, "k"), ShardRow("w", _vec(4), T0, "k")], 8, MODEL,
-                   PROMPT)
+    a = rows_table(
+        [ShardRow("x", _vec(1), T0, "k"), ShardRow("y", _vec(2), T0, "k")], 8, MODEL, PROMPT
+    )
+    b = rows_table(
+        [ShardRow("x", _vec(3), T0, "k"), ShardRow("w", _vec(4), T0, "k")], 8, MODEL, PROMPT
+    )
     merged = merge_tables([a, b])
     assert merged.column("image_id").to_pylist() == ["w", "x", "y"]
     np.testing.assert_allclose(merged.column("embedding").to_pylist()[1], _vec(3))
@@ -85,6 +90,10 @@ def test_orphan_shards_are_deleted_only_when_old_enough(stack):
     assert compactor.delete_orphans(PROMPT, MODEL, older_than=timedelta(hours=1)) == []
     assert compactor.delete_orphans(PROMPT, MODEL, older_than=timedelta(0)) == [orphan]
     assert ShardStore(settings).exists(listed)
-    keys = [o["Key"] for o in aws.client(settings, "s3").list_objects_v2(
-        Bucket=settings.bucket, Prefix="embeddings/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in aws.client(settings, "s3").list_objects_v2(
+            Bucket=settings.bucket, Prefix="embeddings/"
+        )["Contents"]
+    ]
     assert keys == [listed]

@@ -10,10 +10,10 @@ import requests
 
 from lambdas.api.handler import make_handler
 from pipeline import aws
-from pipeline.ingest import Ingestor
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.local.api_gateway import LocalApi
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
-from pipeline.local.http_api import LocalApi
-from pipeline.records import ImageStore
+from pipeline.storage.images_table import ImageStore
 from tests.helpers import drain_messages
 
 
@@ -52,7 +52,8 @@ def test_generate_now_stores_records_and_queues(api):
     head = aws.client(settings, "s3").head_object(Bucket=settings.bucket, Key=record["s3_key"])
     assert head["ContentType"] == "image/png"
     assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == [
-        body["image_id"]]
+        body["image_id"]
+    ]
 
 
 @pytest.mark.parametrize("params", [{}, {"prompt": "   "}, {"prompt": "x" * 1001}])
@@ -70,12 +71,10 @@ def test_throttled_after_retries_is_429(api, stack):
 
 def test_a_refusal_is_502_with_the_reason_and_stores_nothing(api):
     url, settings = api()
-    response = requests.get(f"{url}/images", params={"prompt": "something forbidden"},
-                            timeout=60)
+    response = requests.get(f"{url}/images", params={"prompt": "something forbidden"}, timeout=60)
     assert response.status_code == 502
     assert "content filters" in response.json()["error"]["message"]
-    listed = aws.client(settings, "s3").list_objects_v2(Bucket=settings.bucket,
-                                                        Prefix="generated/")
+    listed = aws.client(settings, "s3").list_objects_v2(Bucket=settings.bucket, Prefix="generated/")
     assert listed.get("KeyCount") == 0
 
 

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
-from pipeline.ingest import Ingestor
-from pipeline.local.context import LocalLambdaContext
-from pipeline.local.pump import EventPump, sqs_event
-from pipeline.records import ImageStore
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.local.event_pump import EventPump, sqs_event
+from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.settings import Limits
+from pipeline.storage.images_table import ImageStore
 from tests.helpers import drain_messages, gradient_jpeg, image_bytes, queue_url
 
 CTX = LocalLambdaContext("test-ingest")
@@ -23,16 +23,18 @@ def _pump(settings, ingestor=None) -> EventPump:
 
 
 def _put(settings, key, data, **metadata):
-    return aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key=key, Body=data,
-                                                 Metadata=metadata)
+    return aws.client(settings, "s3").put_object(
+        Bucket=settings.bucket, Key=key, Body=data, Metadata=metadata
+    )
 
 
 def _receive_notifications(settings) -> list[dict]:
     """The raw SQS messages S3 sent to the ingest queue (TestEvent excluded), undeleted."""
     sqs = aws.client(settings, "sqs")
     url = queue_url(settings, settings.ingest_queue)
-    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                   AttributeNames=["All"]).get("Messages", [])
+    messages = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+    ).get("Messages", [])
     return [m for m in messages if "Records" in json.loads(m["Body"])]
 
 
@@ -53,11 +55,15 @@ def test_an_upload_is_recorded_pending_and_queued_once(stack):
     assert (record["width"], record["height"], record["content_type"]) == (128, 96, "image/jpeg")
     assert record["source"] == "uploaded" and record["created_at"].endswith("Z")
     assert drain_messages(settings, settings.embed_queue) == [
-        {"image_id": "fox", "s3_key": "uploads/fox.jpg", "etag": record["etag"]}]
+        {"image_id": "fox", "s3_key": "uploads/fox.jpg", "etag": record["etag"]}
+    ]
     # the record is queryable by prompt through the GSI
     found = aws.client(settings, "dynamodb").query(
-        TableName=settings.images_table, IndexName="Prompt_GSI",
-        KeyConditionExpression="prompt = :p", ExpressionAttributeValues={":p": {"S": "red fox"}})
+        TableName=settings.images_table,
+        IndexName="Prompt_GSI",
+        KeyConditionExpression="prompt = :p",
+        ExpressionAttributeValues={":p": {"S": "red fox"}},
+    )
     assert [i["image_id"]["S"] for i in found["Items"]] == ["fox"]
 
 
@@ -90,8 +96,12 @@ def test_a_retry_after_a_crash_between_the_two_writes_ends_with_both(deploy_stac
         pump.poll_once(wait_seconds=1)
     assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == ["crash"]
     # one more redelivery of the same event changes nothing
-    assert Ingestor.from_settings(settings).ingest_event(
-        settings.bucket, "uploads/crash.jpg", None).outcome == "duplicate"
+    assert (
+        Ingestor.from_settings(settings)
+        .ingest_event(settings.bucket, "uploads/crash.jpg", None)
+        .outcome
+        == "duplicate"
+    )
     assert drain_messages(settings, settings.embed_queue) == []
 
 
@@ -106,13 +116,15 @@ def test_a_mixed_batch_keeps_good_images_apart_from_bad_ones(stack):
         if len(messages) == 3:
             break
     poison = {"MessageId": "poison-1", "ReceiptHandle": "x", "Body": "not an S3 event"}
-    event = sqs_event([*messages, poison], "arn:aws:sqs:us-east-1:123456789012:q",
-                      settings.region)
+    event = sqs_event([*messages, poison], "arn:aws:sqs:us-east-1:123456789012:q", settings.region)
     result = make_handler(Ingestor.from_settings(settings))(event, CTX)
     assert result == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
     records = _records(settings)
     assert {k: v["status"] for k, v in records.items()} == {
-        "good1": "pending", "good2": "pending", "bad": "failed"}
+        "good1": "pending",
+        "good2": "pending",
+        "bad": "failed",
+    }
     assert records["bad"]["error"].startswith("not_an_image:")
     queued = sorted(m["image_id"] for m in drain_messages(settings, settings.embed_queue))
     assert queued == ["good1", "good2"]
@@ -145,8 +157,9 @@ def test_every_bad_input_kind_is_recorded_failed_with_its_reason(stack):
 def test_a_poison_message_reaches_the_dlq_after_five_tries(deploy_stack):
     settings = deploy_stack(ingest_visibility_timeout=1).settings
     sqs = aws.client(settings, "sqs")
-    sqs.send_message(QueueUrl=queue_url(settings, settings.ingest_queue),
-                     MessageBody='{"Records": "garbage"}')
+    sqs.send_message(
+        QueueUrl=queue_url(settings, settings.ingest_queue), MessageBody='{"Records": "garbage"}'
+    )
     _put(settings, "uploads/fine.jpg", gradient_jpeg())
     pump = _pump(settings)
     dlq = queue_url(settings, f"{settings.ingest_queue}-dlq")
@@ -171,7 +184,9 @@ def test_overwriting_a_key_records_the_new_version_and_queues_it(stack):
     second = ImageStore(settings).get("pic")
     assert second["etag"] != first["etag"] and (second["width"], second["height"]) == (10, 10)
     assert [m["etag"] for m in drain_messages(settings, settings.embed_queue)] == [
-        first["etag"], second["etag"]]
+        first["etag"],
+        second["etag"],
+    ]
 
 
 def test_a_stale_event_for_a_replaced_object_changes_nothing(stack):
@@ -197,11 +212,18 @@ def test_same_stem_with_another_extension_does_not_overwrite_the_first(stack):
 
 def test_generated_images_keep_their_generation_metadata(stack):
     settings = stack.settings
-    generation = {"model_id": "amazon.titan-image-generator-v2:0", "seed": 42,
-                  "modifiers": {"camera": "low angle", "style": "watercolor"}}
-    _put(settings, "generated/g1.png", image_bytes("PNG"), prompt="Fork",
-         **{"modified-prompt": "fork, low angle, watercolor",
-            "generation": json.dumps(generation)})
+    generation = {
+        "model_id": "amazon.titan-image-generator-v2:0",
+        "seed": 42,
+        "modifiers": {"camera": "low angle", "style": "watercolor"},
+    }
+    _put(
+        settings,
+        "generated/g1.png",
+        image_bytes("PNG"),
+        prompt="Fork",
+        **{"modified-prompt": "fork, low angle, watercolor", "generation": json.dumps(generation)},
+    )
     _pump(settings).drain()
     record = ImageStore(settings).get("g1")
     assert record["source"] == "generated" and record["generation"] == generation
@@ -213,6 +235,7 @@ def test_objects_outside_the_prefixes_are_ignored(stack):
     ingestor = Ingestor.from_settings(settings)
     _put(settings, "embeddings/x.parquet", b"PAR1")
     assert ingestor.ingest_event(settings.bucket, "embeddings/x.parquet", None).outcome == (
-        "ignored")
+        "ignored"
+    )
     assert ingestor.ingest_event("another-bucket", "uploads/x.jpg", None).outcome == "ignored"
     assert _records(settings) == {}

@@ -19,21 +19,31 @@ from tests.helpers import gradient_jpeg
 
 @pytest.fixture
 def cli(tmp_path):
-    env = {**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path / "local"),
-           "IMGSIM_LOCAL_MOTO_PORT": str(free_port()), "IMGSIM_LOCAL_API_PORT": str(free_port()),
-           "IMGSIM_LOCAL_SAGEMAKER_PORT": str(free_port()),
-           "IMGSIM_LOCAL_BEDROCK_PORT": str(free_port()),
-           "IMGSIM_LOCAL_AIRFLOW": "0"}  # Airflow is covered by tests/e2e
+    env = {
+        **os.environ,
+        "IMGSIM_LOCAL_DIR": str(tmp_path / "local"),
+        "IMGSIM_LOCAL_MOTO_PORT": str(free_port()),
+        "IMGSIM_LOCAL_API_PORT": str(free_port()),
+        "IMGSIM_LOCAL_SAGEMAKER_PORT": str(free_port()),
+        "IMGSIM_LOCAL_BEDROCK_PORT": str(free_port()),
+        "IMGSIM_LOCAL_AIRFLOW": "0",
+    }  # Airflow is covered by tests/e2e
 
     def run(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "pipeline.local", *args], env=env,
-                                capture_output=True, text=True, timeout=180)
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.local", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
     yield run
-    subprocess.run([sys.executable, "-m", "pipeline.local", "down"], env=env, timeout=60,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.local", "down"], env=env, timeout=60, capture_output=True
+    )
 
 
 def _wait_for(url: str, timeout: float) -> requests.Response:
@@ -50,15 +60,23 @@ def test_up_upload_down_up_keeps_the_record(cli):
     run("up")
     status = json.loads(run("status"))
     assert status["running"] is True
-    exports = dict(line.removeprefix("export ").split("=", 1)
-                   for line in run("env").splitlines())
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in run("env").splitlines())
     api = exports["IMGSIM_API_URL"]
 
-    s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
-                      aws_access_key_id="x", aws_secret_access_key="x")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=exports["AWS_ENDPOINT_URL_S3"],
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
     started = time.monotonic()
-    s3.put_object(Bucket=exports["IMGSIM_BUCKET"], Key="uploads/newcomer.jpg",
-                  Body=gradient_jpeg(), Metadata={"prompt": "a test pattern"})
+    s3.put_object(
+        Bucket=exports["IMGSIM_BUCKET"],
+        Key="uploads/newcomer.jpg",
+        Body=gradient_jpeg(),
+        Metadata={"prompt": "a test pattern"},
+    )
     record = _wait_for(f"{api}/images/newcomer", timeout=15)
     elapsed = time.monotonic() - started
     assert record.status_code == 200, record.text
@@ -66,8 +84,9 @@ def test_up_upload_down_up_keeps_the_record(cli):
     assert elapsed < 15
 
     run("down")
-    assert not any(is_alive(status[part]["pid"])
-                   for part in ("moto", "api", "sagemaker", "bedrock"))
+    assert not any(
+        is_alive(status[part]["pid"]) for part in ("moto", "api", "sagemaker", "bedrock")
+    )
     assert json.loads(run("status")) == {"running": False}
 
     run("up")
@@ -78,18 +97,31 @@ def test_up_upload_down_up_keeps_the_record(cli):
 
 
 def test_deploy_targets_an_existing_moto_server(moto_server, tmp_path):
-    env = {**os.environ, "AWS_ENDPOINT_URL": moto_server.url, "IMGSIM_BUCKET": "compose-style",
-           "IMGSIM_LOCAL_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "pipeline.local", "deploy"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": moto_server.url,
+        "IMGSIM_BUCKET": "compose-style",
+        "IMGSIM_LOCAL_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.local", "deploy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     s3 = boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1")
-    assert s3.get_bucket_notification_configuration(Bucket="compose-style")[
-        "QueueConfigurations"]
+    assert s3.get_bucket_notification_configuration(Bucket="compose-style")["QueueConfigurations"]
 
 
 def test_deploy_refuses_to_run_without_a_local_endpoint(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    result = subprocess.run([sys.executable, "-m", "pipeline.local", "deploy"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.local", "deploy"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "AWS_ENDPOINT_URL" in result.stderr

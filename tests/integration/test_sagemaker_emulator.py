@@ -29,22 +29,34 @@ def _wait(sm, name, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
         job = sm.describe_transform_job(TransformJobName=name)
-        if job["TransformJobStatus"] not in ("InProgress", "Stopping") or \
-                time.monotonic() > deadline:
+        if (
+            job["TransformJobStatus"] not in ("InProgress", "Stopping")
+            or time.monotonic() > deadline
+        ):
             return job
         time.sleep(0.3)
 
 
 def _job_request(name, model, bucket, prefix, **extra):
     return {
-        "TransformJobName": name, "ModelName": model,
-        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                           "S3Uri": f"s3://{bucket}/{prefix}"}},
-                           "ContentType": "application/jsonlines", "SplitType": "Line"},
-        "TransformOutput": {"S3OutputPath": f"s3://{bucket}/out/{name}",
-                            "Accept": "application/jsonlines", "AssembleWith": "Line"},
+        "TransformJobName": name,
+        "ModelName": model,
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/{prefix}"}
+            },
+            "ContentType": "application/jsonlines",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": f"s3://{bucket}/out/{name}",
+            "Accept": "application/jsonlines",
+            "AssembleWith": "Line",
+        },
         "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
-        "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 1, **extra,
+        "BatchStrategy": "MultiRecord",
+        "MaxPayloadInMB": 1,
+        **extra,
     }
 
 
@@ -54,12 +66,20 @@ def test_a_transform_job_runs_the_real_handler_and_writes_dot_out(sm, stack, mod
     s3.put_object(Bucket=settings.bucket, Key="uploads/a.jpg", Body=gradient_jpeg())
     s3.put_object(Bucket=settings.bucket, Key="uploads/b.png", Body=image_bytes("PNG"))
     s3.put_object(Bucket=settings.bucket, Key="uploads/bad.jpg", Body=b"not an image")
-    lines = [{"image_id": i, "s3_uri": f"s3://{settings.bucket}/uploads/{k}"}
-             for i, k in (("a", "a.jpg"), ("b", "b.png"), ("bad", "bad.jpg"))]
-    s3.put_object(Bucket=settings.bucket, Key="manifests/run1/input.jsonl",
-                  Body="".join(json.dumps(x) + "\n" for x in lines))
-    sm.create_model(ModelName="tiny-1", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
-                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    lines = [
+        {"image_id": i, "s3_uri": f"s3://{settings.bucket}/uploads/{k}"}
+        for i, k in (("a", "a.jpg"), ("b", "b.png"), ("bad", "bad.jpg"))
+    ]
+    s3.put_object(
+        Bucket=settings.bucket,
+        Key="manifests/run1/input.jsonl",
+        Body="".join(json.dumps(x) + "\n" for x in lines),
+    )
+    sm.create_model(
+        ModelName="tiny-1",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri},
+    )
     assert sm.describe_model(ModelName="tiny-1")["PrimaryContainer"]["ModelDataUrl"] == model_uri
 
     sm.create_transform_job(**_job_request("job-1", "tiny-1", settings.bucket, "manifests/run1/"))
@@ -77,22 +97,29 @@ def test_a_transform_job_runs_the_real_handler_and_writes_dot_out(sm, stack, mod
     with pytest.raises(ClientError) as dup:
         sm.create_transform_job(**_job_request("job-1", "tiny-1", settings.bucket, "manifests/"))
     assert dup.value.response["Error"]["Code"] == "ResourceInUse"
-    names = [j["TransformJobName"] for j in sm.list_transform_jobs(NameContains="job-1")[
-        "TransformJobSummaries"]]
+    names = [
+        j["TransformJobName"]
+        for j in sm.list_transform_jobs(NameContains="job-1")["TransformJobSummaries"]
+    ]
     assert names == ["job-1"]
 
 
 def test_unknown_resources_answer_validation_exceptions(sm):
-    for call in (lambda: sm.describe_model(ModelName="nope"),
-                 lambda: sm.describe_transform_job(TransformJobName="nope")):
+    for call in (
+        lambda: sm.describe_model(ModelName="nope"),
+        lambda: sm.describe_transform_job(TransformJobName="nope"),
+    ):
         with pytest.raises(ClientError) as err:
             call()
         assert err.value.response["Error"]["Code"] == "ValidationException"
 
 
 def test_a_job_whose_input_is_missing_fails_with_a_reason(sm, stack, model_uri):
-    sm.create_model(ModelName="tiny-2", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
-                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    sm.create_model(
+        ModelName="tiny-2",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri},
+    )
     sm.create_transform_job(**_job_request("job-2", "tiny-2", stack.settings.bucket, "nothing/"))
     job = _wait(sm, "job-2")
     assert job["TransformJobStatus"] == "Failed" and "no input objects" in job["FailureReason"]
@@ -101,8 +128,11 @@ def test_a_job_whose_input_is_missing_fails_with_a_reason(sm, stack, model_uri):
 def test_an_unsupported_content_type_fails_the_job(sm, stack, model_uri):
     settings = stack.settings
     aws.client(settings, "s3").put_object(Bucket=settings.bucket, Key="csv/in.csv", Body=b"a,b\n")
-    sm.create_model(ModelName="tiny-3", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
-                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
+    sm.create_model(
+        ModelName="tiny-3",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri},
+    )
     request = _job_request("job-3", "tiny-3", settings.bucket, "csv/")
     request["TransformInput"]["ContentType"] = "text/csv"
     sm.create_transform_job(**request)
@@ -117,10 +147,14 @@ def test_stop_transform_job(sm, stack, model_uri):
     line = json.dumps({"image_id": "a", "s3_uri": f"s3://{settings.bucket}/uploads/a.jpg"})
     for i in range(20):  # 20 objects: the stop lands between them
         s3.put_object(Bucket=settings.bucket, Key=f"many/{i:02d}.jsonl", Body=line + "\n")
-    sm.create_model(ModelName="tiny-4", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
-                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
-    sm.create_transform_job(**_job_request("job-4", "tiny-4", settings.bucket, "many/",
-                                           BatchStrategy="SingleRecord"))
+    sm.create_model(
+        ModelName="tiny-4",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri},
+    )
+    sm.create_transform_job(
+        **_job_request("job-4", "tiny-4", settings.bucket, "many/", BatchStrategy="SingleRecord")
+    )
     sm.stop_transform_job(TransformJobName="job-4")
     job = _wait(sm, "job-4")
     assert job["TransformJobStatus"] == "Stopped"
@@ -129,21 +163,37 @@ def test_stop_transform_job(sm, stack, model_uri):
 
 
 def test_endpoint_invocation_embeds_one_image(sm, stack, model_uri, sagemaker_emulator):
-    sm.create_model(ModelName="tiny-5", ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
-                    PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri})
-    sm.create_endpoint_config(EndpointConfigName="cfg-5", ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": "tiny-5", "InstanceType": "ml.m5.xlarge",
-        "InitialInstanceCount": 1}])
+    sm.create_model(
+        ModelName="tiny-5",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="cfg-5",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "tiny-5",
+                "InstanceType": "ml.m5.xlarge",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
     sm.create_endpoint(EndpointName="ep-5", EndpointConfigName="cfg-5")
     deadline = time.monotonic() + 60
     while sm.describe_endpoint(EndpointName="ep-5")["EndpointStatus"] == "Creating":
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert sm.describe_endpoint(EndpointName="ep-5")["EndpointStatus"] == "InService"
-    runtime = boto3.client("sagemaker-runtime", endpoint_url=sagemaker_emulator,
-                           region_name="us-east-1")
-    response = runtime.invoke_endpoint(EndpointName="ep-5", ContentType="image/jpeg",
-                                       Accept="application/json", Body=gradient_jpeg())
+    runtime = boto3.client(
+        "sagemaker-runtime", endpoint_url=sagemaker_emulator, region_name="us-east-1"
+    )
+    response = runtime.invoke_endpoint(
+        EndpointName="ep-5",
+        ContentType="image/jpeg",
+        Accept="application/json",
+        Body=gradient_jpeg(),
+    )
     result = json.loads(response["Body"].read())
     assert len(result["embedding"]) == 32 and result["model_id"].endswith("random-init-seed0")
     with pytest.raises(ClientError) as err:

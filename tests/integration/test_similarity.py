@@ -8,10 +8,10 @@ import pytest
 import requests
 
 from lambdas.api.handler import make_handler
-from pipeline.compaction import Compactor
-from pipeline.ingest import Ingestor
-from pipeline.local.http_api import LocalApi
-from pipeline.similarity import SimilarityService
+from pipeline.embedding.compaction import Compactor
+from pipeline.ingest.ingestor import Ingestor
+from pipeline.local.api_gateway import LocalApi
+from pipeline.lookup.similarity import SimilarityService
 from tests.helpers import commit_shard, embedded_record
 
 MODEL = "clip-tiny-random-init-seed0"
@@ -30,14 +30,19 @@ def _world(stack):
     vectors["img399"] = vectors["img010"]  # a tie
     names = sorted(vectors)
     for run, chunk in enumerate((names[:150], names[150:300], names[300:])):
-        commit_shard(settings, PROMPT, MODEL, f"run-{run}", {n: vectors[n] for n in chunk},
-                     embeddings_for={"img010", "img020"})
+        commit_shard(
+            settings,
+            PROMPT,
+            MODEL,
+            f"run-{run}",
+            {n: vectors[n] for n in chunk},
+            embeddings_for={"img010", "img020"},
+        )
     for name in ("img010", "img020"):
         _record(settings, name)
     service = SimilarityService.from_settings(settings)
     api = LocalApi(make_handler(Ingestor.from_settings(settings), similarity=service)).start()
-    return api, (settings, api.url, service, {k: v / np.linalg.norm(v)
-                                               for k, v in vectors.items()})
+    return api, (settings, api.url, service, {k: v / np.linalg.norm(v) for k, v in vectors.items()})
 
 
 @pytest.fixture
@@ -58,8 +63,9 @@ def shared(module_stack):
 
 def _reference(vectors, query_id, k):
     query = vectors[query_id].astype(np.float32)
-    rows = [(float(np.asarray(v, np.float32) @ query), i) for i, v in vectors.items()
-            if i != query_id]
+    rows = [
+        (float(np.asarray(v, np.float32) @ query), i) for i, v in vectors.items() if i != query_id
+    ]
     rows.sort(key=lambda r: (-r[0], r[1]))
     return [i for _, i in rows[:k]]
 
@@ -101,25 +107,31 @@ def test_min_score_filters(shared):
     _, api, _, vectors = shared
     body = _get(api, image_id="img010", prompt=PROMPT, k=100, min_score=0.5).json()
     query = vectors["img010"]
-    expected = [i for i in _reference(vectors, "img010", 1000)
-                if float(np.float32(vectors[i]) @ np.float32(query)) >= 0.5]
+    expected = [
+        i
+        for i in _reference(vectors, "img010", 1000)
+        if float(np.float32(vectors[i]) @ np.float32(query)) >= 0.5
+    ]
     assert [r["image_id"] for r in body["results"]] == expected[:100]
     assert all(r["similarity"] >= 0.5 for r in body["results"])
 
 
-@pytest.mark.parametrize("params,status,code", [
-    ({"prompt": PROMPT}, 400, "invalid_image_id"),
-    ({"image_id": "img010"}, 400, "invalid_prompt"),
-    ({"image_id": "img010", "prompt": "   "}, 400, "invalid_prompt"),
-    ({"image_id": "img010", "prompt": PROMPT, "k": "0"}, 400, "invalid_k"),
-    ({"image_id": "img010", "prompt": PROMPT, "k": "101"}, 400, "invalid_k"),
-    ({"image_id": "img010", "prompt": PROMPT, "k": "ten"}, 400, "invalid_k"),
-    ({"image_id": "img010", "prompt": PROMPT, "min_score": "2"}, 400, "invalid_min_score"),
-    ({"image_id": "img010", "prompt": PROMPT, "min_score": "x"}, 400, "invalid_min_score"),
-    ({"image_id": "img010", "prompt": PROMPT, "cursor": "@@@"}, 400, "invalid_cursor"),
-    ({"image_id": "nobody", "prompt": PROMPT}, 404, "image_not_found"),
-    ({"image_id": "img010", "prompt": "an unknown prompt"}, 404, "prompt_not_found"),
-])
+@pytest.mark.parametrize(
+    "params,status,code",
+    [
+        ({"prompt": PROMPT}, 400, "invalid_image_id"),
+        ({"image_id": "img010"}, 400, "invalid_prompt"),
+        ({"image_id": "img010", "prompt": "   "}, 400, "invalid_prompt"),
+        ({"image_id": "img010", "prompt": PROMPT, "k": "0"}, 400, "invalid_k"),
+        ({"image_id": "img010", "prompt": PROMPT, "k": "101"}, 400, "invalid_k"),
+        ({"image_id": "img010", "prompt": PROMPT, "k": "ten"}, 400, "invalid_k"),
+        ({"image_id": "img010", "prompt": PROMPT, "min_score": "2"}, 400, "invalid_min_score"),
+        ({"image_id": "img010", "prompt": PROMPT, "min_score": "x"}, 400, "invalid_min_score"),
+        ({"image_id": "img010", "prompt": PROMPT, "cursor": "@@@"}, 400, "invalid_cursor"),
+        ({"image_id": "nobody", "prompt": PROMPT}, 404, "image_not_found"),
+        ({"image_id": "img010", "prompt": "an unknown prompt"}, 404, "prompt_not_found"),
+    ],
+)
 def test_refusals(shared, params, status, code):
     _, api, _, _ = shared
     response = _get(api, **params)
@@ -182,9 +194,11 @@ def test_the_query_path_loads_neither_torch_nor_pillow(shared):
         " b'', '127.0.0.1')\n"
         "out = handler(event, LocalLambdaContext('similarity'))\n"
         "print(json.dumps({'status': out['statusCode'], 'heavy': sorted(m for m in"
-        " ('torch', 'PIL', 'transformers', 'onnxruntime') if m in sys.modules)}))\n")
+        " ('torch', 'PIL', 'transformers', 'onnxruntime') if m in sys.modules)}))\n"
+    )
     env = {**os.environ, **settings.to_env()}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 200, "heavy": []}

@@ -4,16 +4,30 @@ import base64
 
 import pytest
 
-from pipeline.bedrock import Refused, aspect_ratio, family, image_from_response, request_body
-from pipeline.modifiers import CAMERA_ANGLES, STYLES, choose
+from pipeline.generation.bedrock import (
+    Refused,
+    aspect_ratio,
+    family,
+    image_from_response,
+    request_body,
+)
+from pipeline.generation.modifiers import CAMERA_ANGLES, STYLES, choose
 
 
 def test_titan_v2_text_image_body():
     body = request_body("amazon.titan-image-generator-v2:0", "a fork", 1024, 768, 42, 7.5)
-    assert body == {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "a fork"},
-                    "imageGenerationConfig": {"numberOfImages": 1, "width": 1024,
-                                              "height": 768, "cfgScale": 7.5, "seed": 42,
-                                              "quality": "standard"}}
+    assert body == {
+        "taskType": "TEXT_IMAGE",
+        "textToImageParams": {"text": "a fork"},
+        "imageGenerationConfig": {
+            "numberOfImages": 1,
+            "width": 1024,
+            "height": 768,
+            "cfgScale": 7.5,
+            "seed": 42,
+            "quality": "standard",
+        },
+    }
 
 
 def test_nova_canvas_uses_the_same_task_shape():
@@ -21,13 +35,23 @@ def test_nova_canvas_uses_the_same_task_shape():
     assert body["taskType"] == "TEXT_IMAGE" and body["imageGenerationConfig"]["seed"] == 1
 
 
-@pytest.mark.parametrize("model_id", ["stability.sd3-5-large-v1:0",
-                                      "stability.stable-image-ultra-v1:1",
-                                      "stability.stable-image-core-v1:1"])
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "stability.sd3-5-large-v1:0",
+        "stability.stable-image-ultra-v1:1",
+        "stability.stable-image-core-v1:1",
+    ],
+)
 def test_stability_body(model_id):
     body = request_body(model_id, "a fork", 1024, 576, 9)
-    assert body == {"prompt": "a fork", "mode": "text-to-image", "seed": 9,
-                    "output_format": "png", "aspect_ratio": "16:9"}
+    assert body == {
+        "prompt": "a fork",
+        "mode": "text-to-image",
+        "seed": 9,
+        "output_format": "png",
+        "aspect_ratio": "16:9",
+    }
 
 
 def test_aspect_ratio_picks_the_nearest_supported_one():
@@ -42,12 +66,15 @@ def test_unknown_models_are_refused():
 
 def test_responses_and_refusals():
     png = base64.b64encode(b"\x89PNG...").decode()
-    assert image_from_response("amazon.titan-image-generator-v2:0",
-                               {"images": [png], "error": None}) == b"\x89PNG..."
+    assert (
+        image_from_response("amazon.titan-image-generator-v2:0", {"images": [png], "error": None})
+        == b"\x89PNG..."
+    )
     with pytest.raises(Refused, match="Filter reason"):
-        image_from_response("stability.sd3-5-large-v1:0",
-                            {"seeds": [1], "finish_reasons": ["Filter reason: prompt"],
-                             "images": []})
+        image_from_response(
+            "stability.sd3-5-large-v1:0",
+            {"seeds": [1], "finish_reasons": ["Filter reason: prompt"], "images": []},
+        )
     with pytest.raises(Refused, match="blocked"):
         image_from_response("amazon.nova-canvas-v1:0", {"images": [], "error": "blocked"})
 

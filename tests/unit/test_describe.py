@@ -2,24 +2,39 @@
 
 import json
 
-from pipeline.ingest import describe
-from pipeline.objects import StoredObject, decode_metadata, encode_metadata
+from pipeline.ingest.ingestor import describe
 from pipeline.settings import Limits
+from pipeline.storage.bucket import StoredObject, decode_metadata, encode_metadata
 from tests.helpers import image_bytes
 
 NOW = "2026-11-22T00:00:00.000Z"
 
 
 def _obj(body: bytes | None, metadata: dict | None = None, size: int | None = None):
-    return StoredObject(key="uploads/x.png", etag="e1", size=size or len(body or b""),
-                        content_type="binary/octet-stream", metadata=metadata or {}, body=body)
+    return StoredObject(
+        key="uploads/x.png",
+        etag="e1",
+        size=size or len(body or b""),
+        content_type="binary/octet-stream",
+        metadata=metadata or {},
+        body=body,
+    )
 
 
 def test_good_image_is_pending_with_its_real_type_and_normalized_prompt():
-    record = describe(_obj(image_bytes("PNG", (20, 10)), {"prompt": "  A  Red FORK "}),
-                      "uploaded", "x", NOW, Limits())
+    record = describe(
+        _obj(image_bytes("PNG", (20, 10)), {"prompt": "  A  Red FORK "}),
+        "uploaded",
+        "x",
+        NOW,
+        Limits(),
+    )
     assert (record.status, record.content_type, record.width, record.height) == (
-        "pending", "image/png", 20, 10)
+        "pending",
+        "image/png",
+        20,
+        10,
+    )
     assert record.prompt == "a red fork" and record.error is None
 
 
@@ -39,11 +54,21 @@ def test_an_over_long_prompt_fails_the_record_not_the_batch():
 
 
 def test_generation_metadata_is_kept():
-    generation = {"model_id": "amazon.titan-image-generator-v2:0", "seed": 7,
-                  "modifiers": ["low angle", "watercolor"], "cfg_scale": 8.0}
-    metadata = decode_metadata(encode_metadata({
-        "prompt": "Fork", "modified-prompt": "fork, low angle, watercolor",
-        "generation": json.dumps(generation)}))
+    generation = {
+        "model_id": "amazon.titan-image-generator-v2:0",
+        "seed": 7,
+        "modifiers": ["low angle", "watercolor"],
+        "cfg_scale": 8.0,
+    }
+    metadata = decode_metadata(
+        encode_metadata(
+            {
+                "prompt": "Fork",
+                "modified-prompt": "fork, low angle, watercolor",
+                "generation": json.dumps(generation),
+            }
+        )
+    )
     record = describe(_obj(image_bytes(), metadata), "generated", "x", NOW, Limits())
     assert record.generation == generation and record.modified_prompt.endswith("watercolor")
     assert record.to_item()["source"] == "generated"

@@ -8,6 +8,7 @@ import pytest
 
 def test_torch_is_the_cpu_build():
     import torch
+
     assert torch.__version__.startswith("2.13.0")
     assert "+cpu" in torch.__version__ or not torch.backends.cuda.is_built()
     assert torch.version.cuda is None

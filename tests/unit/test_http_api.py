@@ -1,4 +1,4 @@
-from pipeline.local.http_api import proxy_event
+from pipeline.local.api_gateway import proxy_event
 
 
 def test_proxy_event_has_the_api_gateway_rest_shape():

@@ -63,8 +63,7 @@ def test_deterministic_across_runs(model):
 
 def test_a_bad_image_is_an_error_line_and_the_rest_embed(model):
     photos = _photos(3)
-    results = _run(model, [photos[0], b"not an image", photos[1],
-                           gradient_jpeg()[:500], photos[2]])
+    results = _run(model, [photos[0], b"not an image", photos[1], gradient_jpeg()[:500], photos[2]])
     assert [("embedding" in r) for r in results] == [True, False, True, False, True]
     assert [r["image_id"] for r in results] == ["0", "1", "2", "3", "4"]
     assert all(r["error"] for r in results if "embedding" not in r)
@@ -132,8 +131,9 @@ def test_onnx_option_agrees_with_torch(model, tmp_path, precision, min_cosine):
     assert (vectors * reference).sum(axis=1).min() >= min_cosine
 
 
-@pytest.mark.parametrize("size", [(300, 200), (200, 300), (224, 224), (641, 479), (100, 60),
-                                  (225, 1000), (1, 1)])
+@pytest.mark.parametrize(
+    "size", [(300, 200), (200, 300), (224, 224), (641, 479), (100, 60), (225, 1000), (1, 1)]
+)
 def test_fast_preprocessing_equals_clip_image_processor(model, size):
     rng = np.random.default_rng(size[0] * 7 + size[1])
     image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))

@@ -1,4 +1,4 @@
-from pipeline.keys import identity_for_key, image_key, is_valid_image_id, new_image_id
+from pipeline.storage.keys import identity_for_key, image_key, is_valid_image_id, new_image_id
 
 
 def test_new_ids_are_valid_and_unique():
@@ -21,8 +21,10 @@ def test_other_keys_get_a_stable_digest_id():
 
 
 def test_same_stem_different_extension_differs_in_fallback():
-    a, b = identity_for_key("uploads/", "uploads/cat.jpg"), identity_for_key(
-        "uploads/", "uploads/cat.png")
+    a, b = (
+        identity_for_key("uploads/", "uploads/cat.jpg"),
+        identity_for_key("uploads/", "uploads/cat.png"),
+    )
     assert a.preferred_id == b.preferred_id == "cat"
     assert a.fallback_id != b.fallback_id
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.notifications import MalformedNotification, object_created_events
+from pipeline.ingest.notifications import MalformedNotification, object_created_events
 
 EVENTS = Path(__file__).parents[1] / "events"
 
@@ -33,8 +33,15 @@ def test_non_create_events_are_skipped():
     assert object_created_events(json.dumps(body)) == []
 
 
-@pytest.mark.parametrize("body", ["not json", "[1, 2]", '{"hello": "world"}',
-                                  '{"Records": [{"eventName": "ObjectCreated:Put"}]}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[1, 2]",
+        '{"hello": "world"}',
+        '{"Records": [{"eventName": "ObjectCreated:Put"}]}',
+    ],
+)
 def test_malformed_bodies_are_refused(body):
     with pytest.raises(MalformedNotification):
         object_created_events(body)

@@ -3,10 +3,16 @@ import pytest
 from pipeline.prompts import InvalidPrompt, checked_prompt, normalize_prompt
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("Fork ", "fork"), ("fork", "fork"), ("  A   red\tFORK\n", "a red fork"), ("", ""),
-    ("Ünïcode  Café", "ünïcode café"),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("Fork ", "fork"),
+        ("fork", "fork"),
+        ("  A   red\tFORK\n", "a red fork"),
+        ("", ""),
+        ("Ünïcode  Café", "ünïcode café"),
+    ],
+)
 def test_normalize_prompt(raw, expected):
     assert normalize_prompt(raw) == expected
 

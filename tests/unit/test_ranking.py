@@ -1,14 +1,17 @@
 import numpy as np
 import pytest
 
-from pipeline.candidates import ShardData, combine
-from pipeline.ranking import rank
+from pipeline.lookup.candidates import ShardData, combine
+from pipeline.lookup.ranking import rank
 
 
 def _reference(matrix, ids, query, exclude=None, min_score=None):
     scores = matrix @ query
-    rows = [(float(s), str(i)) for s, i in zip(scores, ids, strict=True)
-            if i != exclude and (min_score is None or s >= np.float32(min_score))]
+    rows = [
+        (float(s), str(i))
+        for s, i in zip(scores, ids, strict=True)
+        if i != exclude and (min_score is None or s >= np.float32(min_score))
+    ]
     rows.sort(key=lambda r: (-r[0], r[1]))
     return rows
 
@@ -31,8 +34,9 @@ def test_rank_equals_a_full_sort(seed):
 def test_min_score_and_exclusion():
     matrix = np.eye(4, dtype=np.float32)
     ids = np.asarray(["a", "b", "c", "d"], dtype=object)
-    ranked = rank(matrix, ids, np.asarray([0.8, 0.6, 0, 0], np.float32), 10, exclude="a",
-                  min_score=0.5)
+    ranked = rank(
+        matrix, ids, np.asarray([0.8, 0.6, 0, 0], np.float32), 10, exclude="a", min_score=0.5
+    )
     assert ranked.ids == ["b"] and ranked.total == 1
     assert rank(matrix, ids, matrix[0], 10, exclude="a", min_score=0.99).ids == []
 
@@ -40,8 +44,9 @@ def test_min_score_and_exclusion():
 def test_combine_keeps_the_last_row_of_a_repeated_image():
     def shard(ids, value):
         matrix = np.full((len(ids), 2), value, np.float32)
-        return ShardData(np.asarray(ids, dtype=object), matrix,
-                         np.asarray([f"k/{i}" for i in ids], dtype=object))
+        return ShardData(
+            np.asarray(ids, dtype=object), matrix, np.asarray([f"k/{i}" for i in ids], dtype=object)
+        )
 
     combined = combine([shard(["a", "b"], 1.0), shard(["b", "c"], 2.0)], version=3)
     assert combined.ids.tolist() == ["a", "b", "c"]

@@ -1,12 +1,17 @@
 import json
 
-from pipeline.local.recording import filter_recording, keep
+from pipeline.local.moto_recording import filter_recording, keep
 
 
 def _entry(method="POST", target=None, body="", path="/"):
     headers = {"X-Amz-Target": target} if target else {}
-    return {"method": method, "url": f"http://127.0.0.1:1{path}", "headers": headers,
-            "body": body, "body_encoded": False}
+    return {
+        "method": method,
+        "url": f"http://127.0.0.1:1{path}",
+        "headers": headers,
+        "body": body,
+        "body_encoded": False,
+    }
 
 
 def test_state_changes_are_replayed():
@@ -27,6 +32,10 @@ def test_reads_and_message_traffic_are_dropped():
 
 
 def test_filter_recording_keeps_order():
-    lines = [json.dumps(_entry("PUT", path="/b/1")), json.dumps(_entry("GET", path="/b/1")),
-             "", json.dumps(_entry("PUT", path="/b/2"))]
+    lines = [
+        json.dumps(_entry("PUT", path="/b/1")),
+        json.dumps(_entry("GET", path="/b/1")),
+        "",
+        json.dumps(_entry("PUT", path="/b/2")),
+    ]
     assert [json.loads(x)["url"][-4:] for x in filter_recording(lines)] == ["/b/1", "/b/2"]

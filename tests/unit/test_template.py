@@ -2,7 +2,7 @@
 
 from cfnlint.api import lint_file
 
-from pipeline.local.template import TEMPLATE_PATH, load_template
+from pipeline.local.cfn_template import TEMPLATE_PATH, load_template
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -24,21 +24,27 @@ def test_ingest_queue_has_a_dlq_after_five_tries():
 
 
 def test_tables_match_the_data_model():
-    tables = {v["Properties"]["TableName"]["Ref"]: v["Properties"]
-              for v in _of_type("AWS::DynamoDB::Table").values()}
+    tables = {
+        v["Properties"]["TableName"]["Ref"]: v["Properties"]
+        for v in _of_type("AWS::DynamoDB::Table").values()
+    }
     images = tables["ImagesTableName"]
     [gsi] = images["GlobalSecondaryIndexes"]
     assert gsi["IndexName"] == "Prompt_GSI"
     assert [k["AttributeName"] for k in gsi["KeySchema"]] == ["prompt", "created_at"]
     assert [k["AttributeName"] for k in tables["ShardManifestsTableName"]["KeySchema"]] == [
-        "prompt", "model_id"]
+        "prompt",
+        "model_id",
+    ]
     assert [k["AttributeName"] for k in tables["EmbeddingsTableName"]["KeySchema"]] == [
-        "embedding_id"]
+        "embedding_id"
+    ]
 
 
 def test_bucket_notifies_the_ingest_queue_for_both_prefixes():
     configs = RESOURCES["ImagesBucket"]["Properties"]["NotificationConfiguration"][
-        "QueueConfigurations"]
+        "QueueConfigurations"
+    ]
     prefixes = {c["Filter"]["S3Key"]["Rules"][0]["Value"] for c in configs}
     assert prefixes == {"uploads/", "generated/"}
     assert all(c["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]} for c in configs)
@@ -64,6 +70,7 @@ def test_event_source_mapping_reports_partial_batch_failures():
 
 def test_the_lint_check_can_fail(tmp_path):
     broken = tmp_path / "broken.yaml"
-    broken.write_text(TEMPLATE_PATH.read_text().replace("maxReceiveCount: 5",
-                                                        "maxReceiveCount: five"))
+    broken.write_text(
+        TEMPLATE_PATH.read_text().replace("maxReceiveCount: 5", "maxReceiveCount: five")
+    )
     assert lint_file(broken) != []

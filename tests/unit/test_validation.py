@@ -3,21 +3,30 @@ import zlib
 
 import pytest
 
+from pipeline.ingest.validation import InvalidImage, validate_image
 from pipeline.settings import Limits
-from pipeline.validation import InvalidImage, validate_image
 from tests.helpers import gradient_jpeg, image_bytes
 
 LIMITS = Limits()
 
 
-@pytest.mark.parametrize("fmt,content_type,ext", [
-    ("JPEG", "image/jpeg", "jpg"), ("PNG", "image/png", "png"),
-    ("BMP", "image/bmp", "bmp"), ("WEBP", "image/webp", "webp"),
-])
+@pytest.mark.parametrize(
+    "fmt,content_type,ext",
+    [
+        ("JPEG", "image/jpeg", "jpg"),
+        ("PNG", "image/png", "png"),
+        ("BMP", "image/bmp", "bmp"),
+        ("WEBP", "image/webp", "webp"),
+    ],
+)
 def test_accepts_supported_formats_and_reports_the_real_type(fmt, content_type, ext):
     info = validate_image(image_bytes(fmt, (40, 30)), LIMITS)
     assert (info.content_type, info.extension, info.width, info.height) == (
-        content_type, ext, 40, 30)
+        content_type,
+        ext,
+        40,
+        30,
+    )
     assert len(info.sha256) == 64
 
 
@@ -65,9 +74,15 @@ def test_accepts_an_image_exactly_at_the_side_limit():
 
 def _png_header_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge canvas: the decompression-bomb shape."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

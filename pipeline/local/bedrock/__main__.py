@@ -17,10 +17,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refuse-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    emulator = BedrockEmulator(Behaviour(args.throttle_rate, args.refuse_rate, args.seed),
-                               args.host, args.port).start()
-    print(f"Bedrock runtime emulator (a stand-in: procedural painter) on {emulator.url}",
-          flush=True)
+    emulator = BedrockEmulator(
+        Behaviour(args.throttle_rate, args.refuse_rate, args.seed), args.host, args.port
+    ).start()
+    print(
+        f"Bedrock runtime emulator (a stand-in: procedural painter) on {emulator.url}", flush=True
+    )
     run_until_signalled(emulator.stop)
 
 

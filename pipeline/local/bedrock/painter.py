@@ -9,7 +9,7 @@ import random
 
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, PngImagePlugin
 
-from pipeline.modifiers import CAMERA_ANGLES, STYLES
+from pipeline.generation.modifiers import CAMERA_ANGLES, STYLES
 
 STAND_IN = "imgsim procedural painter (a Bedrock stand-in, not a model)"
 
@@ -34,8 +34,9 @@ def paint(prompt: str, width: int, height: int, seed: int) -> bytes:
     draw = ImageDraw.Draw(image)
     for y in range(0, height, 4):  # a vertical gradient between two palette colours
         t = y / max(1, height - 1)
-        colour = tuple(int(a * (1 - t) + b * t) for a, b in zip(palette[0], palette[1],
-                                                                strict=True))
+        colour = tuple(
+            int(a * (1 - t) + b * t) for a, b in zip(palette[0], palette[1], strict=True)
+        )
         draw.rectangle([0, y, width, y + 4], fill=colour)
     for _ in range(6):  # the subject: shapes placed by the base prompt, nudged by the seed
         cx = scene.uniform(0.15, 0.85) * width + jitter.uniform(-0.03, 0.03) * width

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
-from pipeline.bedrock import family
+from pipeline.generation.bedrock import family
 from pipeline.local.bedrock.painter import paint
 from pipeline.local.loopback import LoopbackServer
 
@@ -55,15 +55,19 @@ def invoke(model_id: str, body: dict[str, Any], behaviour: Behaviour) -> dict[st
     prompt, width, height, seed = _read(kind, body)
     action = behaviour.next()
     if action == "throttle":
-        raise Fault(429, "ThrottlingException", "Too many requests, please wait before trying "
-                    "again.")
+        raise Fault(
+            429, "ThrottlingException", "Too many requests, please wait before trying again."
+        )
     refused = action == "refuse" or "forbidden" in prompt.lower()
     if kind == "stability":
         if refused:
             return {"seeds": [seed], "finish_reasons": ["Filter reason: prompt"], "images": []}
         image = paint(prompt, width, height, seed)
-        return {"seeds": [seed], "finish_reasons": [None],
-                "images": [base64.b64encode(image).decode()]}
+        return {
+            "seeds": [seed],
+            "finish_reasons": [None],
+            "images": [base64.b64encode(image).decode()],
+        }
     if refused:
         raise Fault(400, "ValidationException", FILTERED)
     image = paint(prompt, width, height, seed)
@@ -75,15 +79,22 @@ def _read(kind: str, body: dict[str, Any]) -> tuple[str, int, int, int]:
         if kind == "stability":
             ratio = body.get("aspect_ratio", "1:1")
             w, h = (int(x) for x in ratio.split(":"))
-            return body["prompt"], 512 * w // max(w, h), 512 * h // max(w, h), \
-                int(body.get("seed", 0))
+            return (
+                body["prompt"],
+                512 * w // max(w, h),
+                512 * h // max(w, h),
+                int(body.get("seed", 0)),
+            )
         if body.get("taskType") != "TEXT_IMAGE":
             raise Fault(400, "ValidationException", "taskType must be TEXT_IMAGE")
         config = body.get("imageGenerationConfig", {})
         width, height = int(config.get("width", 1024)), int(config.get("height", 1024))
         if width % 64 or height % 64 or not (256 <= width <= 2048 and 256 <= height <= 2048):
-            raise Fault(400, "ValidationException", "width and height must be multiples of 64 "
-                        "between 256 and 2048")
+            raise Fault(
+                400,
+                "ValidationException",
+                "width and height must be multiples of 64 between 256 and 2048",
+            )
         return body["textToImageParams"]["text"], width, height, int(config.get("seed", 0))
     except (KeyError, TypeError, ValueError) as exc:
         raise Fault(400, "ValidationException", f"malformed request body ({exc})") from None
@@ -102,11 +113,17 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
                 payload = invoke(unquote(match.group(1)), json.loads(raw or b"{}"), behaviour)
                 self._send(200, json.dumps(payload).encode(), {})
             except Fault as fault:
-                self._send(fault.status, json.dumps({"message": fault.message}).encode(),
-                           {"x-amzn-ErrorType": f"{fault.code}:http://internal.amazon.com/"})
+                self._send(
+                    fault.status,
+                    json.dumps({"message": fault.message}).encode(),
+                    {"x-amzn-ErrorType": f"{fault.code}:http://internal.amazon.com/"},
+                )
             except json.JSONDecodeError:
-                self._send(400, b'{"message": "body is not JSON"}',
-                           {"x-amzn-ErrorType": "ValidationException"})
+                self._send(
+                    400,
+                    b'{"message": "body is not JSON"}',
+                    {"x-amzn-ErrorType": "ValidationException"},
+                )
 
         def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
@@ -127,7 +144,8 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
 class BedrockEmulator(LoopbackServer):
     name = "bedrock-emulator"
 
-    def __init__(self, behaviour: Behaviour | None = None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, behaviour: Behaviour | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.behaviour = behaviour or Behaviour()
         super().__init__(_handler(self.behaviour), host, port)

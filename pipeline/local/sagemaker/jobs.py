@@ -42,15 +42,23 @@ class TransformJob:
     def describe(self, arn: str) -> dict[str, Any]:
         request = self.request
         out = {
-            "TransformJobName": self.name, "TransformJobArn": arn,
-            "TransformJobStatus": self.status, "ModelName": request["ModelName"],
+            "TransformJobName": self.name,
+            "TransformJobArn": arn,
+            "TransformJobStatus": self.status,
+            "ModelName": request["ModelName"],
             "TransformInput": request["TransformInput"],
             "TransformOutput": request["TransformOutput"],
             "TransformResources": request["TransformResources"],
             "CreationTime": self.creation_time,
         }
-        for key in ("BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms", "Environment",
-                    "DataProcessing", "ModelClientConfig"):
+        for key in (
+            "BatchStrategy",
+            "MaxPayloadInMB",
+            "MaxConcurrentTransforms",
+            "Environment",
+            "DataProcessing",
+            "ModelClientConfig",
+        ):
             if key in request:
                 out[key] = request[key]
         if self.failure_reason:
@@ -75,8 +83,11 @@ def input_objects(s3: Any, data_source: dict[str, Any]) -> tuple[list[str], str]
         raise TransformError(f"S3DataType {kind} is not supported by the emulator")
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-        objects += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])
-                    if not o["Key"].endswith("/")]
+        objects += [
+            f"s3://{bucket}/{o['Key']}"
+            for o in page.get("Contents", [])
+            if not o["Key"].endswith("/")
+        ]
     if not objects:
         raise TransformError(f"no input objects under {uri}")
     return objects, uri
@@ -102,8 +113,15 @@ def run_transform(job: TransformJob, s3: Any, load_model: Callable[[], LoadedMod
         job.end_time = time.time()
 
 
-def _transform_object(job: TransformJob, s3: Any, model: LoadedModel, uri: str, prefix: str,
-                      tin: dict[str, Any], tout: dict[str, Any]) -> None:
+def _transform_object(
+    job: TransformJob,
+    s3: Any,
+    model: LoadedModel,
+    uri: str,
+    prefix: str,
+    tin: dict[str, Any],
+    tout: dict[str, Any],
+) -> None:
     bucket, key = split_s3_uri(uri)
     data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     if tin.get("CompressionType") == "Gzip":
@@ -111,12 +129,22 @@ def _transform_object(job: TransformJob, s3: Any, model: LoadedModel, uri: str, 
     split_type = tin.get("SplitType", "None")
     records = split_records(data, split_type)
     outputs = []
-    for payload in pack_payloads(records, job.request.get("BatchStrategy", "MultiRecord"),
-                                 int(job.request.get("MaxPayloadInMB", 6)), split_type):
+    for payload in pack_payloads(
+        records,
+        job.request.get("BatchStrategy", "MultiRecord"),
+        int(job.request.get("MaxPayloadInMB", 6)),
+        split_type,
+    ):
         if job.stop_requested.is_set():
             raise Stopped
-        outputs.append(model.invoke(payload, tin.get("ContentType", "application/jsonlines"),
-                                    tout.get("Accept", "application/jsonlines")))
+        outputs.append(
+            model.invoke(
+                payload,
+                tin.get("ContentType", "application/jsonlines"),
+                tout.get("Accept", "application/jsonlines"),
+            )
+        )
     out_bucket, out_key = output_key(tout["S3OutputPath"], uri, prefix)
-    s3.put_object(Bucket=out_bucket, Key=out_key,
-                  Body=assemble(outputs, tout.get("AssembleWith", "None")))
+    s3.put_object(
+        Bucket=out_bucket, Key=out_key, Body=assemble(outputs, tout.get("AssembleWith", "None"))
+    )

@@ -40,8 +40,9 @@ def split_records(data: bytes, split_type: str) -> list[bytes]:
     raise TransformError(f"SplitType {split_type} is not supported by the emulator")
 
 
-def pack_payloads(records: Iterable[bytes], strategy: str, max_payload_mb: int,
-                  split_type: str) -> Iterator[bytes]:
+def pack_payloads(
+    records: Iterable[bytes], strategy: str, max_payload_mb: int, split_type: str
+) -> Iterator[bytes]:
     """MultiRecord: as many records per payload as fit in MaxPayloadInMB; SingleRecord: one."""
     limit = max_payload_mb * MB if max_payload_mb else 100 * MB
     joiner = b"\n" if split_type == "Line" else b""
@@ -49,8 +50,9 @@ def pack_payloads(records: Iterable[bytes], strategy: str, max_payload_mb: int,
     size = 0
     for record in records:
         if len(record) > limit:
-            raise TransformError(f"a record of {len(record)} bytes exceeds MaxPayloadInMB="
-                                 f"{max_payload_mb}")
+            raise TransformError(
+                f"a record of {len(record)} bytes exceeds MaxPayloadInMB={max_payload_mb}"
+            )
         if batch and (strategy != "MultiRecord" or size + len(record) + 1 > limit):
             yield joiner.join(batch) + joiner
             batch, size = [], 0
@@ -65,8 +67,11 @@ def output_key(output_path: str, input_uri: str, input_prefix: str) -> tuple[str
     bucket, base = split_s3_uri(output_path.rstrip("/") + "/")
     _, input_key = split_s3_uri(input_uri)
     _, prefix_key = split_s3_uri(input_prefix)
-    relative = input_key[len(prefix_key):].lstrip("/") if input_key.startswith(prefix_key) and \
-        input_key != prefix_key else input_key.rsplit("/", 1)[-1]
+    relative = (
+        input_key[len(prefix_key) :].lstrip("/")
+        if input_key.startswith(prefix_key) and input_key != prefix_key
+        else input_key.rsplit("/", 1)[-1]
+    )
     return bucket, f"{base}{relative}.out"
 
 

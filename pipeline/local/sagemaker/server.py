@@ -30,22 +30,32 @@ def _make_handler(service: SageMakerService) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._json_operation(body)
             except ApiFault as fault:
-                self._send(fault.status, json.dumps({"__type": fault.code, "message": fault.message,
-                                                     "Message": fault.message}).encode(),
-                           "application/x-amz-json-1.1", {"x-amzn-ErrorType": fault.code})
+                self._send(
+                    fault.status,
+                    json.dumps(
+                        {"__type": fault.code, "message": fault.message, "Message": fault.message}
+                    ).encode(),
+                    "application/x-amz-json-1.1",
+                    {"x-amzn-ErrorType": fault.code},
+                )
             except Exception as exc:  # a bug in the emulator: say so, do not hang the client
                 log.exception("emulator error")
-                self._send(500, json.dumps({"__type": "InternalFailure",
-                                            "message": str(exc)}).encode(),
-                           "application/x-amz-json-1.1", {"x-amzn-ErrorType": "InternalFailure"})
+                self._send(
+                    500,
+                    json.dumps({"__type": "InternalFailure", "message": str(exc)}).encode(),
+                    "application/x-amz-json-1.1",
+                    {"x-amzn-ErrorType": "InternalFailure"},
+                )
 
         def _json_operation(self, body: bytes) -> None:
             target = self.headers.get("X-Amz-Target", "")
             service_name, _, operation = target.partition(".")
             method = getattr(service, operation, None)
             if service_name != "SageMaker" or not operation[:1].isupper() or method is None:
-                raise ApiFault("UnknownOperationException",
-                               f"the SageMaker emulator does not implement {target or 'this'}")
+                raise ApiFault(
+                    "UnknownOperationException",
+                    f"the SageMaker emulator does not implement {target or 'this'}",
+                )
             result = method(json.loads(body or b"{}"))
             self._send(200, json.dumps(result, default=str).encode(), "application/x-amz-json-1.1")
 
@@ -53,11 +63,16 @@ def _make_handler(service: SageMakerService) -> type[BaseHTTPRequestHandler]:
             content_type = self.headers.get("Content-Type", "application/json")
             accept = self.headers.get("Accept", "application/json")
             out = service.invoke_endpoint(endpoint, body, content_type, accept)
-            self._send(200, out, accept if accept != "*/*" else "application/json",
-                       {"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+            self._send(
+                200,
+                out,
+                accept if accept != "*/*" else "application/json",
+                {"x-Amzn-Invoked-Production-Variant": "AllTraffic"},
+            )
 
-        def _send(self, status: int, data: bytes, content_type: str,
-                  headers: dict[str, str] | None = None) -> None:
+        def _send(
+            self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             for key, value in (headers or {}).items():

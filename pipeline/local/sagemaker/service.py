@@ -21,8 +21,9 @@ class ApiFault(Exception):
 
 
 class SageMakerService:
-    def __init__(self, s3: Any, work_dir: Path, region: str = "us-east-1",
-                 concurrent_jobs: int = 1) -> None:
+    def __init__(
+        self, s3: Any, work_dir: Path, region: str = "us-east-1", concurrent_jobs: int = 1
+    ) -> None:
         self._s3 = s3
         self._region = region
         self._cache = ModelCache(s3, work_dir)
@@ -45,16 +46,30 @@ class SageMakerService:
         with self._lock:
             if name in self.models:
                 arn = self.arn("model", name)
-                raise ApiFault("ValidationException",
-                               f'Cannot create already existing model "{arn}".')
-            self.models[name] = {**req, "PrimaryContainer": container,
-                                 "ModelArn": self.arn("model", name), "CreationTime": time.time()}
+                raise ApiFault(
+                    "ValidationException", f'Cannot create already existing model "{arn}".'
+                )
+            self.models[name] = {
+                **req,
+                "PrimaryContainer": container,
+                "ModelArn": self.arn("model", name),
+                "CreationTime": time.time(),
+            }
         return {"ModelArn": self.arn("model", name)}
 
     def DescribeModel(self, req: dict[str, Any]) -> dict[str, Any]:
         model = self._model(req["ModelName"])
-        return {k: model[k] for k in ("ModelName", "PrimaryContainer", "ModelArn", "CreationTime",
-                                      "ExecutionRoleArn") if k in model}
+        return {
+            k: model[k]
+            for k in (
+                "ModelName",
+                "PrimaryContainer",
+                "ModelArn",
+                "CreationTime",
+                "ExecutionRoleArn",
+            )
+            if k in model
+        }
 
     def DeleteModel(self, req: dict[str, Any]) -> dict[str, Any]:
         self._model(req["ModelName"])
@@ -80,11 +95,15 @@ class SageMakerService:
         self._model(req["ModelName"])
         with self._lock:
             if name in self.jobs:
-                raise ApiFault("ResourceInUse", "Job name must be unique within an AWS account "
-                               f"and region, and a job with this name already exists ({name})")
+                raise ApiFault(
+                    "ResourceInUse",
+                    "Job name must be unique within an AWS account "
+                    f"and region, and a job with this name already exists ({name})",
+                )
             job = self.jobs[name] = TransformJob(request=req)
-        threading.Thread(target=self._run, args=(job,), name=f"transform-{name}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._run, args=(job,), name=f"transform-{name}", daemon=True
+        ).start()
         return {"TransformJobArn": self.arn("transform-job", name)}
 
     def _run(self, job: TransformJob) -> None:
@@ -101,28 +120,37 @@ class SageMakerService:
     def StopTransformJob(self, req: dict[str, Any]) -> dict[str, Any]:
         job = self._job(req["TransformJobName"])
         if job.status not in ("InProgress", "Stopping"):
-            raise ApiFault("ValidationException",
-                           f"Transform job {job.name} is {job.status} and cannot be stopped")
+            raise ApiFault(
+                "ValidationException",
+                f"Transform job {job.name} is {job.status} and cannot be stopped",
+            )
         job.stop_requested.set()
         job.status = "Stopping"
         return {}
 
     def ListTransformJobs(self, req: dict[str, Any]) -> dict[str, Any]:
-        jobs = [j for j in self.jobs.values()
-                if req.get("NameContains", "") in j.name
-                and req.get("StatusEquals", j.status) == j.status]
+        jobs = [
+            j
+            for j in self.jobs.values()
+            if req.get("NameContains", "") in j.name
+            and req.get("StatusEquals", j.status) == j.status
+        ]
         key = {"Name": lambda j: j.name, "Status": lambda j: j.status}.get(
-            req.get("SortBy", "CreationTime"), lambda j: j.creation_time)
+            req.get("SortBy", "CreationTime"), lambda j: j.creation_time
+        )
         jobs.sort(key=key, reverse=req.get("SortOrder", "Descending") == "Descending")
         start = int(req.get("NextToken") or 0)
         limit = int(req.get("MaxResults", 10))
-        page = jobs[start:start + limit]
+        page = jobs[start : start + limit]
         summaries = []
         for job in page:
-            summary = {"TransformJobName": job.name, "TransformJobStatus": job.status,
-                       "TransformJobArn": self.arn("transform-job", job.name),
-                       "CreationTime": job.creation_time,
-                       "LastModifiedTime": job.end_time or job.start_time or job.creation_time}
+            summary = {
+                "TransformJobName": job.name,
+                "TransformJobStatus": job.status,
+                "TransformJobArn": self.arn("transform-job", job.name),
+                "CreationTime": job.creation_time,
+                "LastModifiedTime": job.end_time or job.start_time or job.creation_time,
+            }
             if job.end_time:
                 summary["TransformEndTime"] = job.end_time
             if job.failure_reason:
@@ -153,21 +181,29 @@ class SageMakerService:
     def DescribeEndpointConfig(self, req: dict[str, Any]) -> dict[str, Any]:
         name = req["EndpointConfigName"]
         if name not in self.endpoint_configs:
-            raise ApiFault("ValidationException",
-                           f'Could not find endpoint configuration "{name}".')
+            raise ApiFault(
+                "ValidationException", f'Could not find endpoint configuration "{name}".'
+            )
         return self.endpoint_configs[name]
 
     def CreateEndpoint(self, req: dict[str, Any]) -> dict[str, Any]:
         name, config_name = req["EndpointName"], req["EndpointConfigName"]
         config = self.DescribeEndpointConfig({"EndpointConfigName": config_name})
         arn = self.arn("endpoint", name)
-        endpoint = {"EndpointName": name, "EndpointArn": arn, "EndpointConfigName": config_name,
-                    "EndpointStatus": "Creating", "CreationTime": time.time(),
-                    "LastModifiedTime": time.time(), "model": None}
+        endpoint = {
+            "EndpointName": name,
+            "EndpointArn": arn,
+            "EndpointConfigName": config_name,
+            "EndpointStatus": "Creating",
+            "CreationTime": time.time(),
+            "LastModifiedTime": time.time(),
+            "model": None,
+        }
         with self._lock:
             if name in self.endpoints:
-                raise ApiFault("ValidationException",
-                               f'Cannot create already existing endpoint "{arn}".')
+                raise ApiFault(
+                    "ValidationException", f'Cannot create already existing endpoint "{arn}".'
+                )
             self.endpoints[name] = endpoint
         model_name = config["ProductionVariants"][0]["ModelName"]
         threading.Thread(target=self._bring_up, args=(endpoint, model_name), daemon=True).start()
@@ -201,10 +237,15 @@ class SageMakerService:
     def invoke_endpoint(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
         endpoint = self._endpoint(name)
         if endpoint["EndpointStatus"] != "InService" or endpoint["model"] is None:
-            raise ApiFault("ValidationError",
-                           f"Endpoint {name} is {endpoint['EndpointStatus']}, not InService")
+            raise ApiFault(
+                "ValidationError", f"Endpoint {name} is {endpoint['EndpointStatus']}, not InService"
+            )
         try:
             return endpoint["model"].invoke(body, content_type, accept)
         except Exception as exc:
-            raise ApiFault("ModelError", f"Received client error (400) from primary with message "
-                           f"\"{type(exc).__name__}: {exc}\"", status=424) from exc
+            raise ApiFault(
+                "ModelError",
+                f"Received client error (400) from primary with message "
+                f'"{type(exc).__name__}: {exc}"',
+                status=424,
+            ) from exc

@@ -80,17 +80,27 @@ def _prepare(request: Request, fetch: Callable[[str], bytes], embedder: Embedder
         return _Prepared(request, error=f"{type(exc).__name__}: {exc}")
 
 
-def embed_requests(requests: Sequence[Request], embedder: Embedder,
-                   fetch: Callable[[str], bytes], batch_size: int = 16,
-                   workers: int = 2) -> list[dict[str, Any]]:
+def embed_requests(
+    requests: Sequence[Request],
+    embedder: Embedder,
+    fetch: Callable[[str], bytes],
+    batch_size: int = 16,
+    workers: int = 2,
+) -> list[dict[str, Any]]:
     """One result per request, in request order."""
     return list(_embed_iter(requests, embedder, fetch, batch_size, workers))
 
 
-def _embed_iter(requests: Sequence[Request], embedder: Embedder, fetch: Callable[[str], bytes],
-                batch_size: int, workers: int) -> Iterator[dict[str, Any]]:
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prep",
-                            initializer=_background_priority) as pool:
+def _embed_iter(
+    requests: Sequence[Request],
+    embedder: Embedder,
+    fetch: Callable[[str], bytes],
+    batch_size: int,
+    workers: int,
+) -> Iterator[dict[str, Any]]:
+    with ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix="prep", initializer=_background_priority
+    ) as pool:
         pending: deque[Future[_Prepared]] = deque()
         todo = iter(requests)
         lookahead = 2 * batch_size  # decode the next batch while this one runs forward
@@ -116,6 +126,8 @@ def _forward(batch: list[_Prepared], embedder: Embedder) -> Iterator[dict[str, A
         if prepared.pixels is None:
             yield {"image_id": prepared.request.image_id, "error": prepared.error}
         else:
-            yield {"image_id": prepared.request.image_id,
-                   "embedding": next(vectors).astype(np.float32).tolist(),
-                   "model_id": embedder.model_id}
+            yield {
+                "image_id": prepared.request.image_id,
+                "embedding": next(vectors).astype(np.float32).tolist(),
+                "model_id": embedder.model_id,
+            }

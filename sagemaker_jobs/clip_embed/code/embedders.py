@@ -53,8 +53,16 @@ class ClipPreprocessor:
         self.scale = np.float32(processor.rescale_factor)
         self.mean = np.asarray(processor.image_mean, np.float32)[:, None, None]
         self.std = np.asarray(processor.image_std, np.float32)[:, None, None]
-        self.exact = all(getattr(processor, flag, True) for flag in (
-            "do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb"))
+        self.exact = all(
+            getattr(processor, flag, True)
+            for flag in (
+                "do_resize",
+                "do_center_crop",
+                "do_rescale",
+                "do_normalize",
+                "do_convert_rgb",
+            )
+        )
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         image = image.convert("RGB")
@@ -95,7 +103,8 @@ class ClipEmbedder:
         logging.set_verbosity_error()  # the text tower's weights are skipped on purpose
         try:
             self.model = CLIPVisionModelWithProjection.from_pretrained(
-                model_dir, config=vision).eval()
+                model_dir, config=vision
+            ).eval()
         finally:
             logging.set_verbosity(verbosity)
         self.processor = CLIPImageProcessorPil.from_pretrained(model_dir)
@@ -112,16 +121,18 @@ class ClipEmbedder:
 class OnnxClipEmbedder:
     """The same image tower exported to ONNX (fp32 or dynamic int8), run by ONNX Runtime."""
 
-    def __init__(self, model_dir: Path, model_id: str, onnx_file: str,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, model_id: str, onnx_file: str, threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
         from transformers import CLIPImageProcessorPil
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(Path(model_dir) / onnx_file), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(Path(model_dir) / onnx_file), options, providers=["CPUExecutionProvider"]
+        )
         self.processor = CLIPImageProcessorPil.from_pretrained(model_dir)
         self.preprocess = ClipPreprocessor(self.processor)
         self.model_id = model_id
@@ -143,8 +154,9 @@ class ColorLayoutEmbedder:
     def preprocess(self, image: Image.Image) -> np.ndarray:
         small = image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
         hsv = np.asarray(small.convert("HSV"), dtype=np.float32) / 256.0
-        index = [np.minimum((hsv[..., c] * n).astype(int), n - 1)
-                 for c, n in enumerate(self.HIST_BINS)]
+        index = [
+            np.minimum((hsv[..., c] * n).astype(int), n - 1) for c, n in enumerate(self.HIST_BINS)
+        ]
         flat = (index[0] * self.HIST_BINS[1] + index[1]) * self.HIST_BINS[2] + index[2]
         hist = np.bincount(flat.ravel(), minlength=int(np.prod(self.HIST_BINS)))
         hist = np.sqrt(hist / hist.sum())
@@ -166,8 +178,9 @@ def load_embedder(model_dir: Path, threads: int | None = None) -> Embedder:
     if family == "hf-clip":
         return ClipEmbedder(Path(model_dir), card["model_id"], threads=threads)
     if family == "onnx-clip":
-        return OnnxClipEmbedder(Path(model_dir), card["model_id"], card["onnx_file"],
-                                threads=threads)
+        return OnnxClipEmbedder(
+            Path(model_dir), card["model_id"], card["onnx_file"], threads=threads
+        )
     if family == "color-layout":
         return ColorLayoutEmbedder()
     raise ValueError(f"unknown model family {family!r} in {MODEL_CARD}")

@@ -66,8 +66,9 @@ def _base_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def input_fn(request_body: bytes | str, request_content_type: str,
-             context: Any = None) -> list[Request]:
+def input_fn(
+    request_body: bytes | str, request_content_type: str, context: Any = None
+) -> list[Request]:
     content_type = _base_type(request_content_type)
     if content_type in JSON_LINES:
         return parse_json_lines(request_body)
@@ -76,17 +77,17 @@ def input_fn(request_body: bytes | str, request_content_type: str,
         return [Request(image_id=None, data=data)]
     raise UnsupportedContentType(
         f"content type {request_content_type!r} is not supported; send application/jsonlines "
-        f"(batch) or an image type ({', '.join(IMAGE_TYPES)})")
+        f"(batch) or an image type ({', '.join(IMAGE_TYPES)})"
+    )
 
 
-def predict_fn(input_data: list[Request], model: EmbeddingModel,
-               context: Any = None) -> list[dict[str, Any]]:
-    return embed_requests(input_data, model.embedder, model.fetch, model.batch_size,
-                          model.workers)
+def predict_fn(
+    input_data: list[Request], model: EmbeddingModel, context: Any = None
+) -> list[dict[str, Any]]:
+    return embed_requests(input_data, model.embedder, model.fetch, model.batch_size, model.workers)
 
 
-def output_fn(prediction: list[dict[str, Any]], accept: str | None,
-              context: Any = None) -> str:
+def output_fn(prediction: list[dict[str, Any]], accept: str | None, context: Any = None) -> str:
     accept_type = _base_type(accept) or "application/jsonlines"
     if accept_type in JSON_LINES or accept_type == "*/*":
         return "".join(json.dumps(p) + "\n" for p in prediction)

@@ -1,0 +1,234 @@
+"""One embedding run, as three transactions the DAG calls in order:
+
+gather    pick the images to embed (requested ones plus pending ones past a grace period),
+          write the job's JSON Lines input and the run's target list to S3;
+transform SageMaker batch transform (the DAG's operator; not in this module);
+commit    read the job's output, write one Parquet shard per prompt, then the ShardManifests,
+          the Embeddings items, and finally the Images status.
+
+Every key and value is derived from the run id and the run's own timestamp, so a retried task
+or a re-run DAG run overwrites with identical content: no duplicate rows, no extra records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from pipeline import aws
+from pipeline.settings import Settings
+from pipeline.storage.embeddings_table import EmbeddingStore
+from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING, ImageStore
+from pipeline.storage.keys import embed_run_prefix, input_part, shard_key
+from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.shards import ShardRow, ShardStore, rows_table
+
+PART_LINES = 1000  # batch transform spreads input *files* over instances: several per run
+
+
+@dataclass(frozen=True)
+class Target:
+    image_id: str
+    s3_key: str
+    etag: str
+    prompt: str | None
+    created_at: str
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class EmbeddingRun:
+    def __init__(
+        self,
+        settings: Settings,
+        run_id: str,
+        s3: Any | None = None,
+        images: ImageStore | None = None,
+        embeddings: EmbeddingStore | None = None,
+        manifests: ManifestStore | None = None,
+        shards: ShardStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.run_id = run_id
+        self.prefix = embed_run_prefix(run_id)
+        self._s3 = s3 or aws.client(settings, "s3")
+        self.images = images or ImageStore(settings)
+        self.embeddings = embeddings or EmbeddingStore(settings)
+        self.manifests = manifests or ManifestStore(settings)
+        self.shards = shards or ShardStore(settings)
+
+    @property
+    def input_uri(self) -> str:
+        return f"s3://{self.settings.bucket}/{self.prefix}input/"
+
+    @property
+    def output_uri(self) -> str:
+        return f"s3://{self.settings.bucket}/{self.prefix}output"
+
+    # ------------------------------------------------------------------ gather
+    def gather(
+        self, requested: list[str], pending_before: str, run_at: str, part_lines: int = PART_LINES
+    ) -> dict[str, Any]:
+        """Write the job input for every image still pending; returns a summary."""
+        candidates = {i: self.images.get(i) for i in requested}
+        for record in self.images.pending(pending_before):
+            candidates.setdefault(record["image_id"], record)
+        targets, repaired = [], 0
+        for image_id, record in sorted(candidates.items()):
+            if record is None or record.get("status") != PENDING:
+                continue
+            if self._repair(record, run_at):
+                repaired += 1
+                continue
+            targets.append(
+                Target(
+                    image_id=image_id,
+                    s3_key=record["s3_key"],
+                    etag=record["etag"],
+                    prompt=record.get("prompt"),
+                    created_at=record["created_at"],
+                )
+            )
+        bucket = self.settings.bucket
+        parts = [targets[i : i + part_lines] for i in range(0, len(targets), part_lines)]
+        for index, part in enumerate(parts):
+            lines = "".join(
+                json.dumps({"image_id": t.image_id, "s3_uri": f"s3://{bucket}/{t.s3_key}"}) + "\n"
+                for t in part
+            )
+            self._s3.put_object(
+                Bucket=bucket, Key=f"{self.prefix}input/{input_part(index)}", Body=lines.encode()
+            )
+        self._s3.put_object(
+            Bucket=bucket,
+            Key=f"{self.prefix}targets.json",
+            Body=json.dumps(
+                {
+                    "run_id": self.run_id,
+                    "run_at": run_at,
+                    "part_lines": part_lines,
+                    "targets": [asdict(t) for t in targets],
+                }
+            ).encode(),
+        )
+        return {
+            "count": len(targets),
+            "parts": len(parts),
+            "repaired": repaired,
+            "input_uri": self.input_uri,
+            "output_uri": self.output_uri,
+        }
+
+    def _repair(self, record: dict[str, Any], run_at: str) -> bool:
+        """An image whose embedding was committed but whose status was not: finish it."""
+        existing = self.embeddings.get(record["image_id"])
+        if not existing or existing.get("source_etag") != record["etag"]:
+            return False
+        self.images.set_outcome(
+            record["image_id"],
+            record["etag"],
+            {
+                "status": EMBEDDED,
+                "embedding_model_id": existing["model_id"],
+                "embedded_at": existing["created_at"],
+            },
+        )
+        return True
+
+    # ------------------------------------------------------------------ commit
+    def commit(self) -> dict[str, Any]:
+        plan = json.loads(self._read(f"{self.prefix}targets.json"))
+        targets = [Target(**t) for t in plan["targets"]]
+        run_at = plan["run_at"]
+        if not targets:
+            return {"embedded": 0, "failed": 0, "shards": []}
+        results = self._outputs(targets, int(plan["part_lines"]))
+        good = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" in r]
+        bad = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" not in r]
+        shards = self._write_shards(good)
+        for prompt, (key, rows) in shards.items():
+            model_id = good[0][1]["model_id"]
+            self.manifests.update(prompt, model_id, lambda m, k=key, n=rows: m.with_shard(k, n))
+        # An Embeddings item is written only once its shard is listed in the manifest.
+        for target, result in good:
+            vector = np.asarray(result["embedding"], dtype=np.float32)
+            self.embeddings.put(
+                target.image_id,
+                result["model_id"],
+                vector,
+                shards.get(target.prompt, (None, 0))[0],
+                target.etag,
+                run_at,
+            )
+        for target, result in good:
+            self.images.set_outcome(
+                target.image_id,
+                target.etag,
+                {
+                    "status": EMBEDDED,
+                    "embedding_model_id": result["model_id"],
+                    "embedded_at": run_at,
+                },
+            )
+        for target, result in bad:
+            self.images.set_outcome(
+                target.image_id,
+                target.etag,
+                {"status": FAILED, "error": f"embedding_failed: {result.get('error')}"},
+            )
+        return {
+            "embedded": len(good),
+            "failed": len(bad),
+            "shards": sorted(key for key, _ in shards.values()),
+        }
+
+    def _outputs(self, targets: list[Target], part_lines: int) -> list[dict[str, Any]]:
+        """The job's `<part>.out` files, in input order."""
+        results = []
+        for index in range((len(targets) + part_lines - 1) // part_lines):
+            text = self._read(f"{self.prefix}output/{input_part(index)}.out").decode("utf-8")
+            results += [json.loads(line) for line in text.splitlines() if line.strip()]
+        ids = [r.get("image_id") for r in results]
+        if ids != [t.image_id for t in targets]:
+            raise ValueError(
+                f"transform output has {len(results)} lines that do not match the "
+                f"{len(targets)} inputs of run {self.run_id}"
+            )
+        models = {r["model_id"] for r in results if "embedding" in r}
+        if len(models) > 1:
+            raise ValueError(f"one run produced vectors of several models: {sorted(models)}")
+        return results
+
+    def _write_shards(
+        self, good: list[tuple[Target, dict[str, Any]]]
+    ) -> dict[str, tuple[str, int]]:
+        """One shard per prompt at a key derived from the run: {prompt: (key, rows)}."""
+        by_prompt: dict[str, list[ShardRow]] = defaultdict(list)
+        for target, result in good:
+            if target.prompt:
+                by_prompt[target.prompt].append(
+                    ShardRow(
+                        image_id=target.image_id,
+                        embedding=np.asarray(result["embedding"], "f4"),
+                        created_at=parse_time(target.created_at),
+                        s3_key=target.s3_key,
+                    )
+                )
+        written = {}
+        for prompt, rows in sorted(by_prompt.items()):
+            model_id = good[0][1]["model_id"]
+            key = shard_key(model_id, prompt, self.run_id)
+            table = rows_table(rows, len(rows[0].embedding), model_id, prompt)
+            self.shards.write(key, table)
+            written[prompt] = (key, table.num_rows)
+        return written
+
+    def _read(self, key: str) -> bytes:
+        return self._s3.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()

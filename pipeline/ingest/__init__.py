@@ -1,0 +1,2 @@
+"""Ingest flow: an S3 object-created notification -> a validated Images record -> an embed
+request."""

@@ -1,0 +1,84 @@
+"""Where the local stack listens and keeps its files, and the settings that point at it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.local.deploy import REPO_ROOT
+from pipeline.settings import Settings
+
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Where the local stack listens and keeps its files (IMGSIM_LOCAL_* variables)."""
+
+    state_dir: Path
+    host: str = "127.0.0.1"
+    moto_port: int = 4566
+    api_port: int = 8000
+    sagemaker_port: int = 4580
+    bedrock_port: int = 4590
+    airflow_port: int = 8080
+    airflow: bool = True
+    stack_name: str = "imgsim-local"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            state_dir=Path(env.get("IMGSIM_LOCAL_DIR", REPO_ROOT / ".local")),
+            moto_port=int(env.get("IMGSIM_LOCAL_MOTO_PORT", 4566)),
+            api_port=int(env.get("IMGSIM_LOCAL_API_PORT", 8000)),
+            sagemaker_port=int(env.get("IMGSIM_LOCAL_SAGEMAKER_PORT", 4580)),
+            bedrock_port=int(env.get("IMGSIM_LOCAL_BEDROCK_PORT", 4590)),
+            airflow_port=int(env.get("IMGSIM_LOCAL_AIRFLOW_PORT", 8080)),
+            airflow=env.get("IMGSIM_LOCAL_AIRFLOW", "1").lower() not in ("0", "false", "no"),
+        )
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://{self.host}:{self.moto_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def sagemaker_url(self) -> str:
+        return f"http://{self.host}:{self.sagemaker_port}"
+
+    @property
+    def bedrock_url(self) -> str:
+        return f"http://{self.host}:{self.bedrock_port}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    @property
+    def recording(self) -> Path:
+        return self.state_dir / "moto-recording.jsonl"
+
+
+def local_settings(config: LocalConfig, env: dict[str, str] | None = None) -> Settings:
+    return (
+        Settings.from_env(env)
+        .with_endpoint(config.moto_url)
+        .with_endpoint(config.sagemaker_url, services=("sagemaker", "sagemaker-runtime"))
+        .with_endpoint(config.bedrock_url, services=("bedrock-runtime",))
+    )
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = {**os.environ, **settings.to_env()}
+    for key, value in LOCAL_CREDENTIALS.items():
+        env.setdefault(key, value)
+    return env

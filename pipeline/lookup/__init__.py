@@ -1,0 +1,1 @@
+"""Lookup flow: exact cosine top-k over a prompt's shards, and queries embedded on demand."""

@@ -1,0 +1,82 @@
+"""Every S3 key layout of the project in one place: images, embedding shards, embedding-run
+files and model artifacts; and the image ids derived from keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_UNSAFE = re.compile(r"[^a-z0-9]+")
+EMBEDDINGS_PREFIX = "embeddings/"
+EMBED_RUNS_PREFIX = "embed-runs/"
+
+
+def new_image_id() -> str:
+    """A server-generated id: 32 lowercase hex characters, no meaning attached."""
+    return uuid.uuid4().hex
+
+
+def is_valid_image_id(image_id: str) -> bool:
+    return bool(_ID.match(image_id))
+
+
+def image_key(prefix: str, image_id: str, extension: str) -> str:
+    return f"{prefix}{image_id}.{extension}"
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    """What a key says about its image: the preferred id and a collision-free fallback."""
+
+    preferred_id: str
+    fallback_id: str
+
+
+def identity_for_key(prefix: str, key: str) -> KeyIdentity:
+    """`uploads/<id>.<ext>` names its image `<id>`; any other key gets a digest of itself.
+
+    The fallback is used when the preferred id already belongs to another key (for
+    example `cat.jpg` after `cat.png`), so no upload ever overwrites another's record.
+    """
+    fallback = "k" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:31]
+    name = key[len(prefix) :] if key.startswith(prefix) else key
+    stem, dot, _ext = name.rpartition(".")
+    if dot and "/" not in stem and is_valid_image_id(stem):
+        return KeyIdentity(preferred_id=stem, fallback_id=fallback)
+    return KeyIdentity(preferred_id=fallback, fallback_id=fallback)
+
+
+def slug(text: str, max_len: int = 48) -> str:
+    """Readable and collision-safe: `a-red-fox-1f0c2a9b` (the hash keeps distinct texts apart)."""
+    readable = _UNSAFE.sub("-", text.lower()).strip("-")[:max_len].strip("-") or "x"
+    return f"{readable}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+def run_slug(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def shard_key(model_id: str, prompt: str, run_id: str, part: str = "part") -> str:
+    """embeddings/model=<model>/prompt=<prompt>/<part>-<run>.parquet: deterministic per run."""
+    return f"{shard_prefix(model_id, prompt)}{part}-{run_slug(run_id)}.parquet"
+
+
+def shard_prefix(model_id: str, prompt: str) -> str:
+    """The folder of one (model, prompt)'s shards."""
+    return f"{EMBEDDINGS_PREFIX}model={slug(model_id)}/prompt={slug(prompt)}/"
+
+
+def embed_run_prefix(run_id: str) -> str:
+    """embed-runs/<run>/: input/part-*.jsonl, output/part-*.jsonl.out, targets.json."""
+    return f"{EMBED_RUNS_PREFIX}{run_slug(run_id)}/"
+
+
+def input_part(index: int) -> str:
+    return f"part-{index:05d}.jsonl"
+
+
+def model_artifact_key(model_id: str) -> str:
+    return f"models/{model_id}/model.tar.gz"
