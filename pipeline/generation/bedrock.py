@@ -2,17 +2,15 @@
 
 Request and response shapes of the three families, selected by model id: Amazon Titan Image
 Generator v2, Amazon Nova Canvas (both TEXT_IMAGE task bodies) and Stability AI (SD3.5 Large,
-Stable Image Core/Ultra). Throttling and unavailability are retried with jittered exponential
-backoff; a content-filter refusal is not retried and raises Refused with the model's reason.
+Stable Image Core/Ultra). Throttling and unavailability are retried by botocore's standard retry
+mode; what is still throttled or unavailable afterwards raises Throttled (the API's 429), a
+content-filter refusal is never retried and raises Refused with the model's reason (502).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import random
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +19,21 @@ from botocore.config import Config
 from pipeline import aws
 from pipeline.settings import Settings
 
-RETRYABLE = {
-    "ThrottlingException",
-    "ServiceUnavailableException",
-    "ModelTimeoutException",
-    "InternalServerException",
-    "ModelNotReadyException",
-}
+# Error codes that mean "busy or unavailable, try later": raised as Throttled once botocore's
+# retries are spent. botocore's standard mode retries ThrottlingException (a throttling code),
+# ServiceUnavailableException (503) and InternalServerException (500) (transient statuses) and
+# ModelNotReadyException (modelled `retryable` in bedrock-runtime's service model). It does not
+# retry ModelTimeoutException (408): the model already spent its whole processing time, and
+# another try would outlast API Gateway's 29 s integration timeout, so it is answered at once.
+UNAVAILABLE = frozenset(
+    {
+        "ThrottlingException",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "ModelNotReadyException",
+        "ModelTimeoutException",
+    }
+)
 
 
 class Refused(Exception):
@@ -112,63 +118,58 @@ class Generated:
 
 
 class BedrockImages(aws.Adapter):
-    """generate() retries on its own (jittered, exponential), so the client it makes has
-    boto3's retries off: one policy, not two multiplied."""
+    """The client it makes retries in botocore's standard mode (exponential backoff with full
+    jitter, a retry quota shared by the client's calls) up to `max_attempts` calls in all.
+    Standard rather than adaptive: adaptive's client-side rate limit is per process, while
+    Bedrock's quota is per account and shared with other Lambdas and Airflow tasks. Four calls
+    wait at most 1 + 2 + 4 s between them, which leaves GET /images room within API Gateway's
+    29 s."""
 
     service = "bedrock-runtime"
 
     def __init__(
-        self,
-        settings: Settings,
-        client: Any | None = None,
-        max_attempts: int = 6,
-        base_delay: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: random.Random | None = None,
+        self, settings: Settings, client: Any | None = None, max_attempts: int = 4
     ) -> None:
         super().__init__(settings, client)
         self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self._sleep = sleep
-        self._rng = rng or random.Random()
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = aws.client(
-                self.settings, self.service, config=Config(retries={"total_max_attempts": 1})
-            )
+            retries = {"mode": "standard", "total_max_attempts": self.max_attempts}
+            self._client = aws.client(self.settings, self.service, config=Config(retries=retries))
         return self._client
 
     def generate(
         self, model_id: str, prompt: str, width: int, height: int, seed: int, cfg_scale: float = 8.0
     ) -> Generated:
         body = json.dumps(request_body(model_id, prompt, width, height, seed, cfg_scale))
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = self.client.invoke_model(
-                    modelId=model_id,
-                    body=body,
-                    contentType="application/json",
-                    accept="application/json",
-                )
-            except self.client.exceptions.ClientError as exc:
-                code = exc.response["Error"]["Code"]
-                message = exc.response["Error"].get("Message", "")
-                if code == "ValidationException" and "filter" in message.lower():
-                    raise Refused(message) from None
-                if code not in RETRYABLE:
-                    raise
-                if attempt == self.max_attempts:
-                    raise Throttled(f"{code} after {attempt} attempts: {message}") from None
-                # full jitter: a random wait up to the exponential cap
-                self._sleep(self._rng.uniform(0, self.base_delay * 2 ** (attempt - 1)))
-                continue
-            payload = json.loads(response["body"].read())
-            return Generated(
-                image=image_from_response(model_id, payload),
-                model_id=model_id,
-                seed=seed,
-                attempts=attempt,
+        try:
+            response = self.client.invoke_model(
+                modelId=model_id,
+                body=body,
+                contentType="application/json",
+                accept="application/json",
             )
-        raise AssertionError("unreachable")
+        except self.client.exceptions.ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            message = exc.response["Error"].get("Message", "")
+            if code == "ValidationException" and "filter" in message.lower():
+                raise Refused(message) from None
+            if code in UNAVAILABLE:
+                attempts = _attempts(exc.response)
+                raise Throttled(f"{code} after {attempts} calls: {message}") from None
+            raise
+        payload = json.loads(response["body"].read())
+        return Generated(
+            image=image_from_response(model_id, payload),
+            model_id=model_id,
+            seed=seed,
+            attempts=_attempts(response),
+        )
+
+
+def _attempts(response: dict[str, Any]) -> int:
+    """Calls made, retries included: botocore counts the retries in the response metadata, on
+    errors too."""
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1

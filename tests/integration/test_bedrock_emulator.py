@@ -4,7 +4,9 @@ client and an endpoint URL: the same code path as on AWS."""
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
+import botocore.endpoint
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,14 +20,23 @@ TITAN = "amazon.titan-image-generator-v2:0"
 
 
 @pytest.fixture
-def emulator():
+def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits botocore's retry handler asked for, recorded instead of slept: botocore
+    sleeps between attempts in botocore.endpoint, through its module's `time`."""
+    waits: list[float] = []
+    monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=waits.append))
+    return waits
+
+
+@pytest.fixture
+def emulator(backoff):
     servers = []
 
-    def start(**behaviour) -> tuple[BedrockImages, Behaviour]:
+    def start(max_attempts: int = 6, **behaviour) -> tuple[BedrockImages, Behaviour]:
         server = BedrockEmulator(Behaviour(**behaviour)).start()
         servers.append(server)
         settings = Settings().with_endpoint(server.url, ("bedrock-runtime",))
-        return BedrockImages(settings, sleep=lambda _: None), server.behaviour
+        return BedrockImages(settings, max_attempts=max_attempts), server.behaviour
 
     yield start
     for server in servers:
@@ -69,29 +80,55 @@ def test_pictures_depend_on_the_base_prompt_and_modifiers(emulator):
         assert np.abs(changed - plain).mean() > 5, modifier  # visibly different
 
 
-def test_throttling_is_retried_with_backoff(emulator):
+def test_throttling_is_retried_by_botocore_with_backoff(emulator, backoff):
     client, behaviour = emulator(throttle_rate=0.6, seed=3)
-    waits = []
-    client._sleep = waits.append
     results = [client.generate(TITAN, "a fork", 512, 512, s) for s in range(5)]
     assert any(r.attempts > 1 for r in results)
+    # attempts comes from botocore's own count: every call the emulator saw is accounted for
     assert behaviour.calls == sum(r.attempts for r in results)
-    assert waits and all(w >= 0 for w in waits)
+    assert len(backoff) == behaviour.calls - len(results)  # one wait before each retry
+    assert all(0 <= w <= 20 for w in backoff)
 
 
-def test_throttled_after_every_retry_says_so(emulator):
-    client, behaviour = emulator(throttle_rate=1.0)
-    with pytest.raises(Throttled, match="ThrottlingException"):
+def test_throttled_after_every_retry_says_so(emulator, backoff):
+    client, behaviour = emulator(throttle_rate=1.0, max_attempts=4)
+    with pytest.raises(Throttled, match="ThrottlingException after 4 calls"):
         client.generate(TITAN, "a fork", 512, 512, 1)
-    assert behaviour.calls == client.max_attempts
+    assert behaviour.calls == 4 and len(backoff) == 3
+    # exponential caps (1, 2, 4 s), full jitter below them
+    assert all(0 <= wait <= 2**i for i, wait in enumerate(backoff))
+
+
+def test_a_model_timeout_is_answered_at_once(emulator, backoff):
+    """botocore does not retry ModelTimeoutException (408): Throttled after one call."""
+    client, behaviour = emulator(fault=("ModelTimeoutException", 408))
+    with pytest.raises(Throttled, match="ModelTimeoutException after 1 calls"):
+        client.generate(TITAN, "a fork", 512, 512, 1)
+    assert behaviour.calls == 1 and backoff == []
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ServiceUnavailableException", 503),
+        ("InternalServerException", 500),
+        ("ModelNotReadyException", 429),
+    ],
+)
+def test_unavailable_models_are_retried_then_throttled(emulator, backoff, code, status):
+    client, behaviour = emulator(fault=(code, status), max_attempts=3)
+    with pytest.raises(Throttled, match=f"{code} after 3 calls"):
+        client.generate(TITAN, "a fork", 512, 512, 1)
+    assert behaviour.calls == 3 and len(backoff) == 2
 
 
 @pytest.mark.parametrize("model_id", [TITAN, "stability.stable-image-ultra-v1:1"])
-def test_a_refusal_is_not_retried_and_keeps_its_reason(emulator, model_id):
+def test_a_refusal_is_not_retried_and_keeps_its_reason(emulator, backoff, model_id):
     client, behaviour = emulator()
     with pytest.raises(Refused) as refused:
         client.generate(model_id, "something forbidden", 512, 512, 1)
     assert behaviour.calls == 1 and ("filter" in str(refused.value).lower())
+    assert backoff == []
 
 
 def test_a_fraction_of_calls_can_be_refused(emulator):

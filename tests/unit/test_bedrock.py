@@ -1,10 +1,12 @@
-"""Request bodies and responses of the text-to-image families, and the prompt modifiers."""
+"""Request bodies and responses of the text-to-image families, the retry configuration and the
+prompt modifiers."""
 
 import base64
 
 import pytest
 
 from pipeline.generation.bedrock import (
+    BedrockImages,
     Refused,
     aspect_ratio,
     family,
@@ -12,6 +14,7 @@ from pipeline.generation.bedrock import (
     request_body,
 )
 from pipeline.generation.modifiers import CAMERA_ANGLES, STYLES, choose
+from pipeline.settings import Settings
 
 
 def test_titan_v2_text_image_body():
@@ -89,3 +92,8 @@ def test_modifiers_are_reproducible_and_cover_the_seed_lists():
     assert modifiers.as_dict() == {"camera_angle": "close-up", "style": "pixel art", "seed": 5}
     with pytest.raises(ValueError):
         choose(1, angles=[])
+
+
+def test_the_client_retries_in_botocores_standard_mode():
+    client = BedrockImages(Settings(), max_attempts=5).client
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}

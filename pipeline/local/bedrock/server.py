@@ -1,6 +1,7 @@
 """The emulator's HTTP side: POST /model/{modelId}/invoke, Bedrock's own wire protocol, so
 boto3's bedrock-runtime client reaches it through an endpoint URL. It can be told to throttle
-or refuse a fraction of calls (deterministically, from a seed) for tests."""
+or refuse a fraction of calls (deterministically, from a seed), or to answer every call with one
+error (code, HTTP status), for tests."""
 
 from __future__ import annotations
 
@@ -30,8 +31,14 @@ class Fault(Exception):
 class Behaviour:
     """Which calls to throttle or refuse: a fraction of them, decided by a seeded stream."""
 
-    def __init__(self, throttle_rate: float = 0.0, refuse_rate: float = 0.0, seed: int = 0):
-        self.throttle_rate, self.refuse_rate = throttle_rate, refuse_rate
+    def __init__(
+        self,
+        throttle_rate: float = 0.0,
+        refuse_rate: float = 0.0,
+        seed: int = 0,
+        fault: tuple[str, int] | None = None,
+    ):
+        self.throttle_rate, self.refuse_rate, self.fault = throttle_rate, refuse_rate, fault
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.calls = 0
@@ -54,6 +61,9 @@ def invoke(model_id: str, body: dict[str, Any], behaviour: Behaviour) -> dict[st
         raise Fault(404, "ResourceNotFoundException", f"model {model_id} not found") from None
     prompt, width, height, seed = _read(kind, body)
     action = behaviour.next()
+    if behaviour.fault:
+        code, status = behaviour.fault
+        raise Fault(status, code, f"{code} (emulated)")
     if action == "throttle":
         raise Fault(
             429, "ThrottlingException", "Too many requests, please wait before trying again."
