@@ -16,6 +16,7 @@ import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from pipeline.settings import Settings
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING, ImageStore
 from pipeline.storage.keys import embed_run_prefix, input_part, shard_key
-from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.manifests_table import Manifest, ManifestStore
 from pipeline.storage.shards import ShardRow, ShardStore, rows_table
 
 PART_LINES = 1000  # batch transform spreads input *files* over instances: several per run
@@ -77,9 +78,9 @@ class EmbeddingRun:
         self, requested: list[str], pending_before: str, run_at: str, part_lines: int = PART_LINES
     ) -> dict[str, Any]:
         """Write the job input for every image still pending; returns a summary."""
-        candidates = {i: self.images.get(i) for i in requested}
-        for record in self.images.pending(pending_before):
-            candidates.setdefault(record["image_id"], record)
+        candidates: dict[str, dict[str, Any] | None] = {i: self.images.get(i) for i in requested}
+        for pending in self.images.pending(pending_before):
+            candidates.setdefault(pending["image_id"], pending)
         targets, repaired = [], 0
         for image_id, record in sorted(candidates.items()):
             if record is None or record.get("status") != PENDING:
@@ -155,7 +156,9 @@ class EmbeddingRun:
         shards = self._write_shards(good)
         for prompt, (key, rows) in shards.items():
             model_id = good[0][1]["model_id"]
-            self.manifests.update(prompt, model_id, lambda m, k=key, n=rows: m.with_shard(k, n))
+            self.manifests.update(
+                prompt, model_id, partial(Manifest.with_shard, key=key, rows=rows)
+            )
         # An Embeddings item is written only once its shard is listed in the manifest.
         for target, result in good:
             vector = np.asarray(result["embedding"], dtype=np.float32)
@@ -163,7 +166,7 @@ class EmbeddingRun:
                 target.image_id,
                 result["model_id"],
                 vector,
-                shards.get(target.prompt, (None, 0))[0],
+                shards[target.prompt][0] if target.prompt in shards else None,
                 target.etag,
                 run_at,
             )

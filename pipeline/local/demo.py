@@ -156,7 +156,7 @@ def lookup(api_url: str, image_id: str, prompt: str) -> dict[str, Any]:
     response = requests.get(
         f"{api_url}/similarity",
         timeout=30,
-        params={"image_id": image_id, "prompt": prompt, "k": 10},
+        params={"image_id": image_id, "prompt": prompt, "k": "10"},
     )
     body = response.json()
     print(

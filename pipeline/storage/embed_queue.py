@@ -30,7 +30,7 @@ class EmbedQueue(aws.Adapter):
     ) -> None:
         """`priority` marks a request a user is waiting for (GET /embeddings on a pending
         image); the embed DAG's trigger fires on any message, so it is embedded next run."""
-        body = {"image_id": image_id, "s3_key": s3_key, "etag": etag}
+        body: dict[str, str | bool] = {"image_id": image_id, "s3_key": s3_key, "etag": etag}
         if priority:
             body["priority"] = True
         self.client.send_message(QueueUrl=self.url, MessageBody=json.dumps(body))

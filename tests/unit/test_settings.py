@@ -1,6 +1,6 @@
-from dataclasses import fields
+from dataclasses import fields, replace
 
-from pipeline.settings import Limits, Settings
+from pipeline.settings import LIMITS_VARIABLES, SETTINGS_VARIABLES, Limits, Settings
 
 
 def test_no_endpoint_means_real_aws():
@@ -34,30 +34,28 @@ def test_to_env_round_trips():
     assert Settings.from_env(settings.to_env()) == settings
 
 
+def _changed(value: object) -> object:
+    """A value of the same type that differs from `value`."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 7
+    if isinstance(value, tuple):
+        return ("a", "b")
+    return f"{value}-x"
+
+
+def test_every_setting_is_in_the_environment_table():
+    environment = set(SETTINGS_VARIABLES) | {"region", "endpoints", "limits"}
+    assert {f.name for f in fields(Settings) if f.compare} == environment
+    assert {f.name for f in fields(Limits)} == set(LIMITS_VARIABLES)
+
+
 def test_to_env_round_trips_every_field_and_limit():
     """Every field away from its default, so a field one direction forgets fails here."""
-    settings = Settings(
-        region="eu-west-1",
-        bucket="x",
-        images_table="I2",
-        embeddings_table="E2",
-        shard_manifests_table="M2",
-        ingest_queue="iq",
-        embed_queue="eq",
-        upload_prefix="up/",
-        generated_prefix="gen/",
-        presign_expiry_seconds=60,
-        api_keys=("a", "b"),
-        embed_endpoint="ep",
-        image_model_id="amazon.nova-canvas-v1:0",
-        image_size=768,
-        allow_https_urls=True,
-        limits=Limits(
-            max_body_bytes=1, max_object_bytes=2, max_side=3, max_pixels=4, max_prompt_chars=5
-        ),
+    settings = replace(
+        Settings(region="eu-west-1"),
+        **{name: _changed(getattr(Settings(), name)) for name in SETTINGS_VARIABLES},
+        limits=Limits(**{name: _changed(getattr(Limits(), name)) for name in LIMITS_VARIABLES}),
     ).with_endpoint("http://127.0.0.1:9")
-    assert all(getattr(settings, f.name) != getattr(Settings(), f.name) for f in fields(Settings))
-    assert all(
-        getattr(settings.limits, f.name) != getattr(Limits(), f.name) for f in fields(Limits)
-    )
     assert Settings.from_env(settings.to_env()) == settings

@@ -81,7 +81,9 @@ def _style(image: Image.Image, style: str | None) -> Image.Image:
         return ImageOps.invert(image.convert("L").filter(ImageFilter.FIND_EDGES)).convert("RGB")
     if style == "pixel art":
         w, h = image.size
-        return image.resize((max(1, w // 16), max(1, h // 16))).resize((w, h), Image.NEAREST)
+        return image.resize((max(1, w // 16), max(1, h // 16))).resize(
+            (w, h), Image.Resampling.NEAREST
+        )
     if style in ("watercolor painting", "impressionist painting", "oil painting"):
         return image.filter(ImageFilter.GaussianBlur(4))
     if style in ("pop art", "anime", "cyberpunk"):

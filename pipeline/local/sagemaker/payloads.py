@@ -4,7 +4,7 @@ which payloads, and where each output goes. Pure functions."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 MB = 1024 * 1024
@@ -75,7 +75,7 @@ def output_key(output_path: str, input_uri: str, input_prefix: str) -> tuple[str
     return bucket, f"{base}{relative}.out"
 
 
-def assemble(outputs: list[str | bytes], assemble_with: str) -> bytes:
+def assemble(outputs: Sequence[str | bytes], assemble_with: str) -> bytes:
     parts = [o.encode("utf-8") if isinstance(o, str) else o for o in outputs]
     if assemble_with == "Line":
         return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts if p)

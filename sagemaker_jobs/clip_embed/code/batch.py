@@ -120,8 +120,8 @@ def _embed_iter(
 
 
 def _forward(batch: list[_Prepared], embedder: Embedder) -> Iterator[dict[str, Any]]:
-    good = [p for p in batch if p.pixels is not None]
-    vectors = iter(embedder.embed(np.stack([p.pixels for p in good])) if good else [])
+    good = [p.pixels for p in batch if p.pixels is not None]
+    vectors = iter(embedder.embed(np.stack(good)) if good else [])
     for prepared in batch:
         if prepared.pixels is None:
             yield {"image_id": prepared.request.image_id, "error": prepared.error}
