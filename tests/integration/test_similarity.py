@@ -188,7 +188,7 @@ def test_the_query_path_loads_neither_torch_nor_pillow(shared):
     script = (
         "import json, sys\n"
         "from lambdas.api.handler import handler\n"
-        "from pipeline.local.context import LocalLambdaContext\n"
+        "from pipeline.local.lambda_context import LocalLambdaContext\n"
         "from pipeline.local.http_api import proxy_event\n"
         "event = proxy_event('GET', '/similarity?image_id=img010&prompt=a+red+fox&k=3', {},"
         " b'', '127.0.0.1')\n"
