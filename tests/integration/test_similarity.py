@@ -189,7 +189,7 @@ def test_the_query_path_loads_neither_torch_nor_pillow(shared):
         "import json, sys\n"
         "from lambdas.api.handler import handler\n"
         "from pipeline.local.lambda_context import LocalLambdaContext\n"
-        "from pipeline.local.http_api import proxy_event\n"
+        "from pipeline.local.api_gateway import proxy_event\n"
         "event = proxy_event('GET', '/similarity?image_id=img010&prompt=a+red+fox&k=3', {},"
         " b'', '127.0.0.1')\n"
         "out = handler(event, LocalLambdaContext('similarity'))\n"
