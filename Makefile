@@ -4,24 +4,36 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint demo up down status package bench clean
+.PHONY: setup test unit lint lock demo up down status package bench clean
 
 # torch goes in first and alone: the CPU build (2.13.0) that lies on this disk. Nothing the
-# project installs afterwards may replace it (no torchvision, open_clip or timm).
-$(STAMP): pyproject.toml
+# project installs afterwards may replace it (no torchvision, open_clip or timm). Everything
+# else comes at the versions the suite last passed with (constraints.txt, from `make lock`).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test]" -c constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# ruff (lint and format) and mypy; .pre-commit-config.yaml runs the same three.
 lint: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+# The fast tests: pure logic, no servers (seconds).
+unit: setup
+	$(PY) -m pytest tests/unit
 
 test: setup lint
 	$(PY) -m pytest
+
+# Pin what the suite passed with: every installed distribution but the project and torch.
+lock: setup
+	$(PY) -m pip freeze --exclude-editable | grep -v -i '^torch==' > constraints.txt
 
 demo: setup
 	$(PY) -m pipeline.local demo
