@@ -50,17 +50,14 @@ class Compactor:
 
     def candidates(self, max_rows: int) -> list[dict[str, str]]:
         """(prompt, model_id) pairs with at least two shards smaller than max_rows."""
-        client = self.manifests.client
-        found, kwargs = [], {"TableName": self.manifests.table}
-        while True:
-            page = client.scan(**kwargs)
+        pages = self.manifests.client.get_paginator("scan").paginate(TableName=self.manifests.table)
+        found = []
+        for page in pages:
             for item in page.get("Items", []):
                 manifest = ManifestStore.from_item(item)  # the scan already has the item
                 if len(self._small(manifest, max_rows)) >= 2:
                     found.append({"prompt": manifest.prompt, "model_id": manifest.model_id})
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found
 
     @staticmethod
     def _small(manifest: Manifest, max_rows: int) -> tuple[str, ...]:

@@ -108,22 +108,16 @@ class ImageStore(aws.Adapter):
     def pending(self, created_before: str) -> list[dict[str, Any]]:
         """Images still pending that were recorded before the given time (a full scan: the
         safety net runs on a schedule, not per request)."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": "#s = :pending AND created_at < :before",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression="#s = :pending AND created_at < :before",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
                 ":pending": {"S": PENDING},
                 ":before": {"S": created_before},
             },
-        }
-        while True:
-            page = self.client.scan(**kwargs)
-            items += [deserialize_item(i) for i in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        )
+        return [deserialize_item(item) for page in pages for item in page.get("Items", [])]
 
     def mark_embed_requested(self, image_id: str, etag: str, at: str) -> bool:
         """Note that the embed request for this version was sent; False if the version moved on."""

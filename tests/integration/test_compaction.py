@@ -23,14 +23,14 @@ def _vec(seed: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _commit_run(settings, run_id: str, rows: dict[str, int]) -> str:
+def _commit_run(settings, run_id: str, rows: dict[str, int], prompt: str = PROMPT) -> str:
     """What an embedding run leaves: a shard, its manifest entry, the Embeddings items."""
-    key = shard_key(MODEL, PROMPT, run_id)
+    key = shard_key(MODEL, prompt, run_id)
     table = rows_table(
-        [ShardRow(i, _vec(s), T0, f"uploads/{i}.jpg") for i, s in rows.items()], 8, MODEL, PROMPT
+        [ShardRow(i, _vec(s), T0, f"uploads/{i}.jpg") for i, s in rows.items()], 8, MODEL, prompt
     )
     ShardStore(settings).write(key, table)
-    ManifestStore(settings).update(PROMPT, MODEL, lambda m: m.with_shard(key, table.num_rows))
+    ManifestStore(settings).update(prompt, MODEL, lambda m: m.with_shard(key, table.num_rows))
     for image_id, seed in rows.items():
         EmbeddingStore(settings).put(image_id, MODEL, _vec(seed), key, "etag", "t")
     return key
@@ -79,6 +79,24 @@ def test_big_shards_are_left_alone(stack):
     _commit_run(settings, "run-2", {"z": 9})
     assert Compactor(settings).candidates(max_rows=3) == []
     assert Compactor(settings).compact(PROMPT, MODEL, "c", max_rows=3)["compacted"] == 0
+
+
+def test_candidates_come_from_every_page_of_the_manifest_scan(stack):
+    settings = stack.settings
+    prompts = ["a cat", "a dog", "a fox"]
+    for n, prompt in enumerate(prompts):
+        _commit_run(settings, "run-1", {f"{n}a": 1}, prompt)
+        _commit_run(settings, "run-2", {f"{n}b": 2}, prompt)
+    _commit_run(settings, "run-1", {f"big{n}": n for n in range(5)}, "a big one")
+    client = aws.client(settings, "dynamodb")
+    # one manifest per Scan page: only a caller that follows LastEvaluatedKey sees them all
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.Scan", lambda params, **_: params.update(Limit=1)
+    )
+    compactor = Compactor(settings, manifests=ManifestStore(settings, client))
+    found = compactor.candidates(max_rows=3)
+    assert sorted(c["prompt"] for c in found) == prompts
+    assert {c["model_id"] for c in found} == {MODEL}
 
 
 def test_orphan_shards_are_deleted_only_when_old_enough(stack):

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import replace
+from typing import Any
 
-from lambdas.ingest.handler import make_handler
+from lambdas.ingest.handler import logger, make_handler
 from pipeline import aws
-from pipeline.ingest.ingestor import Ingestor
-from pipeline.local.event_pump import EventPump, sqs_event
+from pipeline.ingest.ingestor import Ingestor, utc_now
+from pipeline.local.event_pump import EventPump
 from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.settings import Limits
 from pipeline.storage.images_table import ImageStore
+from tests.events import MOTO_PUT, TEST_EVENT, batch, s3_put_record, template_record, with_body
 from tests.helpers import drain_messages, gradient_jpeg, image_bytes, queue_url
 
 CTX = LocalLambdaContext("test-ingest")
@@ -28,14 +31,31 @@ def _put(settings, key, data, **metadata):
     )
 
 
-def _receive_notifications(settings) -> list[dict]:
-    """The raw SQS messages S3 sent to the ingest queue (TestEvent excluded), undeleted."""
-    sqs = aws.client(settings, "sqs")
-    url = queue_url(settings, settings.ingest_queue)
-    messages = sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
-    ).get("Messages", [])
-    return [m for m in messages if "Records" in json.loads(m["Body"])]
+def _announce(settings, key, data, template=None, bucket=None, **metadata) -> dict[str, Any]:
+    """Store an object and return the SQS record that announces it, made from the event file."""
+    put = _put(settings, key, data, **metadata)
+    extra = {"template": template} if template else {}
+    return s3_put_record(bucket or settings.bucket, key, put["ETag"], len(data), **extra)
+
+
+def _emf_counts(stdout: str) -> Counter[str]:
+    """Sum of every CloudWatch EMF metric printed, by name (and `code` where it has one)."""
+    counts: Counter[str] = Counter()
+    for line in stdout.splitlines():
+        try:
+            blob = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(blob, dict) or "_aws" not in blob:
+            continue
+        [directive] = blob["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "imgsim" and blob["service"] == "imgsim-ingest"
+        for metric in directive["Metrics"]:
+            assert metric["Unit"] == "Count"
+            values = blob[metric["Name"]]
+            name = metric["Name"] + (f"[code={blob['code']}]" if "code" in blob else "")
+            counts[name] += sum(values) if isinstance(values, list) else values
+    return counts
 
 
 def _records(settings) -> dict[str, dict]:
@@ -69,14 +89,21 @@ def test_an_upload_is_recorded_pending_and_queued_once(stack):
 
 def test_the_same_event_delivered_three_times_yields_one_item_and_one_message(stack):
     settings = stack.settings
-    _put(settings, "uploads/cat.png", image_bytes("PNG"))
-    [message] = _receive_notifications(settings)
+    event = batch(_announce(settings, "uploads/cat.png", image_bytes("PNG")))
     handler = make_handler(Ingestor.from_settings(settings))
-    event = sqs_event([message], "arn:aws:sqs:us-east-1:123456789012:q", settings.region)
     for _ in range(3):
         assert handler(event, CTX) == {"batchItemFailures": []}
     assert list(_records(settings)) == ["cat"]
     assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == ["cat"]
+
+
+def test_moto_encoded_keys_are_decoded_before_the_object_is_read(stack):
+    settings = stack.settings
+    key = "uploads/red fox+1.jpg"  # moto sends uploads%2Fred+fox%2B1.jpg
+    event = batch(_announce(settings, key, gradient_jpeg(), template=MOTO_PUT))
+    assert make_handler(Ingestor.from_settings(settings))(event, CTX) == {"batchItemFailures": []}
+    [record] = _records(settings).values()
+    assert record["s3_key"] == key and record["status"] == "pending"
 
 
 def test_a_retry_after_a_crash_between_the_two_writes_ends_with_both(deploy_stack):
@@ -105,19 +132,24 @@ def test_a_retry_after_a_crash_between_the_two_writes_ends_with_both(deploy_stac
     assert drain_messages(settings, settings.embed_queue) == []
 
 
+def _mixed_batch(settings) -> dict[str, Any]:
+    """Every outcome in one batch: two good images (one announced twice), a bad one, an object
+    of another bucket, S3's TestEvent and a message that is not an S3 notification."""
+    good1 = _announce(settings, "uploads/good1.jpg", gradient_jpeg())
+    return batch(
+        good1,
+        _announce(settings, "uploads/bad.jpg", b"this is not an image at all"),
+        _announce(settings, "uploads/good2.webp", image_bytes("WEBP"), template=MOTO_PUT),
+        {**good1, "messageId": "redelivered-good1"},
+        _announce(settings, "uploads/elsewhere.jpg", gradient_jpeg(), bucket="another-bucket"),
+        template_record(TEST_EVENT),
+        {**with_body("not an S3 event"), "messageId": "poison-1"},
+    )
+
+
 def test_a_mixed_batch_keeps_good_images_apart_from_bad_ones(stack):
     settings = stack.settings
-    _put(settings, "uploads/good1.jpg", gradient_jpeg())
-    _put(settings, "uploads/bad.jpg", b"this is not an image at all")
-    _put(settings, "uploads/good2.webp", image_bytes("WEBP"))
-    messages = []
-    for _ in range(5):
-        messages += _receive_notifications(settings)
-        if len(messages) == 3:
-            break
-    poison = {"MessageId": "poison-1", "ReceiptHandle": "x", "Body": "not an S3 event"}
-    event = sqs_event([*messages, poison], "arn:aws:sqs:us-east-1:123456789012:q", settings.region)
-    result = make_handler(Ingestor.from_settings(settings))(event, CTX)
+    result = make_handler(Ingestor.from_settings(settings))(_mixed_batch(settings), CTX)
     assert result == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
     records = _records(settings)
     assert {k: v["status"] for k, v in records.items()} == {
@@ -130,7 +162,33 @@ def test_a_mixed_batch_keeps_good_images_apart_from_bad_ones(stack):
     assert queued == ["good1", "good2"]
 
 
-def test_every_bad_input_kind_is_recorded_failed_with_its_reason(stack):
+def test_the_handler_emits_a_count_per_outcome_and_refusal_code(stack, capsys):
+    settings = stack.settings
+    event = _mixed_batch(settings)
+    capsys.readouterr()
+    make_handler(Ingestor.from_settings(settings))(event, CTX)
+    assert _emf_counts(capsys.readouterr().out) == {
+        "IngestRecorded": 2,
+        "IngestDuplicate": 1,
+        "IngestFailed": 1,
+        "IngestIgnored": 1,
+        "IngestErrors": 1,
+        "IngestRefused[code=not_an_image]": 1,
+    }
+
+
+def test_log_lines_carry_the_lambda_context_and_the_message_id(stack):
+    settings = stack.settings
+    record = _announce(settings, "uploads/ctx.jpg", gradient_jpeg())
+    context = LocalLambdaContext("imgsim-ingest-test")
+    make_handler(Ingestor.from_settings(settings))(batch(record), context)
+    keys = logger.get_current_keys()
+    assert keys["function_name"] == "imgsim-ingest-test"
+    assert keys["function_request_id"] == context.aws_request_id
+    assert keys["correlation_id"] == record["messageId"]
+
+
+def test_every_bad_input_kind_is_recorded_failed_with_its_reason(stack, capsys):
     settings = replace(stack.settings, limits=Limits(max_object_bytes=200_000))
     jpeg = gradient_jpeg()
     bad = {
@@ -152,6 +210,8 @@ def test_every_bad_input_kind_is_recorded_failed_with_its_reason(stack):
         assert record["error"].split(":")[0] == code, (name, record["error"])
     assert records["ok"]["status"] == "pending"
     assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == ["ok"]
+    refused = {k: n for k, n in _emf_counts(capsys.readouterr().out).items() if "code=" in k}
+    assert refused == {f"IngestRefused[code={code}]": 1 for _, code in bad.values()}
 
 
 def test_a_poison_message_reaches_the_dlq_after_five_tries(deploy_stack):
@@ -239,3 +299,18 @@ def test_objects_outside_the_prefixes_are_ignored(stack):
     )
     assert ingestor.ingest_event("another-bucket", "uploads/x.jpg", None).outcome == "ignored"
     assert _records(settings) == {}
+
+
+def test_pending_reads_every_page_of_the_scan(stack):
+    settings = stack.settings
+    for name in ("p1", "p2", "p3"):
+        _put(settings, f"uploads/{name}.jpg", gradient_jpeg())
+    _pump(settings).drain()
+    client = aws.client(settings, "dynamodb")
+    # one item per Scan page: only a caller that follows LastEvaluatedKey sees all three
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.Scan", lambda params, **_: params.update(Limit=1)
+    )
+    store = ImageStore(settings, client)
+    assert sorted(r["image_id"] for r in store.pending(utc_now())) == ["p1", "p2", "p3"]
+    assert store.pending("2000-01-01T00:00:00.000Z") == []
