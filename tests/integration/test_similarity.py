@@ -171,9 +171,14 @@ def test_cache_reloads_only_what_changed(world):
 
 
 def test_vectors_of_another_model_are_never_compared(world):
-    settings, api, _, _ = world
+    settings, api, _, vectors = world
     commit_shard(settings, PROMPT, "color-layout-v1", "other", {"colourful": np.ones(16)})
-    body = _get(api, image_id="img010", prompt=PROMPT, k=100).json()
+    response = _get(api, image_id="img010", prompt=PROMPT, k=100)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # the ranking of the query's own model, complete, and nothing of the other model in it
+    assert [r["image_id"] for r in body["results"]] == _reference(vectors, "img010", 100)
+    assert body["model_id"] == MODEL and body["candidates"] == 399
     assert "colourful" not in [r["image_id"] for r in body["results"]]
 
 
