@@ -10,6 +10,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
 
+class AwsError(Exception):
+    """An AWS error response an emulator answers: the HTTP status, the error code boto3 raises
+    as an exception class, and the message."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
 class LoopbackServer:
     name = "loopback-server"
 

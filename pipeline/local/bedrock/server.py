@@ -16,16 +16,10 @@ from urllib.parse import unquote
 
 from pipeline.generation.bedrock import family
 from pipeline.local.bedrock.painter import paint
-from pipeline.local.loopback import LoopbackServer
+from pipeline.local.loopback import AwsError, LoopbackServer
 
 _INVOKE = re.compile(r"^/model/([^/]+)/invoke$")
 FILTERED = "This request has been blocked by our content filters."
-
-
-class Fault(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 class Behaviour:
@@ -58,15 +52,15 @@ def invoke(model_id: str, body: dict[str, Any], behaviour: Behaviour) -> dict[st
     try:
         kind = family(model_id)
     except ValueError:
-        raise Fault(404, "ResourceNotFoundException", f"model {model_id} not found") from None
+        raise AwsError("ResourceNotFoundException", f"model {model_id} not found", 404) from None
     prompt, width, height, seed = _read(kind, body)
     action = behaviour.next()
     if behaviour.fault:
         code, status = behaviour.fault
-        raise Fault(status, code, f"{code} (emulated)")
+        raise AwsError(code, f"{code} (emulated)", status)
     if action == "throttle":
-        raise Fault(
-            429, "ThrottlingException", "Too many requests, please wait before trying again."
+        raise AwsError(
+            "ThrottlingException", "Too many requests, please wait before trying again.", 429
         )
     refused = action == "refuse" or "forbidden" in prompt.lower()
     if kind == "stability":
@@ -79,7 +73,7 @@ def invoke(model_id: str, body: dict[str, Any], behaviour: Behaviour) -> dict[st
             "images": [base64.b64encode(image).decode()],
         }
     if refused:
-        raise Fault(400, "ValidationException", FILTERED)
+        raise AwsError("ValidationException", FILTERED)
     image = paint(prompt, width, height, seed)
     return {"images": [base64.b64encode(image).decode()], "error": None}
 
@@ -96,18 +90,17 @@ def _read(kind: str, body: dict[str, Any]) -> tuple[str, int, int, int]:
                 int(body.get("seed", 0)),
             )
         if body.get("taskType") != "TEXT_IMAGE":
-            raise Fault(400, "ValidationException", "taskType must be TEXT_IMAGE")
+            raise AwsError("ValidationException", "taskType must be TEXT_IMAGE")
         config = body.get("imageGenerationConfig", {})
         width, height = int(config.get("width", 1024)), int(config.get("height", 1024))
         if width % 64 or height % 64 or not (256 <= width <= 2048 and 256 <= height <= 2048):
-            raise Fault(
-                400,
+            raise AwsError(
                 "ValidationException",
                 "width and height must be multiples of 64 between 256 and 2048",
             )
         return body["textToImageParams"]["text"], width, height, int(config.get("seed", 0))
     except (KeyError, TypeError, ValueError) as exc:
-        raise Fault(400, "ValidationException", f"malformed request body ({exc})") from None
+        raise AwsError("ValidationException", f"malformed request body ({exc})") from None
 
 
 def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
@@ -119,10 +112,10 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
             match = _INVOKE.match(self.path.split("?")[0])
             try:
                 if not match:
-                    raise Fault(404, "UnknownOperationException", f"no operation at {self.path}")
+                    raise AwsError("UnknownOperationException", f"no operation at {self.path}", 404)
                 payload = invoke(unquote(match.group(1)), json.loads(raw or b"{}"), behaviour)
                 self._send(200, json.dumps(payload).encode(), {})
-            except Fault as fault:
+            except AwsError as fault:
                 self._send(
                     fault.status,
                     json.dumps({"message": fault.message}).encode(),

@@ -10,8 +10,8 @@ import re
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from pipeline.local.loopback import LoopbackServer
-from pipeline.local.sagemaker.service import ApiFault, SageMakerService
+from pipeline.local.loopback import AwsError, LoopbackServer
+from pipeline.local.sagemaker.service import SageMakerService
 
 log = logging.getLogger(__name__)
 _INVOKE = re.compile(r"^/endpoints/([^/]+)/invocations$")
@@ -29,7 +29,7 @@ def _make_handler(service: SageMakerService) -> type[BaseHTTPRequestHandler]:
                     self._invoke(match.group(1), body)
                 else:
                     self._json_operation(body)
-            except ApiFault as fault:
+            except AwsError as fault:
                 self._send(
                     fault.status,
                     json.dumps(
@@ -52,7 +52,7 @@ def _make_handler(service: SageMakerService) -> type[BaseHTTPRequestHandler]:
             service_name, _, operation = target.partition(".")
             method = getattr(service, operation, None)
             if service_name != "SageMaker" or not operation[:1].isupper() or method is None:
-                raise ApiFault(
+                raise AwsError(
                     "UnknownOperationException",
                     f"the SageMaker emulator does not implement {target or 'this'}",
                 )

@@ -1,5 +1,5 @@
 """The emulator's state and operations: models, transform jobs, endpoint configs, endpoints.
-Errors are raised as ApiFault with the code and message SageMaker itself uses."""
+Errors are raised as AwsError with the code and message SageMaker itself uses."""
 
 from __future__ import annotations
 
@@ -8,16 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.local.loopback import AwsError
 from pipeline.local.sagemaker.jobs import TransformJob, run_transform
 from pipeline.local.sagemaker.models import LoadedModel, ModelCache
 
 ACCOUNT = "123456789012"
-
-
-class ApiFault(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
 
 
 class SageMakerService:
@@ -42,11 +37,11 @@ class SageMakerService:
         name = req["ModelName"]
         container = req.get("PrimaryContainer") or (req.get("Containers") or [None])[0]
         if not container or not container.get("ModelDataUrl"):
-            raise ApiFault("ValidationException", "PrimaryContainer.ModelDataUrl is required")
+            raise AwsError("ValidationException", "PrimaryContainer.ModelDataUrl is required")
         with self._lock:
             if name in self.models:
                 arn = self.arn("model", name)
-                raise ApiFault(
+                raise AwsError(
                     "ValidationException", f'Cannot create already existing model "{arn}".'
                 )
             self.models[name] = {
@@ -80,7 +75,7 @@ class SageMakerService:
     def _model(self, name: str) -> dict[str, Any]:
         if name not in self.models:
             arn = self.arn("model", name)
-            raise ApiFault("ValidationException", f'Could not find model "{arn}".')
+            raise AwsError("ValidationException", f'Could not find model "{arn}".')
         return self.models[name]
 
     def _load(self, model_name: str) -> LoadedModel:
@@ -91,11 +86,11 @@ class SageMakerService:
         name = req["TransformJobName"]
         for field in ("ModelName", "TransformInput", "TransformOutput", "TransformResources"):
             if field not in req:
-                raise ApiFault("ValidationException", f"{field} is required")
+                raise AwsError("ValidationException", f"{field} is required")
         self._model(req["ModelName"])
         with self._lock:
             if name in self.jobs:
-                raise ApiFault(
+                raise AwsError(
                     "ResourceInUse",
                     "Job name must be unique within an AWS account "
                     f"and region, and a job with this name already exists ({name})",
@@ -120,7 +115,7 @@ class SageMakerService:
     def StopTransformJob(self, req: dict[str, Any]) -> dict[str, Any]:
         job = self._job(req["TransformJobName"])
         if job.status not in ("InProgress", "Stopping"):
-            raise ApiFault(
+            raise AwsError(
                 "ValidationException",
                 f"Transform job {job.name} is {job.status} and cannot be stopped",
             )
@@ -163,7 +158,7 @@ class SageMakerService:
 
     def _job(self, name: str) -> TransformJob:
         if name not in self.jobs:
-            raise ApiFault("ValidationException", f"Could not find requested job with name {name}")
+            raise AwsError("ValidationException", f"Could not find requested job with name {name}")
         return self.jobs[name]
 
     # ---------------------------------------------------------------- endpoints
@@ -171,7 +166,7 @@ class SageMakerService:
         name = req["EndpointConfigName"]
         variants = req.get("ProductionVariants") or []
         if not variants:
-            raise ApiFault("ValidationException", "ProductionVariants is required")
+            raise AwsError("ValidationException", "ProductionVariants is required")
         for variant in variants:
             self._model(variant["ModelName"])
         arn = self.arn("endpoint-config", name)
@@ -181,7 +176,7 @@ class SageMakerService:
     def DescribeEndpointConfig(self, req: dict[str, Any]) -> dict[str, Any]:
         name = req["EndpointConfigName"]
         if name not in self.endpoint_configs:
-            raise ApiFault(
+            raise AwsError(
                 "ValidationException", f'Could not find endpoint configuration "{name}".'
             )
         return self.endpoint_configs[name]
@@ -201,7 +196,7 @@ class SageMakerService:
         }
         with self._lock:
             if name in self.endpoints:
-                raise ApiFault(
+                raise AwsError(
                     "ValidationException", f'Cannot create already existing endpoint "{arn}".'
                 )
             self.endpoints[name] = endpoint
@@ -231,19 +226,19 @@ class SageMakerService:
     def _endpoint(self, name: str) -> dict[str, Any]:
         if name not in self.endpoints:
             arn = self.arn("endpoint", name)
-            raise ApiFault("ValidationException", f'Could not find endpoint "{arn}".')
+            raise AwsError("ValidationException", f'Could not find endpoint "{arn}".')
         return self.endpoints[name]
 
     def invoke_endpoint(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
         endpoint = self._endpoint(name)
         if endpoint["EndpointStatus"] != "InService" or endpoint["model"] is None:
-            raise ApiFault(
+            raise AwsError(
                 "ValidationError", f"Endpoint {name} is {endpoint['EndpointStatus']}, not InService"
             )
         try:
             return endpoint["model"].invoke(body, content_type, accept)
         except Exception as exc:
-            raise ApiFault(
+            raise AwsError(
                 "ModelError",
                 f"Received client error (400) from primary with message "
                 f'"{type(exc).__name__}: {exc}"',
