@@ -1,4 +1,4 @@
-"""boto3 clients built from Settings: one place decides endpoint and region."""
+"""boto3 clients built from Settings: one place decides session, endpoint and region."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ def client(
     session: boto3.Session | None = None,
     config: Config | None = None,
 ) -> Any:
-    """A boto3 client for `service`, pointed at its local endpoint when one is set."""
-    session = session or boto3.session.Session()
+    """A boto3 client for `service`, pointed at its local endpoint when one is set. Its
+    credentials come from `session`, else the settings' session (an Airflow task's
+    connection), else boto3's default chain."""
+    session = session or settings.session or boto3.session.Session()
     config = _RETRIES.merge(config) if config else _RETRIES
     if service == "s3" and settings.endpoint("s3"):
         # Path-style keeps presigned URLs on the loopback host instead of <bucket>.host.

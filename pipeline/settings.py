@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import boto3
+
 # Service name -> the environment variable that points it elsewhere. These are boto3's
 # own service-specific endpoint variables, so the AWS CLI honours the same settings.
 ENDPOINT_VARIABLES: dict[str, str] = {
@@ -54,6 +56,9 @@ class Settings:
     allow_https_urls: bool = False  # `url` inputs: s3:// of the bucket always, https:// if set
     endpoints: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    # The boto3 session clients are made from (credentials, role, profile); None means
+    # boto3's default chain. Not environment: Airflow tasks fill it from their connection.
+    session: boto3.Session | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
