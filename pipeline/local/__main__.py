@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "deploy":
         _deploy_to_endpoint(config)
     elif args.command in ("up", "demo"):
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
         state = stack.up(config)
         print(
             f"local stack up: AWS APIs (moto) {state.moto_url} | API {state.api_url} | "

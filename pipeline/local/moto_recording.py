@@ -10,13 +10,17 @@ ingest is idempotent).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 if TYPE_CHECKING:
     from pipeline.local.moto_server import MotoServer
+
+log = logging.getLogger(__name__)
 
 _DYNAMODB_READS = {
     "GetItem",
@@ -60,19 +64,47 @@ def keep(entry: dict) -> bool:
     return method not in ("GET", "HEAD", "OPTIONS")
 
 
-def filter_recording(lines: Iterable[str]) -> list[str]:
-    kept = []
+@dataclass(frozen=True)
+class Filtered:
+    kept: list[str]  # the lines to replay, in order
+    unreadable: list[str]  # lines that are not one JSON record: reported and set aside
+
+
+def filter_recording(lines: Iterable[str]) -> Filtered:
+    kept, unreadable = [], []
     for line in lines:
         line = line.strip()
-        if line and keep(json.loads(line)):
+        if not line:
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            unreadable.append(line)
+            continue
+        if isinstance(entry, dict) and keep(entry):
             kept.append(line)
-    return kept
+        elif not isinstance(entry, dict):
+            unreadable.append(line)
+    return Filtered(kept, unreadable)
 
 
-def restore_state(moto: MotoServer, recording: Path) -> None:
-    """Replay what changed durable state last time, then record from here on."""
+def restore_state(moto: MotoServer, recording: Path) -> Filtered | None:
+    """Replay what changed durable state last time, then record from here on. A line that
+    cannot be read never stops `up`: it is skipped, kept beside the recording and reported."""
+    filtered = None
     if recording.exists() and recording.stat().st_size:
-        kept = filter_recording(recording.read_text().splitlines())
-        recording.write_text("".join(line + "\n" for line in kept))
+        filtered = filter_recording(recording.read_text().splitlines())
+        if filtered.unreadable:
+            skipped = recording.with_name(recording.name + ".unreadable")
+            with skipped.open("a") as file:
+                file.writelines(line + "\n" for line in filtered.unreadable)
+            log.warning(
+                "skipped %d unreadable line(s) of %s (kept in %s); the rest is restored",
+                len(filtered.unreadable),
+                recording,
+                skipped,
+            )
+        recording.write_text("".join(line + "\n" for line in filtered.kept))
         moto.recorder("replay-recording")
     moto.recorder("start-recording")
+    return filtered

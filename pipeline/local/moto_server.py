@@ -27,7 +27,15 @@ class MotoServer:
         if recording is not None:
             env["MOTO_RECORDER_FILEPATH"] = str(recording)
         proc = start_group(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "pipeline.local.moto_process",
+                "-H",
+                self.host,
+                "-p",
+                str(self.port),
+            ],
             log_path,
             env=env,
         )

@@ -38,4 +38,14 @@ def test_filter_recording_keeps_order():
         "",
         json.dumps(_entry("PUT", path="/b/2")),
     ]
-    assert [json.loads(x)["url"][-4:] for x in filter_recording(lines)] == ["/b/1", "/b/2"]
+    filtered = filter_recording(lines)
+    assert [json.loads(x)["url"][-4:] for x in filtered.kept] == ["/b/1", "/b/2"]
+    assert filtered.unreadable == []
+
+
+def test_an_unreadable_line_is_set_aside_not_fatal():
+    good = json.dumps(_entry("PUT", path="/b/1"))
+    torn = json.dumps(_entry("PUT", path="/b/2"))[:40]  # two writers interleaved mid-record
+    filtered = filter_recording([good, torn + good, "[1, 2]", good])
+    assert filtered.kept == [good, good]
+    assert filtered.unreadable == [torn + good, "[1, 2]"]
