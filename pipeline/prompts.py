@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _SPACES = re.compile(r"\s+")
 
@@ -23,6 +24,10 @@ def checked_prompt(prompt: object, max_chars: int) -> str:
     normalized = normalize_prompt(prompt)
     if not normalized:
         raise InvalidPrompt("prompt is empty")
+    control = next((c for c in normalized if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if control is not None:
+        # NUL and other control characters would be stored and echoed back to every reader
+        raise InvalidPrompt(f"prompt contains the control character U+{ord(control):04X}")
     if len(normalized) > max_chars:
         raise InvalidPrompt(f"prompt has {len(normalized)} characters; the limit is {max_chars}")
     return normalized

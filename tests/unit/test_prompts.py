@@ -25,3 +25,13 @@ def test_checked_prompt_refuses_empty_long_and_non_strings():
     with pytest.raises(InvalidPrompt, match="string"):
         checked_prompt(42, 10)
     assert checked_prompt(" Fork ", 10) == "fork"
+
+
+@pytest.mark.parametrize("raw", ["a\x00fork", "fork\x1b[31m", "\x7ffork", "fork\x9bx", "a\ud800b"])
+def test_checked_prompt_refuses_control_characters(raw):
+    with pytest.raises(InvalidPrompt, match="control character"):
+        checked_prompt(raw, 100)
+
+
+def test_whitespace_controls_are_collapsed_not_refused():
+    assert checked_prompt("a\tred\r\nfork\x0b", 100) == "a red fork"
