@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import pytest
@@ -57,14 +58,9 @@ def _wait_for(url: str, timeout: float) -> requests.Response:
         time.sleep(0.2)
 
 
-def test_up_upload_down_up_keeps_the_record(cli):
-    run = cli
-    run("up")
-    status = json.loads(run("status"))
-    assert status["running"] is True
+def _exports_and_s3(run: Any) -> tuple[dict[str, str], Any]:
+    """What `env` prints, and an S3 client pointed at the stack as a user would make one."""
     exports = dict(line.removeprefix("export ").split("=", 1) for line in run("env").splitlines())
-    api = exports["IMGSIM_API_URL"]
-
     s3 = boto3.client(
         "s3",
         endpoint_url=exports["AWS_ENDPOINT_URL_S3"],
@@ -72,6 +68,16 @@ def test_up_upload_down_up_keeps_the_record(cli):
         aws_access_key_id="x",
         aws_secret_access_key="x",
     )
+    return exports, s3
+
+
+def test_up_upload_down_up_keeps_the_record(cli):
+    run = cli
+    run("up")
+    status = json.loads(run("status"))
+    assert status["running"] is True
+    exports, s3 = _exports_and_s3(run)
+    api = exports["IMGSIM_API_URL"]
     started = time.monotonic()
     s3.put_object(
         Bucket=exports["IMGSIM_BUCKET"],
@@ -103,15 +109,8 @@ def test_state_survives_concurrent_large_uploads(cli):
     recording, and the next `up` died on the replay."""
     run = cli
     run("up")
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in run("env").splitlines())
+    exports, s3 = _exports_and_s3(run)
     api, bucket = exports["IMGSIM_API_URL"], exports["IMGSIM_BUCKET"]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=exports["AWS_ENDPOINT_URL_S3"],
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
     photo = gradient_jpeg((320, 240))
     assert len(photo) > 8_000
     ids = [f"load{i:03d}" for i in range(120)]
