@@ -207,13 +207,12 @@ def versus_seed(moto: MotoServer, n: int, dim: int) -> dict:
         embeddings_for={ids[0]},
     )
     service = SimilarityService.from_settings(settings)
-    params = {"image_id": ids[0], "prompt": PROMPT, "k": "10"}
-    service.lookup(params)  # warm the cache
-    ours = timed(lambda i: service.lookup(params), 30)
+    service.lookup(ids[0], PROMPT, k=10)  # warm the cache
+    ours = timed(lambda i: service.lookup(ids[0], PROMPT, k=10), 30)
     query = matrix[0].tolist()
     seed_results: list[tuple[float, str]] = []
     seed = timed(lambda i: seed_results.extend(seed_design_lookup(settings, query, ids[0])), 1)
-    ours_ids = [r["image_id"] for r in service.lookup(params)["results"]]
+    ours_ids = [r["image_id"] for r in service.lookup(ids[0], PROMPT, k=10)["results"]]
     seed_ids = [i for _, i in seed_results]
     return {
         "vectors": n,

@@ -44,6 +44,7 @@ class Settings:
     images_table: str = "Images"
     embeddings_table: str = "Embeddings"
     shard_manifests_table: str = "ShardManifests"
+    idempotency_table: str = "Idempotency"  # the API's replay records (Idempotency-Key)
     ingest_queue: str = "imgsim-ingest"
     embed_queue: str = "imgsim-embed"
     upload_prefix: str = "uploads/"
@@ -102,6 +103,7 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "images_table": "IMGSIM_IMAGES_TABLE",
     "embeddings_table": "IMGSIM_EMBEDDINGS_TABLE",
     "shard_manifests_table": "IMGSIM_SHARD_MANIFESTS_TABLE",
+    "idempotency_table": "IMGSIM_IDEMPOTENCY_TABLE",
     "ingest_queue": "IMGSIM_INGEST_QUEUE",
     "embed_queue": "IMGSIM_EMBED_QUEUE",
     "upload_prefix": "IMGSIM_UPLOAD_PREFIX",

@@ -108,6 +108,7 @@ def _deploy(moto: MotoServer, ingest_visibility_timeout: int = 30) -> DeployedSt
         images_table=f"Images-{suffix}",
         embeddings_table=f"Embeddings-{suffix}",
         shard_manifests_table=f"ShardManifests-{suffix}",
+        idempotency_table=f"Idempotency-{suffix}",
         ingest_queue=f"ingest-{suffix}",
         embed_queue=f"embed-{suffix}",
     ).with_endpoint(moto.url)

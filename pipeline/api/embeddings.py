@@ -8,7 +8,6 @@ from pipeline.errors import ApiError
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import EMBEDDED, FAILED
-from pipeline.storage.keys import is_valid_image_id
 
 
 def embedding_view(
@@ -16,8 +15,6 @@ def embedding_view(
 ) -> tuple[int, dict[str, Any]]:
     """(200, the vector) when embedded; (202, queued) after ringing the embed queue for a known
     image that has no current embedding; 404 unknown; 409 when embedding it failed."""
-    if not is_valid_image_id(embedding_id):
-        raise ApiError(400, "invalid_embedding_id", f"{embedding_id!r} is not a valid id")
     record = ingestor.images.get(embedding_id)
     if record is None:
         raise ApiError(404, "embedding_not_found", f"no image {embedding_id}")

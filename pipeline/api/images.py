@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from pipeline.ingest.validation import InvalidImage, validate_image
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Limits
 from pipeline.storage.bucket import StoredObject
-from pipeline.storage.keys import image_key, is_valid_image_id, new_image_id
+from pipeline.storage.keys import image_key, new_image_id
 
 # What GET /images/{id} shows of a record; bookkeeping attributes stay internal.
 PUBLIC_FIELDS = (
@@ -41,31 +40,16 @@ class Upload:
     prompt: str | None
 
 
-def parse_upload(body: bytes, limits: Limits) -> Upload:
-    """The image and prompt of a POST /images body, or the ApiError that explains why not."""
-    if len(body) > limits.max_body_bytes:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"request body is {len(body)} bytes; the limit is {limits.max_body_bytes}",
-        )
+def decode_upload(image_data: str, prompt: str | None, limits: Limits) -> Upload:
+    """The image bytes and normalized prompt of a POST /images body (whose shape the request
+    model has checked), or the ApiError that explains why not."""
+    data = _decode_base64(image_data)
+    if prompt is None:
+        return Upload(data=data, prompt=None)
     try:
-        payload = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object") from None
-    if not isinstance(payload, dict):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
-    encoded = payload.get("image_data")
-    if not isinstance(encoded, str) or not encoded:
-        raise ApiError(400, "missing_image_data", "image_data (base64 string) is required")
-    data = _decode_base64(encoded)
-    prompt = None
-    if payload.get("prompt") is not None:
-        try:
-            prompt = checked_prompt(payload["prompt"], limits.max_prompt_chars)
-        except InvalidPrompt as exc:
-            raise ApiError(400, "invalid_prompt", str(exc)) from None
-    return Upload(data=data, prompt=prompt)
+        return Upload(data=data, prompt=checked_prompt(prompt, limits.max_prompt_chars))
+    except InvalidPrompt as exc:
+        raise ApiError(400, "invalid_prompt", str(exc)) from None
 
 
 def _decode_base64(encoded: str) -> bytes:
@@ -103,8 +87,6 @@ def store_upload(upload: Upload, ingestor: Ingestor) -> dict[str, Any]:
 
 def image_view(ingestor: Ingestor, image_id: str, expires_in: int) -> dict[str, Any]:
     """The public record of an image with a presigned download URL."""
-    if not is_valid_image_id(image_id):
-        raise ApiError(400, "invalid_image_id", f"{image_id!r} is not a valid image id")
     record = ingestor.images.get(image_id)
     if record is None:
         raise ApiError(404, "image_not_found", f"no image {image_id}")

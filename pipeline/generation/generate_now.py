@@ -42,14 +42,14 @@ def generation_metadata(
 
 
 def generate_now(
-    params: Mapping[str, str],
+    prompt: str,
     ingestor: Ingestor,
     bedrock: BedrockImages,
     model: ImageModel,
     rng: random.Random | None = None,
 ) -> dict[str, Any]:
     try:
-        base = checked_prompt(params.get("prompt"), ingestor.settings.limits.max_prompt_chars)
+        base = checked_prompt(prompt, ingestor.settings.limits.max_prompt_chars)
     except InvalidPrompt as exc:
         raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
     seed = (rng or random.SystemRandom()).randrange(2**31)

@@ -45,7 +45,9 @@ def proxy_event(
         "requestContext": {
             "resourcePath": "/{proxy+}",
             "httpMethod": method,
-            "path": f"/{STAGE}{url.path}",
+            # served at the root, like a custom domain mapped to the stage: no stage in the
+            # path, so powertools gives /docs and the spec the server "/" (on AWS: "/v1")
+            "path": url.path,
             "stage": STAGE,
             "requestId": str(uuid.uuid4()),
             "accountId": "123456789012",

@@ -48,6 +48,7 @@ def parameters(settings: Settings, spec: StackSpec) -> list[dict[str, str]]:
         "ImagesTableName": settings.images_table,
         "EmbeddingsTableName": settings.embeddings_table,
         "ShardManifestsTableName": settings.shard_manifests_table,
+        "IdempotencyTableName": settings.idempotency_table,
         "IngestQueueName": settings.ingest_queue,
         "EmbedQueueName": settings.embed_queue,
         "IngestVisibilityTimeout": str(spec.ingest_visibility_timeout),

@@ -63,6 +63,7 @@ class CandidateCache:
         self._shards: dict[str, ShardData] = {}
         self._combined: dict[tuple[str, str], Candidates] = {}
         self._listed: dict[tuple[str, str], tuple[str, ...]] = {}
+        self.hits = 0  # lookups answered from memory, unchanged manifest version
         self.shard_reads = 0  # how many shard files were read, for tests and metrics
 
     def get(self, manifest: Manifest) -> Candidates:
@@ -70,6 +71,7 @@ class CandidateCache:
         with self._lock:
             cached = self._combined.get(key)
             if cached is not None and cached.version == manifest.version:
+                self.hits += 1
                 return cached
             combined = combine([self._shard(k) for k in manifest.shards], manifest.version)
             self._combined[key] = combined

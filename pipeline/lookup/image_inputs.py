@@ -28,9 +28,7 @@ def sniff(data: bytes) -> str:
     raise ApiError(415, "unsupported_format", "the image must be jpg/jpeg, png, bmp or webp")
 
 
-def from_base64(encoded: Any, field: str, limit: int) -> bytes:
-    if not isinstance(encoded, str) or not encoded:
-        raise ApiError(400, f"invalid_{field}", f"{field} must be a base64 string")
+def from_base64(encoded: str, field: str, limit: int) -> bytes:
     if encoded.startswith("data:") and "," in encoded:
         encoded = encoded.split(",", 1)[1]
     try:
@@ -44,9 +42,7 @@ def from_base64(encoded: Any, field: str, limit: int) -> bytes:
     return data
 
 
-def from_url(url: Any, field: str, settings: Settings, s3: Any) -> bytes:
-    if not isinstance(url, str) or not url:
-        raise ApiError(400, f"invalid_{field}", f"{field} must be a URL string")
+def from_url(url: str, field: str, settings: Settings, s3: Any) -> bytes:
     parts = urlsplit(url)
     limit = settings.limits.max_body_bytes
     if parts.scheme == "s3":

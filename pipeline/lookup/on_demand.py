@@ -11,7 +11,7 @@ import numpy as np
 from pipeline import aws
 from pipeline.errors import ApiError
 from pipeline.lookup.image_inputs import from_base64, from_url, sniff
-from pipeline.lookup.similarity import MAX_K, SimilarityService
+from pipeline.lookup.similarity import SimilarityService
 from pipeline.prompts import InvalidPrompt, checked_prompt
 
 MAX_QUERY_IMAGES = 8
@@ -40,13 +40,13 @@ class OnDemandQueries:
             self._s3 = aws.client(self.settings, "s3")
         return self._s3
 
-    def image(self, payload: dict[str, Any], img: str, url: str) -> bytes:
-        """The bytes of one image given as `img` (base64) or `url`."""
-        if payload.get(img) is not None:
-            return from_base64(payload[img], img, self.settings.limits.max_body_bytes)
-        if payload.get(url) is not None:
-            return from_url(payload[url], url, self.settings, self.s3)
-        raise ApiError(400, f"missing_{img}", f"send {img} (base64) or {url}")
+    def image(self, img: str | None, url: str | None, img_field: str, url_field: str) -> bytes:
+        """The bytes of one image given as base64 (`img`) or as a `url`."""
+        if img is not None:
+            return from_base64(img, img_field, self.settings.limits.max_body_bytes)
+        if url is not None:
+            return from_url(url, url_field, self.settings, self.s3)
+        raise ApiError(400, f"missing_{img_field}", f"send {img_field} (base64) or {url_field}")
 
     def embed_bytes(self, data: bytes) -> dict[str, Any]:
         content_type = sniff(data)
@@ -78,50 +78,39 @@ class OnDemandQueries:
             )
         return result
 
-    def embed(self, payload: dict[str, Any]) -> dict[str, Any]:
-        result = self.embed_bytes(self.image(payload, "img", "url"))
+    def embed(self, img: str | None, url: str | None) -> dict[str, Any]:
+        result = self.embed_bytes(self.image(img, url, "img", "url"))
         return {
             "model_id": result["model_id"],
             "dim": len(result["embedding"]),
             "embedding": result["embedding"],
         }
 
-    def pair(self, payload: dict[str, Any]) -> dict[str, Any]:
-        first = self.embed_bytes(self.image(payload, "img_1", "url_1"))
-        second = self.embed_bytes(self.image(payload, "img_2", "url_2"))
+    def pair(self, first: bytes, second: bytes) -> dict[str, Any]:
+        """Cosine of two images, and the same mapped linearly to [0, 1]."""
+        one, two = self.embed_bytes(first), self.embed_bytes(second)
         cosine = float(
             np.dot(
-                np.asarray(first["embedding"], np.float32),
-                np.asarray(second["embedding"], np.float32),
+                np.asarray(one["embedding"], np.float32),
+                np.asarray(two["embedding"], np.float32),
             )
         )
         return {
             "similarity": min(1.0, max(0.0, (cosine + 1) / 2)),
             "cosine": cosine,
-            "model_id": first["model_id"],
+            "model_id": one["model_id"],
         }
 
-    def similar_to_each(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def similar_to_each(
+        self, prompt: str, k: int, images: list[str], image_ids: list[str]
+    ) -> dict[str, Any]:
+        """One top-k list of `prompt` per stored image id, then per sent (base64) image."""
         try:
-            prompt = checked_prompt(payload.get("prompt"), self.settings.limits.max_prompt_chars)
+            normalized = checked_prompt(prompt, self.settings.limits.max_prompt_chars)
         except InvalidPrompt as exc:
             raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
-        k = payload.get("k", 10)
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-            raise ApiError(400, "invalid_k", f"k must be an integer between 1 and {MAX_K}")
-        images, ids = payload.get("images") or [], payload.get("image_ids") or []
-        if not isinstance(images, list) or not isinstance(ids, list):
-            raise ApiError(400, "invalid_json", "images and image_ids must be lists")
-        if not 1 <= len(images) + len(ids) <= MAX_QUERY_IMAGES:
-            raise ApiError(
-                400,
-                "invalid_query",
-                f"send 1 to {MAX_QUERY_IMAGES} images (base64) and/or image_ids",
-            )
-        queries = []
-        for image_id in ids:
-            if not isinstance(image_id, str):
-                raise ApiError(400, "invalid_image_id", "image_ids must be strings")
+        queries: list[tuple[dict[str, Any], Any, str, str | None]] = []
+        for image_id in image_ids:
             item = self.similarity.query_vector(image_id)
             queries.append(({"image_id": image_id}, item["embedding"], item["model_id"], image_id))
         for index, encoded in enumerate(images):
@@ -131,6 +120,6 @@ class OnDemandQueries:
             queries.append(({"index": index}, result["embedding"], result["model_id"], None))
         lists = []
         for label, vector, model_id, exclude in queries:
-            ranked = self.similarity.top_k(vector, model_id, prompt, k, None, 0, exclude)
+            ranked = self.similarity.top_k(vector, model_id, normalized, k, None, 0, exclude)
             lists.append({**label, "model_id": model_id, "results": ranked["results"]})
-        return {"prompt": prompt, "k": k, "queries": lists}
+        return {"prompt": normalized, "k": k, "queries": lists}

@@ -4,7 +4,6 @@ Query path dependencies are numpy, pyarrow and boto3 only (no torch, no Pillow).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import ApiError
@@ -16,29 +15,11 @@ from pipeline.settings import Settings
 from pipeline.storage.bucket import ObjectStore
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import EMBEDDED, ImageStore
-from pipeline.storage.keys import is_valid_image_id
 from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
 
 MAX_K = 100
 CANDIDATE_COLUMNS = ["image_id", "embedding", "s3_key"]
-
-
-def _number_param(
-    params: Mapping[str, str], name: str, kind: type, low: float, high: float, default: Any = None
-) -> Any:
-    """An optional query parameter of type `kind` within [low, high]; 400 otherwise."""
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        noun = "an integer" if kind is int else "a number"
-        raise ApiError(400, f"invalid_{name}", f"{name} must be {noun}") from None
-    if not low <= value <= high:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be between {low:g} and {high:g}")
-    return value
 
 
 class SimilarityService:
@@ -70,26 +51,27 @@ class SimilarityService:
             CandidateCache(lambda key: shards.read(key, CANDIDATE_COLUMNS)),
         )
 
-    def lookup(self, params: Mapping[str, str]) -> dict[str, Any]:
-        image_id = params.get("image_id") or ""
-        if not is_valid_image_id(image_id):
-            raise ApiError(400, "invalid_image_id", "image_id is required and must be a valid id")
+    def lookup(
+        self,
+        image_id: str,
+        prompt: str,
+        k: int = 10,
+        min_score: float | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """The page of the ranking that `cursor` points at (the first without one)."""
         try:
-            prompt = checked_prompt(params.get("prompt"), self.settings.limits.max_prompt_chars)
+            normalized = checked_prompt(prompt, self.settings.limits.max_prompt_chars)
         except InvalidPrompt as exc:
             raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
-        k = _number_param(params, "k", int, 1, MAX_K, default=10)
-        min_score = _number_param(params, "min_score", float, -1.0, 1.0)
-        offset = decode_cursor(params["cursor"]) if params.get("cursor") else 0
+        offset = decode_cursor(cursor) if cursor else 0
         query = self.query_vector(image_id)
         return self.top_k(
-            query["embedding"], query["model_id"], prompt, k, min_score, offset, exclude=image_id
+            query["embedding"], query["model_id"], normalized, k, min_score, offset, image_id
         ) | {"image_id": image_id}
 
     def query_vector(self, image_id: str) -> dict[str, Any]:
         """The stored embedding of an image; 404 unknown, 409 not embedded (yet)."""
-        if not is_valid_image_id(image_id):
-            raise ApiError(400, "invalid_image_id", f"{image_id!r} is not a valid image id")
         record = self.images.get(image_id)
         if record is None:
             raise ApiError(404, "image_not_found", f"no image {image_id}")

@@ -8,7 +8,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+IMAGE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+_ID = re.compile(IMAGE_ID_PATTERN)
 _UNSAFE = re.compile(r"[^a-z0-9]+")
 EMBEDDINGS_PREFIX = "embeddings/"
 EMBED_RUNS_PREFIX = "embed-runs/"

@@ -8,6 +8,8 @@ def test_proxy_event_has_the_api_gateway_rest_shape():
     assert event["multiValueQueryStringParameters"] == {"k": ["1", "2"], "x": [""]}
     assert event["body"] is None and event["isBase64Encoded"] is False
     assert event["requestContext"]["identity"]["sourceIp"] == "127.0.0.1"
+    # served at the root: no stage prefix in the path, so the spec's server is "/"
+    assert event["requestContext"]["path"] == "/images/abc"
 
 
 def test_binary_bodies_are_base64_encoded():

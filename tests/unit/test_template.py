@@ -41,6 +41,29 @@ def test_tables_match_the_data_model():
     ]
 
 
+def test_idempotency_table_is_what_powertools_expects_and_only_the_api_writes_it():
+    table = RESOURCES["IdempotencyTable"]["Properties"]
+    assert table["TableName"] == {"Ref": "IdempotencyTableName"}
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["id"]  # DynamoDBPersistenceLayer
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    env = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["IMGSIM_IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTableName"}
+    target = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    for name, role in _of_type("AWS::IAM::Role").items():
+        statements = [
+            s
+            for p in role["Properties"].get("Policies", [])
+            for s in p["PolicyDocument"]["Statement"]
+        ]
+        granted = {a for s in statements if s["Resource"] == target for a in s["Action"]}
+        expected = (
+            {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+            if name == "ApiFunctionRole"
+            else set()
+        )
+        assert granted == expected, name
+
+
 def test_bucket_notifies_the_ingest_queue_for_both_prefixes():
     configs = RESOURCES["ImagesBucket"]["Properties"]["NotificationConfiguration"][
         "QueueConfigurations"
