@@ -181,3 +181,78 @@ def test_get_embedding_codes(api, stack):
     EventPump(settings, make_ingest_handler(Ingestor.from_settings(settings))).drain()
     failed = requests.get(f"{api}/embeddings/broken", timeout=10)
     assert failed.status_code == 409 and "not_an_image" in failed.json()["error"]["message"]
+
+
+def test_a_known_path_with_another_method_is_a_405_naming_the_allowed_ones(api):
+    for method, path, allowed in (
+        ("DELETE", "/images/abc", "GET"),
+        ("PUT", "/images", "GET, POST"),
+        ("POST", "/docs", "GET"),
+        ("PATCH", "/similarity", "GET, POST"),
+    ):
+        response = requests.request(method, f"{api}{path}", timeout=10)
+        assert response.status_code == 405, (method, path)
+        assert response.headers["Allow"] == allowed
+        assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_body_that_is_not_json_is_refused_in_the_error_shape(api):
+    binary = requests.post(
+        f"{api}/images", data=b"\xff\xfe{", timeout=10, headers={"Content-Type": "application/json"}
+    )
+    assert binary.status_code == 400 and binary.json()["error"]["code"] == "invalid_json"
+    form = requests.post(
+        f"{api}/images", data=b"{}", timeout=10, headers={"Content-Type": "multipart/form-data"}
+    )
+    assert form.status_code == 415
+    assert form.json()["error"]["code"] == "unsupported_media_type"
+
+
+def _uploads(settings):
+    listed = aws.client(settings, "s3").list_objects_v2(Bucket=settings.bucket, Prefix="uploads/")
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def test_a_retry_with_the_same_idempotency_key_stores_one_image(api, stack):
+    settings = stack.settings
+    payload = {"image_data": _b64(gradient_jpeg()), "prompt": "a fork"}
+    key = {"Idempotency-Key": "upload-1"}
+    first = requests.post(f"{api}/images", json=payload, headers=key, timeout=30)
+    retry = requests.post(f"{api}/images", json=payload, headers=key, timeout=30)
+    assert first.status_code == retry.status_code == 200
+    assert retry.json() == first.json()
+    image_id = first.json()["image_id"]
+    assert _uploads(settings) == [f"uploads/{image_id}.jpg"]
+    assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == [image_id]
+
+    other = {"image_data": _b64(image_bytes("PNG"))}
+    reused = requests.post(f"{api}/images", json=other, headers=key, timeout=30)
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(_uploads(settings)) == 1
+
+    # without a key the same body is a new upload, as before
+    again = requests.post(f"{api}/images", json=payload, timeout=30)
+    assert again.status_code == 200 and again.json()["image_id"] != image_id
+    assert len(_uploads(settings)) == 2
+
+
+def test_a_refused_request_is_not_remembered_under_its_idempotency_key(api, stack):
+    key = {"Idempotency-Key": "upload-2"}
+    junk = requests.post(
+        f"{api}/images", json={"image_data": _b64(b"junk")}, headers=key, timeout=30
+    )
+    assert junk.status_code == 415
+    fixed = requests.post(
+        f"{api}/images", json={"image_data": _b64(gradient_jpeg())}, headers=key, timeout=30
+    )
+    assert fixed.status_code == 200
+    assert _uploads(stack.settings) == [f"uploads/{fixed.json()['image_id']}.jpg"]
+    empty = requests.post(
+        f"{api}/images",
+        json={"image_data": _b64(gradient_jpeg())},
+        headers={"Idempotency-Key": ""},
+        timeout=30,
+    )
+    assert empty.status_code == 400
+    assert empty.json()["error"]["code"] == "invalid_idempotency_key"

@@ -87,3 +87,35 @@ def test_other_models_are_configurable(api, stack):
     finally:
         server.stop()
     assert body.status_code == 200 and body.json()["model_id"] == "stability.sd3-5-large-v1:0"
+
+
+def test_a_retry_with_the_same_idempotency_key_calls_bedrock_once(stack):
+    behaviour = Behaviour()
+    bedrock = BedrockEmulator(behaviour).start()
+    settings = stack.settings.with_endpoint(bedrock.url, ("bedrock-runtime",))
+    server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
+    s3 = aws.client(settings, "s3")
+
+    def generated() -> int:
+        listed = s3.list_objects_v2(Bucket=settings.bucket, Prefix="generated/")
+        return listed.get("KeyCount", 0)
+
+    try:
+        url, key = f"{server.url}/images", {"Idempotency-Key": "gen-1"}
+        first = requests.get(url, params={"prompt": "a red fox"}, headers=key, timeout=60)
+        retry = requests.get(url, params={"prompt": "a red fox"}, headers=key, timeout=60)
+        assert first.status_code == retry.status_code == 200
+        assert retry.json() == first.json()
+        assert (behaviour.calls, generated()) == (1, 1)
+
+        other = requests.get(url, params={"prompt": "an owl"}, headers=key, timeout=60)
+        assert other.status_code == 422
+        assert other.json()["error"]["code"] == "idempotency_key_reused"
+        assert (behaviour.calls, generated()) == (1, 1)
+
+        fresh = requests.get(url, params={"prompt": "a red fox"}, timeout=60)  # no key
+        assert fresh.status_code == 200 and fresh.json()["image_id"] != first.json()["image_id"]
+        assert (behaviour.calls, generated()) == (2, 2)
+    finally:
+        server.stop()
+        bedrock.stop()

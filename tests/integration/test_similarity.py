@@ -3,6 +3,8 @@ it cannot answer."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import requests
@@ -10,7 +12,8 @@ import requests
 from lambdas.api.handler import make_handler
 from pipeline.embedding.compaction import Compactor
 from pipeline.ingest.ingestor import Ingestor
-from pipeline.local.api_gateway import LocalApi
+from pipeline.local.api_gateway import LocalApi, proxy_event
+from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.lookup.similarity import SimilarityService
 from tests.helpers import commit_shard, embedded_record
 
@@ -207,3 +210,27 @@ def test_the_query_path_loads_neither_torch_nor_pillow(shared):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"status": 200, "heavy": []}
+
+
+def test_lookups_publish_latency_and_candidate_cache_metrics(shared, capsys):
+    """The handler's EMF lines on stdout: a cold lookup reads the shards, a warm one hits."""
+    settings, _, _, _ = shared
+    service = SimilarityService.from_settings(settings)  # a cold container
+    handler = make_handler(Ingestor.from_settings(settings), similarity=service)
+    path = "/similarity?image_id=img010&prompt=a+red+fox&k=3"
+    event = proxy_event("GET", path, {}, b"", "127.0.0.1")
+    capsys.readouterr()
+    for _ in range(2):
+        assert handler(event, LocalLambdaContext("imgsim-api"))["statusCode"] == 200
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    cold, warm = lines
+    [directive] = cold["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "imgsim" and cold["service"] == "imgsim-api"
+    assert {m["Name"]: m["Unit"] for m in directive["Metrics"]} == {
+        "LookupLatency": "Milliseconds",
+        "CandidateCacheHits": "Count",
+        "ShardReads": "Count",
+    }
+    assert (cold["ShardReads"], cold["CandidateCacheHits"]) == ([3], [0])  # EMF: value lists
+    assert (warm["ShardReads"], warm["CandidateCacheHits"]) == ([0], [1])
+    assert cold["LookupLatency"][0] > 0 and warm["LookupLatency"][0] > 0
