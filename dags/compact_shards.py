@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param, dag, task
+
+if TYPE_CHECKING:
+    from pipeline.embedding.compaction import Compactor
 
 AWS_CONN_ID = "aws_default"
 
 
-def _compactor():
+def _compactor() -> Compactor:
     from pipeline.airflow_connection import settings_from_connection
     from pipeline.embedding.compaction import Compactor
 
@@ -34,13 +38,13 @@ def _compactor():
     },
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
 )
-def compact_shards():
+def compact_shards() -> None:
     @task
-    def find(params: dict) -> list[dict]:
+    def find(params: dict[str, Any]) -> list[dict[str, str]]:
         return _compactor().candidates(params["max_rows"])
 
     @task(max_active_tis_per_dagrun=4)
-    def compact(target: dict, params: dict, run_id: str) -> dict:
+    def compact(target: dict[str, str], params: dict[str, Any], run_id: str) -> dict[str, Any]:
         compactor = _compactor()
         result = compactor.compact(target["prompt"], target["model_id"], run_id, params["max_rows"])
         result["orphans_deleted"] = compactor.delete_orphans(

@@ -4,22 +4,58 @@ Triggered by messages on the embed queue (an AssetWatcher on SQS; the trigger co
 messages it hands over) and every 15 minutes as a safety net: the queue is a doorbell, the
 Images status is the truth, so every image still pending after the grace period is embedded
 by the next run whatever happened to its message.
+
+The transform job is waited for in the triggerer (`deferrable=True`): no worker slot is held
+while SageMaker works. `dag.test()` runs the deferred trigger in line, `airflow standalone`
+runs it in its triggerer; both poll the SageMaker emulator's DescribeTransformJob locally.
+
+Read when Airflow parses this file: `IMGSIM_EMBED_QUEUE_URL` (required: the queue the watcher
+listens to, the stack's `EmbedQueueUrl` output), and the defaults of the params below
+(`IMGSIM_MODEL_DATA_URL`, `IMGSIM_SAGEMAKER_ROLE_ARN`, `IMGSIM_SAGEMAKER_IMAGE_URI`: when
+empty, the PyTorch inference image of the connection's region is looked up by the SageMaker
+SDK) and `IMGSIM_TRANSFORM_POLL_SECONDS` (how often the triggerer asks about the job).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTransformOperator
 from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
-from airflow.sdk import Asset, AssetWatcher, Param, dag, task
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    AssetWatcher,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    task,
+)
+
+if TYPE_CHECKING:
+    from pipeline.embedding.run import EmbeddingRun
 
 AWS_CONN_ID = "aws_default"
-EMBED_QUEUE_URL = os.environ.get(
-    "IMGSIM_EMBED_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/imgsim-embed"
+POLL_SECONDS = int(os.environ.get("IMGSIM_TRANSFORM_POLL_SECONDS", "30"))
+TRANSFORM_WAIT = timedelta(hours=24)  # the longest a transform job is waited for
+
+
+def _required(variable: str, what: str) -> str:
+    """An unset variable fails the import, so the reason shows as this DAG's import error in
+    the Airflow UI instead of a watcher polling a made-up queue."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise RuntimeError(f"{variable} is not set: {what}")
+    return value
+
+
+EMBED_QUEUE_URL = _required(
+    "IMGSIM_EMBED_QUEUE_URL",
+    "the URL of the embed queue whose messages trigger embed_images "
+    "(the stack's EmbedQueueUrl output)",
 )
 
 embed_requests = Asset(
@@ -41,7 +77,7 @@ embed_requests = Asset(
 )
 
 
-def _run(run_id: str):
+def _run(run_id: str) -> EmbeddingRun:
     from pipeline.airflow_connection import settings_from_connection
     from pipeline.embedding.run import EmbeddingRun
 
@@ -72,7 +108,14 @@ def _run(run_id: str):
         "image_uri": Param(
             os.environ.get("IMGSIM_SAGEMAKER_IMAGE_URI", ""),
             type="string",
-            description="serving container image (PyTorch inference)",
+            description="serving container image; empty: the SageMaker PyTorch inference "
+            "image of framework_version for the connection's region and the instance type",
+        ),
+        "framework_version": Param(
+            "2.6",
+            type="string",
+            description="PyTorch version of the looked-up serving image (transformers 5 "
+            "needs 2.6 or later)",
         ),
         "instance_type": Param("ml.m5.xlarge", type="string"),
         "instance_count": Param(1, type="integer", minimum=1),
@@ -82,10 +125,12 @@ def _run(run_id: str):
     },
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
 )
-def embed_images():
+def embed_images() -> None:
     @task
-    def gather(params: dict, run_id: str, triggering_asset_events=None) -> dict:
-        from airflow.exceptions import AirflowSkipException
+    def gather(
+        params: dict[str, Any], run_id: str, triggering_asset_events: Any = None
+    ) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from pipeline.embedding.embed_requests import messages_from_asset_events, requested_ids
 
@@ -106,7 +151,9 @@ def embed_images():
         return summary
 
     @task
-    def transform_config(summary: dict, params: dict, run_id: str) -> dict:
+    def transform_config(
+        summary: dict[str, Any], params: dict[str, Any], run_id: str
+    ) -> dict[str, Any]:
         from pipeline.embedding.transform_config import transform_config as build
 
         if not params["model_data_url"]:
@@ -118,10 +165,11 @@ def embed_images():
             params["instance_type"],
             params["instance_count"],
             params["image_uri"],
+            framework_version=params["framework_version"],
         )
 
     @task
-    def commit(run_id: str) -> dict:
+    def commit(run_id: str) -> dict[str, Any]:
         return _run(run_id).commit()
 
     summary = gather()
@@ -131,7 +179,10 @@ def embed_images():
         config=config,
         aws_conn_id=AWS_CONN_ID,
         wait_for_completion=True,
-        check_interval=2,
+        deferrable=True,
+        check_interval=POLL_SECONDS,
+        max_attempts=math.ceil(TRANSFORM_WAIT.total_seconds() / POLL_SECONDS),
+        max_ingestion_time=int(TRANSFORM_WAIT.total_seconds()),
         action_if_job_exists="timestamp",
         action_if_model_exists="timestamp",
     )

@@ -3,15 +3,36 @@
 plan (budget check: a campaign over its cap fails before any image, with the reason) ->
 one mapped task per prompt, in the `bedrock` pool -> summary (estimate, generated, refused,
 failed). Images land in generated/ and flow through the same ingest path as uploads.
+
+Each file is read and validated once, when Airflow parses this module (a local file read);
+the tasks use that Campaign. A file that does not validate still gets its DAG (named after the
+file), whose `plan` task fails with the reason, so the problem shows where the runs are.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import DAG, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from pipeline.generation.campaigns import (
+    Campaign,
+    CampaignError,
+    generate_planned,
+    load_campaign,
+    plan_prompt,
+)
+
+if TYPE_CHECKING:
+    from pipeline.generation.bedrock import BedrockImages
+    from pipeline.ingest.ingestor import Ingestor
+
+log = logging.getLogger(__name__)
 
 AWS_CONN_ID = "aws_default"
 POOL = "bedrock"
@@ -20,7 +41,7 @@ CAMPAIGNS_DIR = Path(
 )
 
 
-def _services():
+def _services() -> tuple[Ingestor, BedrockImages]:
     from pipeline.airflow_connection import settings_from_connection
     from pipeline.generation.bedrock import BedrockImages
     from pipeline.ingest.ingestor import Ingestor
@@ -29,15 +50,21 @@ def _services():
     return Ingestor.from_settings(settings), BedrockImages(settings)
 
 
-def build(path: Path):
-    import yaml
+def build(path: Path) -> DAG:
+    try:
+        campaign: Campaign | None = load_campaign(path)
+        problem = ""
+    except CampaignError as exc:
+        campaign, problem = None, str(exc)
 
-    raw = yaml.safe_load(path.read_text()) or {}
-    name = str(raw.get("name", path.stem))
+    def loaded() -> Campaign:
+        if campaign is None:
+            raise AirflowFailException(problem)
+        return campaign
 
     @dag(
-        dag_id=f"generate_{name}",
-        schedule=raw.get("schedule"),
+        dag_id=f"generate_{campaign.name if campaign else path.stem}",
+        schedule=campaign.schedule if campaign else None,
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
@@ -45,30 +72,24 @@ def build(path: Path):
         doc_md=f"Campaign file: `{path.name}`",
         default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     )
-    def campaign_dag():
+    def campaign_dag() -> None:
         @task
         def plan() -> list[str]:
-            from airflow.exceptions import AirflowFailException
-
-            from pipeline.generation.campaigns import CampaignError, load_campaign
-
+            planned = loaded()
             try:
-                campaign = load_campaign(path)
-                estimate = campaign.check_budget()
+                estimate = planned.check_budget()
             except CampaignError as exc:
                 raise AirflowFailException(str(exc)) from None
-            print(f"cost estimate: {estimate['images']} images, ${estimate['dollars']:.2f}")
-            return list(campaign.prompts)
+            log.info("cost estimate: %d images, $%.2f", estimate["images"], estimate["dollars"])
+            return list(planned.prompts)
 
         @task(pool=POOL)
-        def generate(prompt: str, run_id: str) -> dict:
-            from pipeline.generation.campaigns import generate_planned, load_campaign, plan_prompt
-
-            campaign = load_campaign(path)
+        def generate(prompt: str, run_id: str) -> dict[str, Any]:
+            planned = loaded()
             ingestor, bedrock = _services()
             outcomes = []
-            for item in plan_prompt(campaign, run_id, prompt):
-                status, reason = generate_planned(campaign, item, ingestor, bedrock)
+            for item in plan_prompt(planned, run_id, prompt):
+                status, reason = generate_planned(planned, item, ingestor, bedrock)
                 outcomes.append(
                     {
                         "index": item.index,
@@ -80,9 +101,8 @@ def build(path: Path):
             return {"prompt": prompt, "outcomes": outcomes}
 
         @task
-        def summary(results: list[dict]) -> dict:
-            from pipeline.generation.campaigns import load_campaign
-
+        def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+            planned = loaded()
             counts = {"generated": 0, "existing": 0, "refused": 0, "failed": 0}
             refusals = []
             for result in results:
@@ -90,9 +110,8 @@ def build(path: Path):
                     counts[outcome["status"]] += 1
                     if outcome["reason"]:
                         refusals.append({"prompt": result["prompt"], **outcome})
-            estimate = load_campaign(path).estimate()
-            report = {**counts, "estimate": estimate, "not_generated": refusals}
-            print(f"campaign {name}: {report}")
+            report = {**counts, "estimate": planned.estimate(), "not_generated": refusals}
+            log.info("campaign %s: %s", planned.name, report)
             return report
 
         summary(generate.expand(prompt=plan()))

@@ -1,6 +1,7 @@
 """Airflow 3 on loopback for the local stack: `airflow standalone` (scheduler, triggerer,
 dag-processor, API server and UI on SQLite) with the AWS connection pointing each service at
-its local endpoint. The DAGs are the ones in dags/, unchanged."""
+its local endpoint and holding the keys tasks sign with. The DAGs are the ones in dags/,
+unchanged; the triggerer runs the embed queue's watcher and waits for the deferred transform."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def airflow_env(
             "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "local"),
             "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "local"),
             "IMGSIM_EMBED_QUEUE_URL": embed_queue_url,
+            # the emulator's jobs take seconds: the triggerer asks about them that often
+            "IMGSIM_TRANSFORM_POLL_SECONDS": "2",
             "IMGSIM_MODEL_DATA_URL": model_data_url,
             "IMGSIM_CAMPAIGNS_DIR": str(dags.parent / "campaigns"),
         }

@@ -28,12 +28,16 @@ def airflow_db() -> None:
 def airflow_stack(
     stack, sagemaker_emulator, moto_server, airflow_db, monkeypatch, tiny_clip_artifact
 ):
-    """The stack's names in the environment, the AWS connection in AIRFLOW_CONN_AWS_DEFAULT,
-    and the tiny CLIP artifact in the bucket. Returns (settings, model_data_url)."""
+    """The stack's names and embed queue URL in the environment (import DAG modules after
+    this: they read it at parse time), the AWS connection in AIRFLOW_CONN_AWS_DEFAULT, and the
+    tiny CLIP artifact in the bucket. Returns (settings, model_data_url)."""
     settings = stack.settings
     for key, value in settings.to_env().items():
         if not key.startswith("AWS_ENDPOINT_URL"):
             monkeypatch.setenv(key, value)
+    queue_url = aws.client(settings, "sqs").get_queue_url(QueueName=settings.embed_queue)
+    monkeypatch.setenv("IMGSIM_EMBED_QUEUE_URL", queue_url["QueueUrl"])
+    monkeypatch.setenv("IMGSIM_TRANSFORM_POLL_SECONDS", "1")
     services = {s: {"endpoint_url": moto_server.url} for s in ("s3", "sqs", "dynamodb")}
     services.update(
         {s: {"endpoint_url": sagemaker_emulator} for s in ("sagemaker", "sagemaker-runtime")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ LOGICAL_DATE = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def dag():
+def dag(airflow_stack):
     from dags.embed_images import embed_images_dag
 
     for task in embed_images_dag.tasks:
@@ -67,7 +68,7 @@ def _run(dag, model_uri, **conf):
     )
 
 
-def test_recorded_images_end_as_shards_and_records(dag, airflow_stack):
+def test_recorded_images_end_as_shards_and_records(dag, airflow_stack, caplog):
     settings, model_uri = airflow_stack
     _upload(settings, "uploads/fox1.jpg", gradient_jpeg((120, 90)), "Red Fox")
     _upload(settings, "uploads/fox2.png", image_bytes("PNG", (50, 70)), "red  fox")
@@ -93,8 +94,12 @@ def test_recorded_images_end_as_shards_and_records(dag, airflow_stack):
         },
     )
 
+    caplog.set_level("INFO", logger="airflow.sdk.definitions.dag")
     run = _run(dag, model_uri)
     assert run.state == "success"
+    # the transform waited in the trigger (dag.test() runs it in line), not in the worker
+    assert dag.get_task("transform").deferrable
+    assert any("running trigger in line" in r.getMessage() for r in caplog.records)
 
     images = ImageStore(settings)
     statuses = {i: images.get(i)["status"] for i in ("fox1", "fox2", "cup", "loose", "spoiled")}
@@ -185,3 +190,19 @@ def test_compact_shards_dag_merges_what_two_runs_wrote(dag, airflow_stack):
         "p1",
         "p2",
     ]
+
+
+def test_an_unset_embed_queue_url_is_this_dag_s_import_error_naming_the_variable(monkeypatch):
+    """What the Airflow UI shows for the file: no DAG watching a made-up queue."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.delenv("IMGSIM_EMBED_QUEUE_URL", raising=False)
+    path = Path(__file__).resolve().parents[2] / "dags" / "embed_images.py"
+    bag = DagBag(dag_folder=path)
+    assert "embed_images" not in bag.dags
+    (error,) = bag.import_errors.values()
+    assert "IMGSIM_EMBED_QUEUE_URL is not set" in error
+
+    monkeypatch.setenv("IMGSIM_EMBED_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/q")
+    bag = DagBag(dag_folder=path)
+    assert not bag.import_errors and "embed_images" in bag.dags

@@ -69,7 +69,11 @@ def test_a_campaign_run_generates_records_and_queues(campaign_env):
 
     settings, write = campaign_env
     path = write("owls", ["An Owl", "a fox", "something forbidden"], n=2)
-    run = build(path).test()
+    campaign = load_campaign(path)
+    dag = build(path)
+    # the file was read when the DAG was parsed: its tasks do not read it again
+    path.write_text("name: owls\nprompts: [a changed prompt]\n")
+    run = dag.test()
     assert run.state == "success"
     keys = _generated(settings)
     assert len(keys) == 4  # 2 prompts x 2 images; the forbidden prompt was refused
@@ -84,7 +88,6 @@ def test_a_campaign_run_generates_records_and_queues(campaign_env):
     assert summary.state == "success"
 
     # a retry of the same run (same run_id) makes no extra image
-    campaign = load_campaign(path)
     ingestor, bedrock = Ingestor.from_settings(settings), BedrockImages(settings)
     for prompt in campaign.prompts:
         for item in plan_prompt(campaign, run.run_id, prompt):
@@ -105,6 +108,24 @@ def test_the_budget_cap_stops_a_campaign_before_any_image(campaign_env):
     assert _generated(settings) == []
     with pytest.raises(Exception, match="12 images planned, over its budget of 10"):
         load_campaign(path).check_budget()
+
+
+def test_an_invalid_campaign_file_gets_a_dag_whose_plan_fails_with_the_reason(campaign_env):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from dags.generate_campaign import build
+
+    settings, write = campaign_env
+    path = write("broken", [], n=1)
+    dag = build(path)  # parsing does not fail: the DAG shows in the UI with its runs
+    assert dag.dag_id == "generate_broken"
+    with pytest.raises(AirflowFailException, match="needs prompts"):
+        dag.get_task("plan").python_callable()
+    run = dag.test()
+    assert run.state == "failed"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["plan"] == "failed" and states["summary"] == "upstream_failed"
+    assert _generated(settings) == []
 
 
 def test_invalid_campaign_files_are_refused_with_the_reason(tmp_path):
