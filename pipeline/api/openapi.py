@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
+from aws_lambda_powertools.event_handler.openapi.models import Response as OpenAPIResponseModel
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel
 
@@ -76,8 +77,8 @@ class Resolver(APIGatewayRestResolver):
 
 
 def _is_powertools_validation_error(answer: Any) -> bool:
-    if not isinstance(answer, dict):
-        answer = getattr(answer, "model_dump", lambda **_: {})(by_alias=True)
-    schema = answer.get("content", {}).get(JSON, {}).get("schema", {})
-    ref = schema.get("$ref") if isinstance(schema, dict) else getattr(schema, "ref", None)
-    return ref == _POWERTOOLS_422
+    if not isinstance(answer, OpenAPIResponseModel) or not answer.content:
+        return False
+    media = answer.content.get(JSON)
+    schema = media.schema_ if media is not None else None
+    return getattr(schema, "ref", None) == _POWERTOOLS_422
