@@ -9,18 +9,55 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import psutil
 import pytest
 import requests
 
-from pipeline.local.processes import free_port
+from pipeline.local.processes import free_port, is_alive
 from tests.helpers import gradient_jpeg
 
 
+class Stack:
+    """`python -m pipeline.local` as a user runs it, for one stack directory and port set."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.status: dict[str, Any] = {"running": False}
+        self.exports: dict[str, str] = {}
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.local", *args],
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    def ensure_up(self) -> None:
+        """`up` unless every process the last status listed is still alive: only the first
+        test waits for the stack, and a test that runs after the `down` test (in whatever
+        order) gets a fresh one."""
+        pids = [part["pid"] for part in self.status.values() if isinstance(part, dict)]
+        if self.status["running"] and all(is_alive(pid) for pid in pids):
+            return
+        self.cli("up")
+        self.status = json.loads(self.cli("status"))
+        if not self.exports:
+            lines = self.cli("env").splitlines()
+            self.exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+
+
 @pytest.fixture(scope="module")
-def local_stack(tmp_path_factory):
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """One stack for the module. Its teardown stops it unless a test already did (`down` of a
+    stopped stack says "nothing was running" and succeeds)."""
     env = {
         **os.environ,
         "IMGSIM_LOCAL_DIR": str(tmp_path_factory.mktemp("stack")),
@@ -30,45 +67,46 @@ def local_stack(tmp_path_factory):
         },
     }
     env.pop("AIRFLOW_HOME", None)
-
-    def cli(*args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "pipeline.local", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        return result.stdout
-
-    cli("up")
-    status = json.loads(cli("status"))
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in cli("env").splitlines())
-    yield status, exports
-    cli("down")
+    stack = Stack(env)
+    yield stack
+    stack.cli("down")
 
 
-def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
-    status, exports = local_stack
-    assert status["running"] and status["airflow"]["alive"]
-    s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
-    s3.put_object(
-        Bucket=exports["IMGSIM_BUCKET"],
-        Key="uploads/e2e-owl.jpg",
-        Body=gradient_jpeg((160, 120)),
-        Metadata={"prompt": "an owl"},
-    )
-    api = exports["IMGSIM_API_URL"]
+@pytest.fixture
+def local_stack(stack: Stack) -> tuple[dict[str, Any], dict[str, str]]:
+    stack.ensure_up()
+    return stack.status, stack.exports
+
+
+def _await_embedded(api: str, image_id: str, timeout: float = 240) -> dict[str, Any]:
     started = time.monotonic()
-    record: dict = {}
-    while time.monotonic() - started < 240:
-        response = requests.get(f"{api}/images/e2e-owl", timeout=10)
+    record: dict[str, Any] = {}
+    while time.monotonic() - started < timeout:
+        response = requests.get(f"{api}/images/{image_id}", timeout=10)
         record = response.json() if response.status_code == 200 else {}
         if record.get("status") in ("embedded", "failed"):
             break
         time.sleep(2)
     assert record.get("status") == "embedded", record
+    return record
+
+
+def _upload(exports: dict[str, str], key: str, prompt: str) -> None:
+    s3 = boto3.client("s3", endpoint_url=exports["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
+    s3.put_object(
+        Bucket=exports["IMGSIM_BUCKET"],
+        Key=key,
+        Body=gradient_jpeg((160, 120)),
+        Metadata={"prompt": prompt},
+    )
+
+
+def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
+    status, exports = local_stack
+    assert status["running"] and status["airflow"]["alive"]
+    _upload(exports, "uploads/e2e-owl.jpg", "an owl")
+    api = exports["IMGSIM_API_URL"]
+    _await_embedded(api, "e2e-owl")
     vector = requests.get(f"{api}/embeddings/e2e-owl", timeout=10).json()
     assert vector["model_id"] == "color-layout-v1" and vector["dim"] == 120
 
@@ -86,20 +124,23 @@ def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
 
 def test_generate_now_then_rank_it_against_an_upload(local_stack):
     """GET /images?prompt= paints with the Bedrock emulator; the image flows through ingest and
-    the queue-triggered embedding; GET /similarity then ranks it for the upload."""
+    the queue-triggered embedding; GET /similarity then ranks it for an upload this test made
+    (a prompt of its own, so no other test's images take its places)."""
     _, exports = local_stack
     api = exports["IMGSIM_API_URL"]
-    generated = requests.get(f"{api}/images", params={"prompt": "An owl"}, timeout=60)
+    _upload(exports, "uploads/e2e-snowy-owl.jpg", "a snowy owl")
+    generated = requests.get(f"{api}/images", params={"prompt": "A Snowy  Owl"}, timeout=60)
     assert generated.status_code == 200, generated.text
     image_id = generated.json()["image_id"]
-    deadline = time.monotonic() + 240
-    while requests.get(f"{api}/images/{image_id}", timeout=10).json()["status"] == "pending":
-        assert time.monotonic() < deadline, "the generated image was never embedded"
-        time.sleep(2)
+    _await_embedded(api, "e2e-snowy-owl")
+    _await_embedded(api, image_id)
     ranked = requests.get(
-        f"{api}/similarity", timeout=30, params={"image_id": "e2e-owl", "prompt": "an owl"}
-    ).json()
-    assert image_id in [r["image_id"] for r in ranked["results"]]
+        f"{api}/similarity",
+        timeout=30,
+        params={"image_id": "e2e-snowy-owl", "prompt": "a snowy owl"},
+    )
+    assert ranked.status_code == 200, ranked.text
+    assert [r["image_id"] for r in ranked.json()["results"]] == [image_id]
 
 
 def test_the_demo_campaign_runs_in_airflow_and_its_images_embed(local_stack):
@@ -119,7 +160,10 @@ def test_the_demo_campaign_runs_in_airflow_and_its_images_embed(local_stack):
     assert all(r["status"] == "embedded" for r in generated)
 
 
-def test_down_stops_every_process_it_started(local_stack, tmp_path):
+def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
+    """The real `down`, as a user runs it: every process group the state file recorded and
+    every descendant (Airflow's scheduler, triggerer, task runners, ...) is gone after it.
+    Other tests still pass after this one: their fixture brings the stack up again."""
     status, _ = local_stack
     pids = [status[part]["pid"] for part in ("moto", "api", "sagemaker", "bedrock", "airflow")]
     family = []
@@ -127,12 +171,22 @@ def test_down_stops_every_process_it_started(local_stack, tmp_path):
         parent = psutil.Process(pid)
         family += [parent, *parent.children(recursive=True)]
     assert len(family) > len(pids)  # Airflow runs a scheduler, triggerer, workers, ...
-    env = {**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path)}  # another, empty stack dir
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.local", "down"],
-        env=env,
-        check=True,
-        timeout=60,
-        capture_output=True,
-    )
-    assert all(p.is_running() for p in family[: len(pids)])  # nothing of ours was touched
+
+    # `down` of another (empty) stack directory touches nothing of ours
+    stack.cli("down", env={**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path)})
+    assert all(p.is_running() for p in family)
+
+    assert stack.cli("down").strip() == "stopped"
+    _, alive = psutil.wait_procs(family, timeout=10)
+    running = [p for p in alive if _still_running(p)]
+    assert running == [], [(p.pid, p.cmdline()) for p in running]
+    assert json.loads(stack.cli("status")) == {"running": False}
+
+
+def _still_running(process: psutil.Process) -> bool:
+    """Alive and not a zombie: an exited process whose parent (here, often init in a
+    container that does not reap) has not collected it yet runs nothing."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
