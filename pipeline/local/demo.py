@@ -139,10 +139,12 @@ def run_campaign(
         f"estimate {report.get('estimate')}; generated {report.get('generated')}, "
         f"refused {report.get('refused')}, failed {report.get('failed')}"
     )
-    listing = aws.client(settings, "s3").list_objects_v2(
-        Bucket=settings.bucket, Prefix=settings.generated_prefix
+    pages = (
+        aws.client(settings, "s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=settings.bucket, Prefix=settings.generated_prefix)
     )
-    ids = [Path(o["Key"]).stem for o in listing.get("Contents", [])]
+    ids = [Path(o["Key"]).stem for page in pages for o in page.get("Contents", [])]
     final = await_embedding(api_url, ids, timeout=timeout)
     print(
         f"{sum(r.get('status') == 'embedded' for r in final.values())} of {len(final)} "

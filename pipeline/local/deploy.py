@@ -76,9 +76,11 @@ def deploy(settings: Settings, spec: StackSpec, template: Path = TEMPLATE_PATH) 
     status = _wait_for_stack(cfn, spec.name)
     if status != "CREATE_COMPLETE" and status != "UPDATE_COMPLETE":
         raise RuntimeError(f"stack {spec.name} ended in {status}")
+    pages = cfn.get_paginator("list_stack_resources").paginate(StackName=spec.name)
     resources = {
         r["LogicalResourceId"]: r["PhysicalResourceId"]
-        for r in cfn.list_stack_resources(StackName=spec.name)["StackResourceSummaries"]
+        for page in pages
+        for r in page["StackResourceSummaries"]
     }
     apply_bucket_notifications(settings, load_template(template), resources)
     return resources
