@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 if TYPE_CHECKING:
     from pipeline.embedding.compaction import Compactor
@@ -40,11 +40,13 @@ def _compactor() -> Compactor:
 )
 def compact_shards() -> None:
     @task
-    def find(params: dict[str, Any]) -> list[dict[str, str]]:
-        return _compactor().candidates(params["max_rows"])
+    def find() -> list[dict[str, str]]:
+        return _compactor().candidates(get_current_context()["params"]["max_rows"])
 
     @task(max_active_tis_per_dagrun=4)
-    def compact(target: dict[str, str], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    def compact(target: dict[str, str]) -> dict[str, Any]:
+        context = get_current_context()
+        params, run_id = context["params"], context["run_id"]
         compactor = _compactor()
         result = compactor.compact(target["prompt"], target["model_id"], run_id, params["max_rows"])
         result["orphans_deleted"] = compactor.delete_orphans(

@@ -32,6 +32,7 @@ from airflow.sdk import (
     CronTriggerTimetable,
     Param,
     dag,
+    get_current_context,
     task,
 )
 
@@ -127,18 +128,17 @@ def _run(run_id: str) -> EmbeddingRun:
 )
 def embed_images() -> None:
     @task
-    def gather(
-        params: dict[str, Any], run_id: str, triggering_asset_events: Any = None
-    ) -> dict[str, Any]:
+    def gather() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pipeline.embedding.embed_requests import messages_from_asset_events, requested_ids
 
-        extras = [
-            event.extra for events in (triggering_asset_events or {}).values() for event in events
-        ]
+        context = get_current_context()
+        params = context["params"]
+        asset_events = context.get("triggering_asset_events") or {}
+        extras = [event.extra for events in asset_events.values() for event in events]
         now = datetime.now(UTC)
-        run = _run(run_id)
+        run = _run(context["run_id"])
         summary = run.gather(
             requested_ids(messages_from_asset_events(extras)),
             pending_before=(now - timedelta(minutes=params["grace_minutes"]))
@@ -151,15 +151,15 @@ def embed_images() -> None:
         return summary
 
     @task
-    def transform_config(
-        summary: dict[str, Any], params: dict[str, Any], run_id: str
-    ) -> dict[str, Any]:
+    def transform_config() -> dict[str, Any]:
         from pipeline.embedding.transform_config import transform_config as build
 
+        context = get_current_context()
+        params = context["params"]
         if not params["model_data_url"]:
             raise ValueError("set the model_data_url param (or IMGSIM_MODEL_DATA_URL)")
         return build(
-            _run(run_id),
+            _run(context["run_id"]),
             params["model_data_url"],
             params["role_arn"],
             params["instance_type"],
@@ -169,14 +169,13 @@ def embed_images() -> None:
         )
 
     @task
-    def commit(run_id: str) -> dict[str, Any]:
-        return _run(run_id).commit()
+    def commit() -> dict[str, Any]:
+        return _run(get_current_context()["run_id"]).commit()
 
-    summary = gather()
-    config = transform_config(summary)
+    config = transform_config()
     transform = SageMakerTransformOperator(
         task_id="transform",
-        config=config,
+        config=config,  # type: ignore[arg-type]  # an XComArg: the dict, resolved at run time
         aws_conn_id=AWS_CONN_ID,
         wait_for_completion=True,
         deferrable=True,
@@ -186,7 +185,7 @@ def embed_images() -> None:
         action_if_job_exists="timestamp",
         action_if_model_exists="timestamp",
     )
-    config >> transform >> commit()
+    gather() >> config >> transform >> commit()
 
 
 embed_images_dag = embed_images()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, dag, task
+from airflow.sdk import DAG, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from pipeline.generation.campaigns import (
@@ -84,11 +84,11 @@ def build(path: Path) -> DAG:
             return list(planned.prompts)
 
         @task(pool=POOL)
-        def generate(prompt: str, run_id: str) -> dict[str, Any]:
+        def generate(prompt: str) -> dict[str, Any]:
             planned = loaded()
             ingestor, bedrock = _services()
             outcomes = []
-            for item in plan_prompt(planned, run_id, prompt):
+            for item in plan_prompt(planned, get_current_context()["run_id"], prompt):
                 status, reason = generate_planned(planned, item, ingestor, bedrock)
                 outcomes.append(
                     {
@@ -114,7 +114,8 @@ def build(path: Path) -> DAG:
             log.info("campaign %s: %s", planned.name, report)
             return report
 
-        summary(generate.expand(prompt=plan()))
+        # an XComArg: the mapped results, resolved at run time
+        summary(generate.expand(prompt=plan()))  # type: ignore[arg-type]
 
     return campaign_dag()
 

@@ -98,7 +98,9 @@ def _refused(call: Callable[[], object]) -> int:
     return refusal.value.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
-def test_clients_from_a_task_s_settings_sign_with_the_connection_s_keys(iam_stack):
+def test_clients_from_a_task_s_settings_sign_with_the_connection_s_keys(
+    iam_stack: IamStack,
+) -> None:
     env_settings = iam_stack.settings
     task_settings = settings_from_connection("aws_default")
     assert task_settings.session is not None
@@ -121,7 +123,9 @@ def test_clients_from_a_task_s_settings_sign_with_the_connection_s_keys(iam_stac
     assert _refused(iam.list_users) == 403
 
 
-def test_a_dag_run_works_with_the_connection_s_identity_alone(iam_stack, monkeypatch):
+def test_a_dag_run_works_with_the_connection_s_identity_alone(
+    iam_stack: IamStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dags.compact_shards import compact_shards_dag
 
     task_settings = settings_from_connection("aws_default")
