@@ -9,28 +9,26 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from lambdas.from_environment import Handler, handler_from_environment
 from pipeline.api.app import create_app
-from pipeline.api.services import ApiServices
+from pipeline.api.dependencies import ApiDependencies
 from pipeline.api.telemetry import logger, metrics
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.lookup.similarity import SimilarityService
 
 
 def make_handler(ingestor: Ingestor, similarity: SimilarityService | None = None) -> Handler:
-    api = ApiServices.from_ingestor(ingestor, similarity)
-    app = create_app(api)
-    # A Lambda container serves one request at a time, and the resolver keeps the request it
-    # is serving on itself; the local API's threads take turns the same way.
-    one_at_a_time = threading.Lock()
+    api = ApiDependencies.from_ingestor(ingestor, similarity)
+    # The resolver keeps the request it serves on itself: a Lambda container serves one at a
+    # time, and each thread of the local API gets a resolver of its own over the same
+    # dependencies (stores, clients and the candidate cache are shared and thread-safe).
+    resolvers = threading.local()
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @metrics.log_metrics
-    def resolve(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        api.idempotency.register(context)
-        return app.resolve(event, context)
-
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        with one_at_a_time:
-            return resolve(event, context)
+        if not hasattr(resolvers, "app"):
+            resolvers.app = create_app(api)
+        api.idempotency.register(context)
+        return resolvers.app.resolve(event, context)
 
     return handler
 

@@ -11,15 +11,15 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.models import Server
 
+from pipeline.api.dependencies import ApiDependencies
 from pipeline.api.error_handlers import add_error_handlers
 from pipeline.api.openapi import DESCRIPTION, TITLE, VERSION, Resolver
 from pipeline.api.routes import add_routes
 from pipeline.api.security import Middleware, api_key_middleware, security_schemes
-from pipeline.api.services import ApiServices
 from pipeline.errors import ApiError
 
 
-def create_app(api: ApiServices) -> APIGatewayRestResolver:
+def create_app(api: ApiDependencies) -> APIGatewayRestResolver:
     settings = api.settings
     app = Resolver(enable_validation=True)
     app.use([api_key_middleware(settings.api_keys), body_limit(settings.limits.max_body_bytes)])

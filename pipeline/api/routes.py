@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Que
 
 from pipeline.api import embeddings as embeddings_api
 from pipeline.api import images as images_api
+from pipeline.api.dependencies import ApiDependencies
 from pipeline.api.models import (
     PROMPT_DESCRIPTION,
     Embedding,
@@ -35,7 +36,6 @@ from pipeline.api.models import (
 )
 from pipeline.api.openapi import responses
 from pipeline.api.security import requirement
-from pipeline.api.services import ApiServices
 from pipeline.api.telemetry import lookup_metrics
 from pipeline.generation.generate_now import generate_now
 from pipeline.lookup.similarity import MAX_K
@@ -64,7 +64,7 @@ IMAGE_ERRORS = {
 }
 
 
-def add_routes(app: APIGatewayRestResolver, api: ApiServices) -> None:
+def add_routes(app: APIGatewayRestResolver, api: ApiDependencies) -> None:
     settings = api.settings
     guard = requirement(settings.api_keys)  # what a route that needs a key declares
     guarded = guard is not None

@@ -1,4 +1,5 @@
-"""What the API's routes call, built once per Lambda container from one Ingestor."""
+"""What the API's routes depend on (stores, services, the image model, idempotency), built once
+per Lambda container from one Ingestor and shared by every request."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pipeline.storage.embeddings_table import EmbeddingStore
 
 
 @dataclass(frozen=True)
-class ApiServices:
+class ApiDependencies:
     ingestor: Ingestor
     embeddings: EmbeddingStore
     similarity: SimilarityService
@@ -31,7 +32,7 @@ class ApiServices:
     @classmethod
     def from_ingestor(
         cls, ingestor: Ingestor, similarity: SimilarityService | None = None
-    ) -> ApiServices:
+    ) -> ApiDependencies:
         settings = ingestor.settings
         similarity = similarity or SimilarityService.from_settings(settings)
         return cls(
