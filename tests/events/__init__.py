@@ -54,3 +54,9 @@ def with_body(body: str, template: str = AWS_PUT) -> dict[str, Any]:
 def batch(*records: dict[str, Any]) -> dict[str, Any]:
     """The SQS event of a batch of records, as the event source mapping hands it over."""
     return {"Records": list(records)}
+
+
+def api_gateway_get_image(image_id: str) -> dict[str, Any]:
+    """The API Gateway REST proxy event of `GET /images/<image_id>` on stage v1."""
+    text = (EVENTS / "apigw_rest_proxy_get_image.json").read_text()
+    return json.loads(text.replace("IMAGE_ID", image_id))

@@ -4,6 +4,7 @@ the Lambda handler) against the moto stack."""
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,8 +16,10 @@ from lambdas.api.handler import make_handler
 from lambdas.ingest.handler import make_handler as make_ingest_handler
 from pipeline import aws
 from pipeline.ingest.ingestor import Ingestor
-from pipeline.local.api_gateway import LocalApi
+from pipeline.local.api_gateway import LocalApi, proxy_event
 from pipeline.local.event_pump import EventPump
+from pipeline.local.lambda_context import LocalLambdaContext
+from tests.events import api_gateway_get_image
 from tests.helpers import drain_messages, gradient_jpeg, image_bytes
 
 
@@ -256,3 +259,25 @@ def test_a_refused_request_is_not_remembered_under_its_idempotency_key(api, stac
     )
     assert empty.status_code == 400
     assert empty.json()["error"]["code"] == "invalid_idempotency_key"
+
+
+def test_the_handler_answers_the_event_api_gateway_sends(api, stack):
+    """The real event shape (stage prefix in the request context, CloudFront headers, multi-value
+    maps) reaches the same route the local adapter's events reach."""
+    image_id = _post(api, image_data=_b64(image_bytes("PNG", (9, 7)))).json()["image_id"]
+    handler = make_handler(Ingestor.from_settings(stack.settings))
+    answer = handler(api_gateway_get_image(image_id), LocalLambdaContext("imgsim-api"))
+    assert answer["statusCode"] == 200, answer["body"]
+    assert json.loads(answer["body"])["width"] == 9
+    missing = handler(api_gateway_get_image("nope"), LocalLambdaContext("imgsim-api"))
+    assert missing["statusCode"] == 404
+    assert json.loads(missing["body"])["error"]["code"] == "image_not_found"
+
+
+def test_the_local_adapter_builds_the_event_api_gateway_sends():
+    real = api_gateway_get_image("abc")
+    local = proxy_event("GET", "/images/abc", {"Accept": ["application/json"]}, b"", "127.0.0.1")
+    assert set(real) == set(local)
+    for key in ("resource", "path", "httpMethod", "pathParameters", "body", "isBase64Encoded"):
+        assert local[key] == real[key], key
+    assert set(local["requestContext"]) <= set(real["requestContext"])
