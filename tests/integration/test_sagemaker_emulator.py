@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline import aws
+from sagemaker_jobs.build_model import build
 from tests.helpers import gradient_jpeg, image_bytes
 
 
@@ -199,3 +200,104 @@ def test_endpoint_invocation_embeds_one_image(sm, stack, model_uri, sagemaker_em
     with pytest.raises(ClientError) as err:
         runtime.invoke_endpoint(EndpointName="ep-5", ContentType="text/plain", Body=b"hi")
     assert err.value.response["Error"]["Code"] == "ModelError"
+
+
+def _endpoint_on(sm, model_uri, suffix):
+    """Model, config and endpoint `ep-<suffix>` on `model_uri`, InService."""
+    _model_and_config(sm, model_uri, suffix)
+    sm.create_endpoint(EndpointName=f"ep-{suffix}", EndpointConfigName=f"cfg-{suffix}")
+    return _wait_endpoint(sm, f"ep-{suffix}", "Creating")
+
+
+def _model_and_config(sm, model_uri, suffix):
+    sm.create_model(
+        ModelName=f"m-{suffix}",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=f"cfg-{suffix}",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"m-{suffix}",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+
+
+def _wait_endpoint(sm, name, while_status, timeout=60):
+    deadline = time.monotonic() + timeout
+    while (endpoint := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] == while_status:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return endpoint
+
+
+def _model_id(runtime, endpoint):
+    body = runtime.invoke_endpoint(
+        EndpointName=endpoint, ContentType="image/jpeg", Body=gradient_jpeg()
+    )["Body"].read()
+    return json.loads(body)["model_id"]
+
+
+@pytest.fixture
+def color_layout_uri(stack, tmp_path):
+    build(tmp_path / "color.tar.gz", family="color-layout-v1")
+    s3 = aws.client(stack.settings, "s3")
+    s3.upload_file(str(tmp_path / "color.tar.gz"), stack.settings.bucket, "models/color.tar.gz")
+    return f"s3://{stack.settings.bucket}/models/color.tar.gz"
+
+
+def test_update_endpoint_switches_models_and_serves_during_the_switch(
+    sm, model_uri, color_layout_uri, sagemaker_emulator
+):
+    runtime = boto3.client(
+        "sagemaker-runtime", endpoint_url=sagemaker_emulator, region_name="us-east-1"
+    )
+    assert _endpoint_on(sm, model_uri, "u1")["EndpointStatus"] == "InService"
+    _model_and_config(sm, color_layout_uri, "u2")
+    sm.update_endpoint(EndpointName="ep-u1", EndpointConfigName="cfg-u2")
+    seen = set()
+    deadline = time.monotonic() + 60
+    while (endpoint := sm.describe_endpoint(EndpointName="ep-u1"))["EndpointStatus"] != "InService":
+        assert endpoint["EndpointStatus"] == "Updating" and time.monotonic() < deadline
+        assert endpoint["PendingDeploymentSummary"]["EndpointConfigName"] == "cfg-u2"
+        seen.add(_model_id(runtime, "ep-u1"))  # the old model answers until the switch
+    assert seen <= {"clip-tiny-random-init-seed0", "color-layout-v1"}
+    assert endpoint["EndpointConfigName"] == "cfg-u2"
+    assert "PendingDeploymentSummary" not in endpoint and "FailureReason" not in endpoint
+    assert _model_id(runtime, "ep-u1") == "color-layout-v1"
+
+
+def test_a_failed_update_rolls_back_to_the_old_config(sm, stack, model_uri, sagemaker_emulator):
+    _endpoint_on(sm, model_uri, "r1")
+    _model_and_config(sm, f"s3://{stack.settings.bucket}/models/missing.tar.gz", "r2")
+    sm.update_endpoint(EndpointName="ep-r1", EndpointConfigName="cfg-r2")
+    endpoint = _wait_endpoint(sm, "ep-r1", "Updating")
+    assert endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == "cfg-r1"
+    assert endpoint["FailureReason"]
+    runtime = boto3.client(
+        "sagemaker-runtime", endpoint_url=sagemaker_emulator, region_name="us-east-1"
+    )
+    assert _model_id(runtime, "ep-r1") == "clip-tiny-random-init-seed0"
+
+
+def test_endpoint_configs_are_unique_and_can_be_deleted(sm, model_uri):
+    _model_and_config(sm, model_uri, "c1")
+    described = sm.describe_endpoint_config(EndpointConfigName="cfg-c1")
+    assert described["ProductionVariants"][0]["ModelName"] == "m-c1"
+    with pytest.raises(ClientError) as dup:
+        sm.create_endpoint_config(
+            EndpointConfigName="cfg-c1", ProductionVariants=described["ProductionVariants"]
+        )
+    assert "already existing" in dup.value.response["Error"]["Message"]
+    sm.delete_endpoint_config(EndpointConfigName="cfg-c1")
+    with pytest.raises(ClientError) as gone:
+        sm.describe_endpoint_config(EndpointConfigName="cfg-c1")
+    assert gone.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as missing:
+        sm.update_endpoint(EndpointName="nope", EndpointConfigName="nope")
+    assert missing.value.response["Error"]["Code"] == "ValidationException"

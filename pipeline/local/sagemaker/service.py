@@ -1,5 +1,6 @@
-"""The emulator's state and operations: models, transform jobs, endpoint configs, endpoints.
-Errors are raised as AwsError with the code and message SageMaker itself uses."""
+"""The emulator's state and operations: models, transform jobs, endpoint configs, endpoints
+(created, and updated blue/green). Errors are raised as AwsError with the code and message
+SageMaker itself uses."""
 
 from __future__ import annotations
 
@@ -170,11 +171,30 @@ class SageMakerService:
         for variant in variants:
             self._model(variant["ModelName"])
         arn = self.arn("endpoint-config", name)
-        self.endpoint_configs[name] = {**req, "EndpointConfigArn": arn, "CreationTime": time.time()}
+        with self._lock:
+            if name in self.endpoint_configs:
+                raise AwsError(
+                    "ValidationException",
+                    f'Cannot create already existing endpoint configuration "{arn}".',
+                )
+            self.endpoint_configs[name] = {
+                **req,
+                "EndpointConfigArn": arn,
+                "CreationTime": time.time(),
+            }
         return {"EndpointConfigArn": arn}
 
     def DescribeEndpointConfig(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = req["EndpointConfigName"]
+        config = self._endpoint_config(req["EndpointConfigName"])
+        return {k: v for k, v in config.items() if k != "Tags"}
+
+    def DeleteEndpointConfig(self, req: dict[str, Any]) -> dict[str, Any]:
+        self._endpoint_config(req["EndpointConfigName"])
+        with self._lock:
+            del self.endpoint_configs[req["EndpointConfigName"]]
+        return {}
+
+    def _endpoint_config(self, name: str) -> dict[str, Any]:
         if name not in self.endpoint_configs:
             raise AwsError(
                 "ValidationException", f'Could not find endpoint configuration "{name}".'
@@ -183,7 +203,7 @@ class SageMakerService:
 
     def CreateEndpoint(self, req: dict[str, Any]) -> dict[str, Any]:
         name, config_name = req["EndpointName"], req["EndpointConfigName"]
-        config = self.DescribeEndpointConfig({"EndpointConfigName": config_name})
+        config = self._endpoint_config(config_name)
         arn = self.arn("endpoint", name)
         endpoint = {
             "EndpointName": name,
@@ -213,6 +233,43 @@ class SageMakerService:
             endpoint["FailureReason"] = f"{type(exc).__name__}: {exc}"
         endpoint["LastModifiedTime"] = time.time()
 
+    def UpdateEndpoint(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Blue/green, as SageMaker does by default: the old model serves (status Updating)
+        until the new one is loaded; a new model that fails to load rolls the endpoint back to
+        its old config, InService, with a FailureReason."""
+        name, config_name = req["EndpointName"], req["EndpointConfigName"]
+        config = self._endpoint_config(config_name)
+        with self._lock:
+            endpoint = self._endpoint(name)
+            if endpoint["EndpointStatus"] != "InService":
+                raise AwsError(
+                    "ValidationException",
+                    f'Cannot update in-progress endpoint "{endpoint["EndpointArn"]}".',
+                )
+            endpoint["EndpointStatus"] = "Updating"
+            endpoint["LastModifiedTime"] = time.time()
+            endpoint["PendingDeploymentSummary"] = {
+                "EndpointConfigName": config_name,
+                "StartTime": time.time(),
+            }
+        model_name = config["ProductionVariants"][0]["ModelName"]
+        threading.Thread(
+            target=self._switch, args=(endpoint, config_name, model_name), daemon=True
+        ).start()
+        return {"EndpointArn": endpoint["EndpointArn"]}
+
+    def _switch(self, endpoint: dict[str, Any], config_name: str, model_name: str) -> None:
+        try:
+            model = self._load(model_name)
+        except Exception as exc:
+            endpoint["FailureReason"] = f"{type(exc).__name__}: {exc}"
+        else:
+            endpoint.pop("FailureReason", None)
+            endpoint["model"], endpoint["EndpointConfigName"] = model, config_name
+        endpoint.pop("PendingDeploymentSummary", None)
+        endpoint["EndpointStatus"] = "InService"
+        endpoint["LastModifiedTime"] = time.time()
+
     def DescribeEndpoint(self, req: dict[str, Any]) -> dict[str, Any]:
         endpoint = self._endpoint(req["EndpointName"])
         return {k: v for k, v in endpoint.items() if k != "model"}
@@ -231,7 +288,9 @@ class SageMakerService:
 
     def invoke_endpoint(self, name: str, body: bytes, content_type: str, accept: str) -> bytes:
         endpoint = self._endpoint(name)
-        if endpoint["EndpointStatus"] != "InService" or endpoint["model"] is None:
+        # an endpoint being updated keeps serving its old model until the new one is up
+        serving = endpoint["EndpointStatus"] in ("InService", "Updating")
+        if not serving or endpoint["model"] is None:
             raise AwsError(
                 "ValidationError", f"Endpoint {name} is {endpoint['EndpointStatus']}, not InService"
             )
