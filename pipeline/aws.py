@@ -23,6 +23,9 @@ def client(
     connection), else boto3's default chain."""
     session = session or settings.session or boto3.session.Session()
     config = _RETRIES.merge(config) if config else _RETRIES
+    if service == "s3":
+        # Presigned URLs in SigV4: SigV2 is deprecated for S3 and refused in newer regions.
+        config = config.merge(Config(signature_version="s3v4"))
     if service == "s3" and settings.endpoint("s3"):
         # Path-style keeps presigned URLs on the loopback host instead of <bucket>.host.
         config = config.merge(Config(s3={"addressing_style": "path"}))

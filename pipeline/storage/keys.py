@@ -21,7 +21,8 @@ def new_image_id() -> str:
 
 
 def is_valid_image_id(image_id: str) -> bool:
-    return bool(_ID.match(image_id))
+    """The whole string: `$` alone would also accept a trailing newline."""
+    return bool(_ID.fullmatch(image_id))
 
 
 def image_key(prefix: str, image_id: str, extension: str) -> str:

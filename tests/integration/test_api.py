@@ -78,7 +78,9 @@ def test_presigned_url_expiry_is_configurable(stack):
     finally:
         server.stop()
     assert body["url_expires_in"] == 60
-    assert parse_qs(urlsplit(body["url"]).query)["Expires"]
+    query = parse_qs(urlsplit(body["url"]).query)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]  # SigV4, not the deprecated SigV2
+    assert query["X-Amz-Expires"] == ["60"]
     assert "prompt" not in body
 
 

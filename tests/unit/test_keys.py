@@ -31,3 +31,10 @@ def test_same_stem_different_extension_differs_in_fallback():
 
 def test_image_key_layout():
     assert image_key("uploads/", "abc", "png") == "uploads/abc.png"
+
+
+def test_an_id_with_a_trailing_newline_is_not_valid():
+    assert is_valid_image_id("chelsea")
+    assert not is_valid_image_id("chelsea\n")
+    identity = identity_for_key("uploads/", "uploads/chelsea\n.jpg")
+    assert identity.preferred_id == identity.fallback_id != "chelsea\n"
