@@ -47,11 +47,10 @@ down:
 status:
 	$(PY) -m pipeline.local status
 
-# The Lambda code package (pipeline/ + lambdas/) for `aws cloudformation deploy`.
+# The Lambda code package (pipeline/ + lambdas/) and the dependencies layer, stripped to fit
+# Lambda's 250 MB unzipped limit: build/imgsim.zip and build/imgsim-deps-layer.zip.
 package: setup
-	$(PY) -c "from pipeline.local.deploy import lambda_package; import pathlib; \
-	pathlib.Path('build').mkdir(exist_ok=True); pathlib.Path('build/imgsim.zip').write_bytes(lambda_package())"
-	@echo build/imgsim.zip
+	$(PY) -m pipeline.local.lambda_layer build
 
 # Embedding throughput vs its baselines (about 2 minutes), then similarity lookup latency vs
 # faiss, the seed design and a bare read (about 15 minutes: the seed design is slow on moto).
