@@ -6,6 +6,8 @@ UI with powertools' bundled assets inline, no CDN)."""
 from __future__ import annotations
 
 import base64
+import json
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
@@ -21,7 +23,7 @@ from pipeline.errors import ApiError
 
 def create_app(api: ApiDependencies) -> APIGatewayRestResolver:
     settings = api.settings
-    app = Resolver(enable_validation=True)
+    app = Resolver(enable_validation=True, json_body_deserializer=json_body)
     app.use([api_key_middleware(settings.api_keys), body_limit(settings.limits.max_body_bytes)])
     add_routes(app, api)
     add_error_handlers(app)
@@ -48,6 +50,15 @@ def create_app(api: ApiDependencies) -> APIGatewayRestResolver:
         return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=spec)
 
     return app
+
+
+def json_body(text: str) -> Any:
+    """A request body parsed as JSON; too deep a nesting is invalid JSON (a 400), not the
+    parser's RecursionError (a 500)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def body_limit(limit: int) -> Middleware:

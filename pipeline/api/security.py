@@ -41,7 +41,9 @@ def api_key_middleware(keys: tuple[str, ...]) -> Middleware:
             given = app.current_event.headers.get(HEADER) or ""
             if not given:
                 raise ApiError(401, "api_key_missing", f"send your API key in the {HEADER} header")
-            if not any(hmac.compare_digest(given.encode(), key.encode()) for key in keys):
+            # any text compares as bytes: a non-ASCII or lone-surrogate header is just wrong
+            given_bytes = given.encode("utf-8", "surrogatepass")
+            if not any(hmac.compare_digest(given_bytes, key.encode()) for key in keys):
                 raise ApiError(403, "api_key_refused", "the API key is not valid")
         return next_middleware(app)
 

@@ -14,12 +14,18 @@ def encode_cursor(offset: int, version: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_CURSOR_CHARS = 128  # the cursors this API returns are far shorter
+
+
 def decode_cursor(cursor: str) -> int:
+    refused = ApiError(400, "invalid_cursor", "cursor is not one this API returned")
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise refused
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         offset = json.loads(raw)["o"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned")
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+        raise refused from None
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise refused
     return offset

@@ -108,7 +108,10 @@ def _read_s3(url: str, field: str, bucket: str, s3: Any, limit: int) -> bytes:
         )
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
-    except s3.exceptions.NoSuchKey:
+    except s3.exceptions.ClientError as exc:
+        # NoSuchKey, or 403 where the function may not list the bucket; S3's own 5xx stay
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500) >= 500:
+            raise
         raise ApiError(400, f"invalid_{field}", f"{field} names no object") from None
     if int(response["ContentLength"]) > limit:
         raise ApiError(413, "payload_too_large", f"{field} is over {limit} bytes")
