@@ -101,10 +101,9 @@ def _run(run_id: str) -> EmbeddingRun:
             description="s3:// URI of the embedding model.tar.gz",
         ),
         "role_arn": Param(
-            os.environ.get(
-                "IMGSIM_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/imgsim-sagemaker"
-            ),
+            os.environ.get("IMGSIM_SAGEMAKER_ROLE_ARN", ""),
             type="string",
+            description="the SageMaker execution role (the stack's SageMakerRoleArn output)",
         ),
         "image_uri": Param(
             os.environ.get("IMGSIM_SAGEMAKER_IMAGE_URI", ""),
@@ -158,6 +157,11 @@ def embed_images() -> None:
         params = context["params"]
         if not params["model_data_url"]:
             raise ValueError("set the model_data_url param (or IMGSIM_MODEL_DATA_URL)")
+        if not params["role_arn"]:
+            raise ValueError(
+                "set the role_arn param (or IMGSIM_SAGEMAKER_ROLE_ARN): the SageMaker "
+                "execution role, the stack's SageMakerRoleArn output"
+            )
         return build(
             _run(context["run_id"]),
             params["model_data_url"],

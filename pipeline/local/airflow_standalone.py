@@ -13,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.processes import start_group, wait_until
 from pipeline.settings import Settings
 
@@ -69,6 +70,7 @@ def airflow_env(
             # the emulator's jobs take seconds: the triggerer asks about them that often
             "IMGSIM_TRANSFORM_POLL_SECONDS": "2",
             "IMGSIM_MODEL_DATA_URL": model_data_url,
+            "IMGSIM_SAGEMAKER_ROLE_ARN": LOCAL_SAGEMAKER_ROLE,
             "IMGSIM_CAMPAIGNS_DIR": str(dags.parent / "campaigns"),
         }
     )

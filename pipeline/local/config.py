@@ -9,6 +9,8 @@ from pathlib import Path
 from pipeline.local.deploy import REPO_ROOT
 from pipeline.settings import Settings
 
+# The SageMaker execution role the local stack names (the emulator does not assume roles).
+LOCAL_SAGEMAKER_ROLE = "arn:aws:iam::123456789012:role/imgsim-sagemaker"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import aws
+from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from tests.helpers import drain_messages
 
 
@@ -38,6 +39,7 @@ def airflow_stack(
     queue_url = aws.client(settings, "sqs").get_queue_url(QueueName=settings.embed_queue)
     monkeypatch.setenv("IMGSIM_EMBED_QUEUE_URL", queue_url["QueueUrl"])
     monkeypatch.setenv("IMGSIM_TRANSFORM_POLL_SECONDS", "1")
+    monkeypatch.setenv("IMGSIM_SAGEMAKER_ROLE_ARN", LOCAL_SAGEMAKER_ROLE)
     services = {s: {"endpoint_url": moto_server.url} for s in ("s3", "sqs", "dynamodb")}
     services.update(
         {s: {"endpoint_url": sagemaker_emulator} for s in ("sagemaker", "sagemaker-runtime")}

@@ -17,6 +17,7 @@ from pipeline import aws
 from pipeline.embedding.run import EmbeddingRun
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi
+from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.event_pump import EventPump
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
@@ -64,7 +65,12 @@ def _state(settings) -> dict:
 def _run(dag, model_uri, **conf):
     return dag.test(
         logical_date=LOGICAL_DATE,
-        run_conf={"model_data_url": model_uri, "grace_minutes": 0, **conf},
+        run_conf={
+            "model_data_url": model_uri,
+            "role_arn": LOCAL_SAGEMAKER_ROLE,
+            "grace_minutes": 0,
+            **conf,
+        },
     )
 
 
@@ -170,6 +176,21 @@ def test_a_failure_between_transform_and_commit_then_a_rerun_ends_in_the_same_st
     assert ids == ["a", "b", "c"]
 
 
+def test_a_run_without_an_execution_role_fails_before_any_job_naming_the_param(
+    dag, airflow_stack, capfd
+):
+    settings, model_uri = airflow_stack
+    _upload(settings, "uploads/norole.jpg", gradient_jpeg(), "Fork")
+    _ingest(settings)
+    run = _run(dag, model_uri, role_arn="")
+    assert run.state == "failed"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["transform_config"] == "failed" and states["transform"] != "success"
+    out, err = capfd.readouterr()
+    assert "set the role_arn param (or IMGSIM_SAGEMAKER_ROLE_ARN)" in out + err
+    assert ImageStore(settings).get("norole")["status"] == "pending"
+
+
 def test_compact_shards_dag_merges_what_two_runs_wrote(dag, airflow_stack):
     from dags.compact_shards import compact_shards_dag
 
@@ -179,7 +200,7 @@ def test_compact_shards_dag_merges_what_two_runs_wrote(dag, airflow_stack):
     assert _run(dag, model_uri).state == "success"
     _upload(settings, "uploads/p2.jpg", gradient_jpeg((90, 70)), "owl")
     _ingest(settings)
-    assert dag.test(run_conf={"model_data_url": model_uri, "grace_minutes": 0}).state == ("success")
+    assert _run(dag, model_uri).state == "success"
     model_id = "clip-tiny-random-init-seed0"
     assert len(ManifestStore(settings).get("owl", model_id).shards) == 2
 
