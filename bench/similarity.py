@@ -28,6 +28,7 @@ from tempfile import mkdtemp
 import numpy as np
 
 from pipeline import aws
+from pipeline.local.config import isolated_settings
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import free_port
@@ -140,14 +141,7 @@ def seed_design_lookup(
 
 
 def local_stack(moto: MotoServer, name: str) -> Settings:
-    settings = Settings(
-        bucket=f"bench-{name}",
-        images_table=f"Images-{name}",
-        embeddings_table=f"Embeddings-{name}",
-        shard_manifests_table=f"Manifests-{name}",
-        ingest_queue=f"i-{name}",
-        embed_queue=f"e-{name}",
-    ).with_endpoint(moto.url)
+    settings = isolated_settings(moto.url, f"bench-{name}")
     deploy(settings, StackSpec(name=f"bench-{name}", code_bucket=f"code-{name}"))
     return settings
 

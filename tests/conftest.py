@@ -8,12 +8,13 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 
+from pipeline.local.config import isolated_settings
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import free_port, start_group, stop_group, wait_until
@@ -102,16 +103,7 @@ class DeployedStack:
 
 def _deploy(moto: MotoServer, ingest_visibility_timeout: int = 30) -> DeployedStack:
     suffix = uuid.uuid4().hex[:10]
-    settings = replace(
-        Settings(),
-        bucket=f"imgsim-test-{suffix}",
-        images_table=f"Images-{suffix}",
-        embeddings_table=f"Embeddings-{suffix}",
-        shard_manifests_table=f"ShardManifests-{suffix}",
-        idempotency_table=f"Idempotency-{suffix}",
-        ingest_queue=f"ingest-{suffix}",
-        embed_queue=f"embed-{suffix}",
-    ).with_endpoint(moto.url)
+    settings = isolated_settings(moto.url, f"test-{suffix}")
     spec = StackSpec(
         name=f"imgsim-{suffix}",
         code_bucket=f"code-{suffix}",

@@ -12,7 +12,6 @@ from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.validation import InvalidImage, validate_image
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Limits
-from pipeline.storage.bucket import StoredObject
 from pipeline.storage.keys import image_key, new_image_id
 
 # What GET /images/{id} shows of a record; bookkeeping attributes stay internal.
@@ -71,17 +70,7 @@ def store_upload(upload: Upload, ingestor: Ingestor) -> dict[str, Any]:
     image_id = new_image_id()
     key = image_key(ingestor.settings.upload_prefix, image_id, info.extension)
     metadata = {"prompt": upload.prompt} if upload.prompt else {}
-    etag = ingestor.objects.put(key, upload.data, info.content_type, metadata)
-    result = ingestor.record(
-        StoredObject(
-            key=key,
-            etag=etag,
-            size=len(upload.data),
-            content_type=info.content_type,
-            metadata=metadata,
-            body=upload.data,
-        )
-    )
+    result = ingestor.store(key, upload.data, info.content_type, metadata)
     return {"image_id": result.image_id, "s3_key": key, "status": "pending"}
 
 

@@ -16,7 +16,6 @@ from pipeline.generation.generate_now import ImageModel, generation_metadata
 from pipeline.generation.modifiers import CAMERA_ANGLES, STYLES, choose
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.prompts import checked_prompt
-from pipeline.storage.bucket import StoredObject
 from pipeline.storage.keys import image_key
 
 # Dollars per image at standard quality and the default sizes (on-demand list prices).
@@ -163,15 +162,5 @@ def generate_planned(
         item.seed,
         {**modifiers.as_dict(), "campaign": campaign.name},
     )
-    etag = ingestor.objects.put(key, result.image, "image/png", metadata)
-    ingestor.record(
-        StoredObject(
-            key=key,
-            etag=etag,
-            size=len(result.image),
-            content_type="image/png",
-            metadata=metadata,
-            body=result.image,
-        )
-    )
+    ingestor.store(key, result.image, "image/png", metadata)
     return "generated", None

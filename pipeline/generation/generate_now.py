@@ -14,7 +14,6 @@ from pipeline.generation.bedrock import BedrockImages, Refused, Throttled
 from pipeline.generation.modifiers import choose
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.prompts import InvalidPrompt, checked_prompt
-from pipeline.storage.bucket import StoredObject
 from pipeline.storage.keys import image_key, new_image_id
 
 
@@ -72,17 +71,7 @@ def generate_now(
     image_id = new_image_id()
     key = image_key(ingestor.settings.generated_prefix, image_id, "png")
     metadata = generation_metadata(base, modified, model, seed, modifiers.as_dict())
-    etag = ingestor.objects.put(key, result.image, "image/png", metadata)
-    ingestor.record(
-        StoredObject(
-            key=key,
-            etag=etag,
-            size=len(result.image),
-            content_type="image/png",
-            metadata=metadata,
-            body=result.image,
-        )
-    )
+    ingestor.store(key, result.image, "image/png", metadata)
     return {
         "base_prompt": base,
         "modified_prompt": modified,

@@ -120,6 +120,23 @@ class Ingestor:
             return IngestResult("ignored", reason=f"{key} was replaced or deleted since the event")
         return self.record(obj)
 
+    def store(
+        self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str]
+    ) -> IngestResult:
+        """Put bytes the pipeline made or was handed (POST /images, generation) and record them
+        now: the S3 event that follows finds the version recorded (a duplicate)."""
+        etag = self.objects.put(key, data, content_type, metadata)
+        return self.record(
+            StoredObject(
+                key=key,
+                etag=etag,
+                size=len(data),
+                content_type=content_type,
+                metadata=metadata,
+                body=data,
+            )
+        )
+
     def record(self, obj: StoredObject) -> IngestResult:
         """Record an object version and request its embedding, exactly once."""
         source = self.source_of(obj.key) or UPLOADED

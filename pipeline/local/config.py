@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.local.deploy import REPO_ROOT
@@ -84,3 +84,18 @@ def child_env(settings: Settings) -> dict[str, str]:
     for key, value in LOCAL_CREDENTIALS.items():
         env.setdefault(key, value)
     return env
+
+
+def isolated_settings(endpoint_url: str, name: str) -> Settings:
+    """Settings whose bucket, tables and queues all carry `name`, on one moto endpoint: several
+    stacks (a test's, a benchmark's) share one server without seeing each other's data."""
+    return replace(
+        Settings(),
+        bucket=f"imgsim-{name}",
+        images_table=f"Images-{name}",
+        embeddings_table=f"Embeddings-{name}",
+        shard_manifests_table=f"ShardManifests-{name}",
+        idempotency_table=f"Idempotency-{name}",
+        ingest_queue=f"ingest-{name}",
+        embed_queue=f"embed-{name}",
+    ).with_endpoint(endpoint_url)

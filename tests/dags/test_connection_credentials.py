@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from pipeline import aws
 from pipeline.airflow_connection import settings_from_connection
+from pipeline.local.config import isolated_settings
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import free_port
@@ -54,15 +55,7 @@ def iam_stack(
     moto = MotoServer("127.0.0.1", free_port()).start(tmp_path / "moto.log")
     try:
         suffix = uuid.uuid4().hex[:10]
-        settings = replace(
-            Settings(),
-            bucket=f"imgsim-iam-{suffix}",
-            images_table=f"Images-{suffix}",
-            embeddings_table=f"Embeddings-{suffix}",
-            shard_manifests_table=f"ShardManifests-{suffix}",
-            ingest_queue=f"ingest-{suffix}",
-            embed_queue=f"embed-{suffix}",
-        ).with_endpoint(moto.url)
+        settings = isolated_settings(moto.url, f"iam-{suffix}")
         deploy(settings, StackSpec(name=f"imgsim-{suffix}", code_bucket=f"code-{suffix}"))
         iam = boto3.client("iam", endpoint_url=moto.url, region_name=settings.region)
         iam.create_user(UserName="airflow-tasks")
