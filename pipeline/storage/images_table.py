@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -132,3 +133,39 @@ class ImageStore(aws.Adapter):
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def claim_embed_request(self, image_id: str, etag: str, at: str, stale_before: str) -> bool:
+        """Note a new embed request for this pending version unless one was noted at or after
+        `stale_before` (still outstanding). One conditional write: of concurrent callers, one
+        gets True and sends the message."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET embed_requested_at = :at",
+                ConditionExpression="etag = :etag AND #s = :pending AND "
+                "(attribute_not_exists(embed_requested_at) OR embed_requested_at < :stale)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":at": {"S": at},
+                    ":etag": {"S": etag},
+                    ":pending": {"S": PENDING},
+                    ":stale": {"S": stale_before},
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def release_embed_request(self, image_id: str, at: str, previous: str | None) -> None:
+        """Undo a claim whose message could not be sent (only if it is still this claim)."""
+        update = "SET embed_requested_at = :previous" if previous else "REMOVE embed_requested_at"
+        values = {":at": {"S": at}, **({":previous": {"S": previous}} if previous else {})}
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self.table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression=update,
+                ConditionExpression="embed_requested_at = :at",
+                ExpressionAttributeValues=values,
+            )
