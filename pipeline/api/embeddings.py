@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.errors import ApiError
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.storage.embeddings_table import EmbeddingStore
-from pipeline.storage.images_table import EMBEDDED, FAILED
+from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING
+
+# An embed request (from ingest, a failed run's re-request, or this route) counts as
+# outstanding this long: longer than a re-request's SQS delay (2 min at most) plus a run.
+REREQUEST_AFTER = timedelta(minutes=5)
+
+
+def _stale_before(now: str) -> str:
+    at = datetime.fromisoformat(now.replace("Z", "+00:00")) - REREQUEST_AFTER
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def embedding_view(
     ingestor: Ingestor, embeddings: EmbeddingStore, embedding_id: str
 ) -> tuple[int, dict[str, Any]]:
-    """(200, the vector) when embedded; (202, queued) after ringing the embed queue for a known
-    image that has no current embedding; 404 unknown; 409 when embedding it failed."""
+    """(200, the vector) when embedded; (202, queued) for a known image that has no current
+    embedding, after ringing the embed queue unless a request is outstanding (one message per
+    image per `REREQUEST_AFTER`, whatever the number of calls); 404 unknown; 409 when
+    embedding it failed."""
     record = ingestor.images.get(embedding_id)
     if record is None:
         raise ApiError(404, "embedding_not_found", f"no image {embedding_id}")
@@ -31,5 +43,20 @@ def embedding_view(
             "embedding": item["embedding"].tolist(),
             "created_at": item["created_at"],
         }
-    ingestor.queue.request_embedding(embedding_id, record["s3_key"], record["etag"], priority=True)
+    if record["status"] == PENDING:
+        _ring_once(ingestor, record)
     return 202, {"embedding_id": embedding_id, "status": "queued"}
+
+
+def _ring_once(ingestor: Ingestor, record: dict[str, Any]) -> None:
+    """Claim the request on the record (a conditional write), then send it; a send that fails
+    gives the claim back so the next call tries again."""
+    now = ingestor.clock()
+    image_id, etag = record["image_id"], record["etag"]
+    if not ingestor.images.claim_embed_request(image_id, etag, now, _stale_before(now)):
+        return
+    try:
+        ingestor.queue.request_embedding(image_id, record["s3_key"], etag, priority=True)
+    except Exception:
+        ingestor.images.release_embed_request(image_id, now, record.get("embed_requested_at"))
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -155,17 +156,28 @@ def test_get_embedding_codes(api, stack):
     assert requests.get(f"{api}/embeddings/nope", timeout=10).status_code == 404
 
     image_id = _post(api, image_data=_b64(gradient_jpeg())).json()["image_id"]
-    drain_messages(settings, settings.embed_queue)
-    queued = requests.get(f"{api}/embeddings/{image_id}", timeout=10)
-    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == [image_id]
+    # ingest's request is outstanding: calls on the pending image send nothing more
+    for _ in range(3):
+        queued = requests.get(f"{api}/embeddings/{image_id}", timeout=10)
+        assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    assert drain_messages(settings, settings.embed_queue) == []
+    # once that request is older than the re-request interval, several calls (some at once)
+    # send one priority message
+    etag = ImageStore(settings).get(image_id)["etag"]
+    ImageStore(settings).mark_embed_requested(image_id, etag, "2026-01-01T00:00:00.000Z")
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(
+            pool.map(
+                lambda _: requests.get(f"{api}/embeddings/{image_id}", timeout=10).status_code,
+                range(6),
+            )
+        )
+    assert codes == [202] * 6
     assert drain_messages(settings, settings.embed_queue) == [
-        {
-            "image_id": image_id,
-            "s3_key": f"uploads/{image_id}.jpg",
-            "etag": ImageStore(settings).get(image_id)["etag"],
-            "priority": True,
-        }
+        {"image_id": image_id, "s3_key": f"uploads/{image_id}.jpg", "etag": etag, "priority": True}
     ]
+    assert ImageStore(settings).get(image_id)["embed_requested_at"] > "2026-01-01T00:00:00.000Z"
 
     record = ImageStore(settings).get(image_id)
     vector = np.linspace(-1, 1, 8, dtype=np.float32)
