@@ -1,31 +1,57 @@
-"""Opaque page cursors of GET /similarity: an offset and the manifest version it was cut from."""
+"""Opaque page cursors of GET /similarity: keyset cursors, stable across manifest versions.
+
+A cursor holds the position of the last row its page returned, (score, image_id) in the
+ranking's (-score, image_id) order, and a digest of the query it belongs to (image id, prompt,
+min_score). The next page is the rows that sort after that position in the prompt's current
+manifest version, so when shards are added or compacted between two pages no row of an image
+present in both versions is skipped or repeated (rows that arrive above the position are not
+shown; scores do not depend on a row's place in the matrix, see ranking.py). The choice over
+refusing a cursor of an older version: a client paging a busy prompt never has to start again.
+
+A cursor that does not decode, or that another query returned, is refused with 400
+`invalid_cursor`. The digest is a checksum, not a signature: a forged position is just a
+position (it shows rows the caller could page to anyway)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import math
 
 from pipeline.errors import ApiError
+from pipeline.lookup.ranking import Position
+
+MAX_CURSOR_CHARS = 512  # the longest cursor this API returns (a 128-character id) is ~300
 
 
-def encode_cursor(offset: int, version: int) -> str:
-    raw = json.dumps({"o": offset, "v": version}, separators=(",", ":")).encode()
+def query_digest(image_id: str, prompt: str, min_score: float | None) -> str:
+    """What ties a cursor to its query (k may change from page to page)."""
+    text = json.dumps([image_id, prompt, min_score])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_cursor(position: Position, digest: str) -> str:
+    score, image_id = position
+    raw = json.dumps({"s": score, "i": image_id, "q": digest}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-MAX_CURSOR_CHARS = 128  # the cursors this API returns are far shorter
-
-
-def decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str, digest: str) -> Position:
+    """The position a cursor of this query holds; 400 for anything else."""
     refused = ApiError(400, "invalid_cursor", "cursor is not one this API returned")
     if len(cursor) > MAX_CURSOR_CHARS:
         raise refused
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        offset = json.loads(raw)["o"]
+        data = json.loads(raw)
+        score, image_id = data["s"], data["i"]
+        ok = data["q"] == digest and isinstance(image_id, str)
     except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise refused from None
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+    if not ok or isinstance(score, bool) or not isinstance(score, int | float):
         raise refused
-    return offset
+    if not math.isfinite(score) or not image_id:
+        raise refused
+    return float(score), image_id

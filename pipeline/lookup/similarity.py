@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.errors import ApiError
-from pipeline.lookup.candidates import CandidateCache
-from pipeline.lookup.cursor import decode_cursor, encode_cursor
-from pipeline.lookup.ranking import rank
+from pipeline.lookup.candidates import CandidateCache, Candidates
+from pipeline.lookup.cursor import decode_cursor, encode_cursor, query_digest
+from pipeline.lookup.ranking import Position, rank
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Settings
 from pipeline.storage.bucket import ObjectStore
@@ -20,6 +20,8 @@ from pipeline.storage.shards import ShardStore
 
 MAX_K = 100
 CANDIDATE_COLUMNS = ["image_id", "embedding", "s3_key"]
+CURRENT_ATTRIBUTES = ["status", "prompt", "embedding_model_id"]
+MAX_ATTEMPTS = 3  # cuts of one page when runs keep committing to the prompt meanwhile
 
 
 class SimilarityService:
@@ -64,11 +66,15 @@ class SimilarityService:
             normalized = checked_prompt(prompt, self.settings.limits.max_prompt_chars)
         except InvalidPrompt as exc:
             raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
-        offset = decode_cursor(cursor) if cursor else 0
+        digest = query_digest(image_id, normalized, min_score)
+        after = decode_cursor(cursor, digest) if cursor else None
         query = self.query_vector(image_id)
-        return self.top_k(
-            query["embedding"], query["model_id"], normalized, k, min_score, offset, image_id
-        ) | {"image_id": image_id}
+        page = self.top_k(
+            query["embedding"], query["model_id"], normalized, k, min_score, after, image_id
+        )
+        last = page.pop("last")
+        next_cursor = encode_cursor(last, digest) if page["next_cursor"] else None
+        return page | {"image_id": image_id, "next_cursor": next_cursor}
 
     def query_vector(self, image_id: str) -> dict[str, Any]:
         """The stored embedding of an image; 404 unknown, 409 not embedded (yet)."""
@@ -92,35 +98,91 @@ class SimilarityService:
         prompt: str,
         k: int,
         min_score: float | None,
-        offset: int,
+        after: Position | int | None,
         exclude: str | None,
     ) -> dict[str, Any]:
-        manifest = self.manifests.get(prompt, model_id)
-        if manifest is None or not manifest.shards:
-            raise ApiError(
-                404,
-                "prompt_not_found",
-                f"no embedded images for prompt {prompt!r} with model {model_id}",
+        """The k best current candidates after `after` (None or 0: from the top), with
+        `next_cursor` true when more follow and `last`, the position of the page's last row.
+
+        A candidate is current when its Images record is embedded, for this prompt and model:
+        a replaced object's record is pending or failed (or embedded from the new version,
+        whose row a newer manifest holds), so its old row is dropped and the page refilled.
+        The manifest is read again after the records: if a run committed in between, the page
+        is cut again from the newer version (a run lists its shard before it marks records)."""
+        position = after if isinstance(after, tuple) else None
+        for _ in range(MAX_ATTEMPTS):
+            manifest = self.manifests.get(prompt, model_id)
+            if manifest is None or not manifest.shards:
+                raise ApiError(
+                    404,
+                    "prompt_not_found",
+                    f"no embedded images for prompt {prompt!r} with model {model_id}",
+                )
+            candidates = self.cache.get(manifest)
+            page, more, total = self._current(
+                candidates, vector, model_id, prompt, k, min_score, position, exclude
             )
-        candidates = self.cache.get(manifest)
-        ranked = rank(candidates.matrix, candidates.ids, vector, offset + k, exclude, min_score)
+            latest = self.manifests.get(prompt, model_id)
+            if latest is not None and latest.version == manifest.version:
+                break
         expiry = self.settings.presign_expiry_seconds
-        results = [
-            {
-                "image_id": i,
-                "similarity": s,
-                "url": self.objects.presign_get(str(candidates.s3_keys[row]), expiry),
-            }
-            for i, s, row in zip(
-                ranked.ids[offset:], ranked.scores[offset:], ranked.rows[offset:], strict=True
-            )
-        ]
-        more = offset + k < ranked.total
         return {
             "prompt": prompt,
             "model_id": model_id,
             "k": k,
-            "results": results,
-            "candidates": ranked.total,
-            "next_cursor": encode_cursor(offset + k, manifest.version) if more else None,
+            "results": [
+                {
+                    "image_id": i,
+                    "similarity": s,
+                    "url": self.objects.presign_get(str(candidates.s3_keys[row]), expiry),
+                }
+                for i, s, row in page
+            ],
+            "candidates": total,
+            "next_cursor": more,
+            "last": (page[-1][1], page[-1][0]) if page else None,
         }
+
+    def _current(
+        self,
+        candidates: Candidates,
+        vector: Any,
+        model_id: str,
+        prompt: str,
+        k: int,
+        min_score: float | None,
+        after: Position | None,
+        exclude: str | None,
+    ) -> tuple[list[tuple[str, float, int]], bool, int]:
+        """Up to k current candidates after `after`, whether another one follows, and how
+        many candidates passed the filters (current or not: that takes a read per row)."""
+        found: list[tuple[str, float, int]] = []
+        dropped, total = 0, None
+        while len(found) <= k:  # k + 1: the extra one says whether a next page exists
+            limit = k + 1 - len(found) + dropped
+            ranked = rank(
+                candidates.matrix, candidates.ids, vector, limit, exclude, min_score, after
+            )
+            total = ranked.total if total is None else total
+            if not ranked.ids:
+                break
+            records = self.images.batch_get(ranked.ids, CURRENT_ATTRIBUTES)
+            for i, s, row in zip(ranked.ids, ranked.scores, ranked.rows, strict=True):
+                if _current(records.get(i), prompt, model_id):
+                    found.append((i, s, row))
+                else:
+                    dropped += 1
+            after = (ranked.scores[-1], ranked.ids[-1])
+            if ranked.remaining <= len(ranked.ids):
+                break
+        return found[:k], len(found) > k, total or 0
+
+
+def _current(record: dict[str, Any] | None, prompt: str, model_id: str) -> bool:
+    """The image's current object version is the one embedded into this prompt's shards."""
+    return (
+        record is not None
+        and record.get("status") == EMBEDDED
+        and record.get("prompt") == prompt
+        and record.get("embedding_model_id", model_id) == model_id
+    )

@@ -169,3 +169,26 @@ class ImageStore(aws.Adapter):
                 ConditionExpression="embed_requested_at = :at",
                 ExpressionAttributeValues=values,
             )
+
+    def batch_get(self, image_ids: list[str], attributes: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of these ids that exist ({image_id: item}, only `attributes` and the
+        id), read consistently in BatchGetItem calls of 100 keys."""
+        names = {f"#a{i}": a for i, a in enumerate(["image_id", *attributes])}
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(image_ids))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"image_id": {"S": i}} for i in unique[start : start + 100]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    record = deserialize_item(item)
+                    found[record["image_id"]] = record
+                request = response.get("UnprocessedKeys") or {}
+        return found

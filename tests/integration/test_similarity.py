@@ -15,6 +15,8 @@ from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi, proxy_event
 from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.lookup.similarity import SimilarityService
+from pipeline.storage.dynamodb_codec import serialize_item
+from pipeline.storage.images_table import ImageRecord, ImageStore
 from tests.helpers import commit_shard, embedded_record
 
 MODEL = "clip-tiny-random-init-seed0"
@@ -23,6 +25,32 @@ PROMPT = "a red fox"
 
 def _record(settings, image_id, status="embedded", error=None):
     embedded_record(settings, image_id, PROMPT, status=status, error=error)
+
+
+def _records(settings, names):
+    """Embedded Images records, as `embedded_record` writes them, 25 to a BatchWriteItem."""
+    client = ImageStore(settings).client
+    for start in range(0, len(names), 25):
+        requests_ = [
+            {"PutRequest": {"Item": serialize_item(_item(name))}}
+            for name in names[start : start + 25]
+        ]
+        while requests_:
+            response = client.batch_write_item(RequestItems={settings.images_table: requests_})
+            requests_ = response.get("UnprocessedItems", {}).get(settings.images_table, [])
+
+
+def _item(name):
+    return ImageRecord(
+        image_id=name,
+        created_at="2026-11-01T00:00:00.000Z",
+        s3_key=f"uploads/{name}.jpg",
+        source="uploaded",
+        status="embedded",
+        etag="etag-" + name,
+        size_bytes=1,
+        prompt=PROMPT,
+    ).to_item()
 
 
 def _world(stack):
@@ -41,8 +69,7 @@ def _world(stack):
             {n: vectors[n] for n in chunk},
             embeddings_for={"img010", "img020"},
         )
-    for name in ("img010", "img020"):
-        _record(settings, name)
+    _records(settings, names)  # every candidate is current: an Images record, embedded
     service = SimilarityService.from_settings(settings)
     api = LocalApi(make_handler(Ingestor.from_settings(settings), similarity=service)).start()
     return api, (settings, api.url, service, {k: v / np.linalg.norm(v) for k, v in vectors.items()})
@@ -163,6 +190,7 @@ def test_cache_reloads_only_what_changed(world):
 
     # a new run adds a shard with a vector identical to the query: read just that one
     commit_shard(settings, PROMPT, MODEL, "run-3", {"newcomer": vectors["img010"]})
+    _record(settings, "newcomer")
     body = _get(api, image_id="img010", prompt=PROMPT, k=2).json()
     assert service.cache.shard_reads == 4
     assert sorted(r["image_id"] for r in body["results"]) == ["img399", "newcomer"]
@@ -236,3 +264,93 @@ def test_lookups_publish_latency_and_candidate_cache_metrics(shared, capsys):
     assert (cold["ShardReads"], cold["CandidateCacheHits"]) == ([3], [0])  # EMF: value lists
     assert (warm["ShardReads"], warm["CandidateCacheHits"]) == ([0], [1])
     assert cold["LookupLatency"][0] > 0 and warm["LookupLatency"][0] > 0
+
+
+def _replace(settings, image_id, status="failed", prompt=PROMPT, error="not_an_image: text"):
+    """What ingest records when an embedded image's object is overwritten (a new ETag)."""
+    written = ImageStore(settings).put_version(
+        ImageRecord(
+            image_id=image_id,
+            created_at="2026-11-02T00:00:00.000Z",
+            s3_key=f"uploads/{image_id}.jpg",
+            source="uploaded",
+            status=status,
+            etag="etag-new-" + image_id,
+            size_bytes=5,
+            prompt=prompt,
+            error=error if status == "failed" else None,
+        )
+    )
+    assert written.written
+
+
+def _pages(api, k, **params):
+    seen, cursor = [], None
+    while True:
+        body = _get(api, k=k, **params, **({"cursor": cursor} if cursor else {})).json()
+        seen.append([r["image_id"] for r in body["results"]])
+        cursor = body["next_cursor"]
+        if not cursor:
+            return seen
+
+
+def test_a_replaced_image_is_never_returned_and_pages_stay_full(world):
+    settings, api, _, vectors = world
+    top = _reference(vectors, "img010", 20)
+    stale = {top[0], top[3], top[4], top[5]}  # img399, the tie, and a run of three
+    for image_id in (top[0], top[3], top[4]):
+        _replace(settings, image_id)  # overwritten with a text file: failed
+    _replace(settings, top[5], status="pending", error=None)  # a new version, not embedded yet
+    _replace(settings, top[6], status="embedded", prompt="a grey wolf")  # embedded elsewhere
+    stale.add(top[6])
+    expected = [i for i in _reference(vectors, "img010", 1000) if i not in stale]
+    body = _get(api, image_id="img010", prompt=PROMPT, k=10).json()
+    assert [r["image_id"] for r in body["results"]] == expected[:10]
+    pages = _pages(api, 7, image_id="img010", prompt=PROMPT)
+    assert [i for page in pages for i in page] == expected
+    assert all(len(page) == 7 for page in pages[:-1]) and 0 < len(pages[-1]) <= 7
+
+
+def test_a_cursor_pages_on_across_new_shards_and_compaction(world):
+    settings, api, _, vectors = world
+    query = dict(image_id="img020", prompt=PROMPT, k=40)
+    first = _get(api, **query).json()
+    page1 = [r["image_id"] for r in first["results"]]
+    assert page1 == _reference(vectors, "img020", 40)
+
+    # a run adds rows above, inside and below the rest of the ranking, then a compaction
+    # rewrites every row into one shard in another order
+    rng = np.random.default_rng(7)
+    added = {f"new{i:02d}": rng.standard_normal(16) for i in range(30)}
+    added["new_top"] = vectors["img020"]
+    commit_shard(settings, PROMPT, MODEL, "run-late", added)
+    _records(settings, sorted(added))
+    second = _get(api, **query, cursor=first["next_cursor"]).json()
+    Compactor(settings).compact(PROMPT, MODEL, "compact-late", max_rows=1000)
+    rest = [r["image_id"] for r in second["results"]]
+    cursor = second["next_cursor"]
+    while cursor:
+        body = _get(api, **query, cursor=cursor).json()
+        rest += [r["image_id"] for r in body["results"]]
+        cursor = body["next_cursor"]
+
+    both = {**vectors, **{k: v / np.linalg.norm(v) for k, v in added.items()}}
+    full = _reference(both, "img020", 1000)
+    last = full.index(page1[-1])
+    assert rest == full[last + 1 :]  # exactly what follows page 1's last row: no repeat, no skip
+    assert set(page1 + rest) >= set(vectors) - {"img020"}
+
+
+def test_a_cursor_of_another_query_or_tampered_is_a_400(shared):
+    _, api, _, _ = shared
+    cursor = _get(api, image_id="img010", prompt=PROMPT, k=5).json()["next_cursor"]
+    assert _get(api, image_id="img010", prompt=PROMPT, k=5, cursor=cursor).status_code == 200
+    for params in (
+        {"image_id": "img020", "prompt": PROMPT, "cursor": cursor},
+        {"image_id": "img010", "prompt": PROMPT, "min_score": "0.1", "cursor": cursor},
+        {"image_id": "img010", "prompt": PROMPT, "cursor": cursor[:-3] + "AAA"},
+        {"image_id": "img010", "prompt": PROMPT, "cursor": "eyJvIjo1LCJ2IjoxfQ"},  # {"o":5,"v":1}
+    ):
+        response = _get(api, **params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["error"]["code"] == "invalid_cursor"

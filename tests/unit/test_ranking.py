@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from pipeline.lookup.candidates import ShardData, combine
-from pipeline.lookup.ranking import rank
+from pipeline.lookup.ranking import exact_scores, rank
 
 
 def _reference(matrix, ids, query, exclude=None, min_score=None):
-    scores = matrix @ query
+    scores = exact_scores(matrix, query, np.arange(len(ids)))
     rows = [
         (float(s), str(i))
         for s, i in zip(scores, ids, strict=True)
@@ -29,6 +29,41 @@ def test_rank_equals_a_full_sort(seed):
         expected = _reference(matrix, ids, query, exclude=ids[3])[:limit]
         assert list(zip(ranked.scores, ranked.ids, strict=True)) == expected
         assert ranked.total == 499
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pages_after_a_position_continue_the_full_sort(seed):
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((300, 32)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    matrix[50:80] = matrix[9]  # ties that straddle page boundaries
+    ids = np.asarray([f"i{(i * 31) % 300:03d}" for i in range(300)], dtype=object)
+    expected = _reference(matrix, ids, matrix[9], min_score=-0.2)
+    seen, after = [], None
+    while True:
+        ranked = rank(matrix, ids, matrix[9], 7, min_score=-0.2, after=after)
+        assert ranked.total == len(expected) and ranked.remaining == len(expected) - len(seen)
+        if not ranked.ids:
+            break
+        seen += list(zip(ranked.scores, ranked.ids, strict=True))
+        after = (ranked.scores[-1], ranked.ids[-1])
+    assert seen == expected
+
+
+def test_a_score_does_not_depend_on_the_rows_place_in_the_matrix():
+    """BLAS rounds a row by its position; a keyset cursor needs the same score for the same
+    row in another manifest version (rows appended, or reordered by a compaction)."""
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((1003, 512)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    ids = np.asarray([f"r{i:04d}" for i in range(1003)], dtype=object)
+    query = matrix[0]
+    full = rank(matrix, ids, query, 1003)
+    for shift in range(1, 8):
+        part = rank(matrix[shift:], ids[shift:], query, 1003)
+        assert dict(zip(part.ids, part.scores, strict=True)) == {
+            i: s for i, s in zip(full.ids, full.scores, strict=True) if i >= f"r{shift:04d}"
+        }
 
 
 def test_min_score_and_exclusion():
