@@ -5,6 +5,11 @@ messages it hands over) and every 15 minutes as a safety net: the queue is a doo
 Images status is the truth, so every image still pending after the grace period is embedded
 by the next run whatever happened to its message.
 
+A run that fails for good (a task failed after its retries) sends its still-pending images
+back to the queue with a growing SQS delay (`attempt` 1, 2, ...: 30 s, 60 s, then every
+120 s, 8 attempts; `on_failure_callback` of every task), so they are embedded within about two
+minutes of SageMaker coming back instead of waiting for the schedule.
+
 The transform job is waited for in the triggerer (`deferrable=True`): no worker slot is held
 while SageMaker works. `dag.test()` runs the deferred trigger in line, `airflow standalone`
 runs it in its triggerer; both poll the SageMaker emulator's DescribeTransformJob locally.
@@ -18,6 +23,7 @@ SDK) and `IMGSIM_TRANSFORM_POLL_SECONDS` (how often the triggerer asks about the
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from datetime import UTC, datetime, timedelta
@@ -38,6 +44,8 @@ from airflow.sdk import (
 
 if TYPE_CHECKING:
     from pipeline.embedding.run import EmbeddingRun
+
+log = logging.getLogger(__name__)
 
 AWS_CONN_ID = "aws_default"
 POLL_SECONDS = int(os.environ.get("IMGSIM_TRANSFORM_POLL_SECONDS", "30"))
@@ -76,6 +84,41 @@ embed_requests = Asset(
         )
     ],
 )
+
+
+def _messages(context: Any) -> list[Any]:
+    """The embed-queue message bodies that triggered this run (none for a scheduled run)."""
+    from pipeline.embedding.embed_requests import messages_from_asset_events
+
+    asset_events = context.get("triggering_asset_events") or {}
+    return messages_from_asset_events(
+        [event.extra for events in asset_events.values() for event in events]
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def rerequest_on_failure(context: Any) -> None:
+    """A task failed for good: put the run's still-pending images back on the queue, delayed
+    (an asset-triggered run then retries them; no duplicate rows: a run embeds only pending
+    images, under its own run id)."""
+    from pipeline.airflow_connection import settings_from_connection
+    from pipeline.embedding.embed_requests import MAX_ATTEMPTS, requested_attempts
+    from pipeline.embedding.run import EmbeddingRun
+    from pipeline.storage.embed_queue import EmbedQueue
+
+    settings = settings_from_connection(AWS_CONN_ID)
+    run = EmbeddingRun(settings, context["run_id"])
+    summary = run.rerequest(EmbedQueue(settings), requested_attempts(_messages(context)), _now())
+    log.warning(
+        "embed run %s failed: re-requested %s; left to the schedule after %s attempts: %s",
+        context["run_id"],
+        summary["rerequested"],
+        MAX_ATTEMPTS,
+        summary["given_up"],
+    )
 
 
 def _run(run_id: str) -> EmbeddingRun:
@@ -123,23 +166,25 @@ def _run(run_id: str) -> EmbeddingRun:
             10, type="number", minimum=0, description="embed pending images older than this"
         ),
     },
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "on_failure_callback": rerequest_on_failure,
+    },
 )
 def embed_images() -> None:
     @task
     def gather() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipeline.embedding.embed_requests import messages_from_asset_events, requested_ids
+        from pipeline.embedding.embed_requests import requested_ids
 
         context = get_current_context()
         params = context["params"]
-        asset_events = context.get("triggering_asset_events") or {}
-        extras = [event.extra for events in asset_events.values() for event in events]
         now = datetime.now(UTC)
         run = _run(context["run_id"])
         summary = run.gather(
-            requested_ids(messages_from_asset_events(extras)),
+            requested_ids(_messages(context)),
             pending_before=(now - timedelta(minutes=params["grace_minutes"]))
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),

@@ -6,6 +6,13 @@ transform SageMaker batch transform (the DAG's operator; not in this module);
 commit    read the job's output, write one Parquet shard per prompt, then the ShardManifests,
           the Embeddings items, and finally the Images status.
 
+When a run fails for good (a task failed after its retries), `rerequest` puts its images that
+are still pending back on the embed queue with a backoff (see `embed_requests`): a later run
+embeds them once the service is back, under its own run id. A run that failed before commit
+listed nothing; a commit that failed before its manifest update left an orphan shard that
+compaction removes (one that failed for good between the manifest and the Images status is
+not covered: the image's rows would be listed twice).
+
 Every key and value is derived from the run id and the run's own timestamp, so a retried task
 or a re-run DAG run overwrites with identical content: no duplicate rows, no extra records.
 """
@@ -22,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from pipeline import aws
+from pipeline.embedding.embed_requests import MAX_ATTEMPTS, retry_delay
 from pipeline.settings import Settings
+from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING, ImageStore
 from pipeline.storage.keys import embed_run_prefix, input_part, shard_key
@@ -142,6 +151,44 @@ class EmbeddingRun:
             },
         )
         return True
+
+    # --------------------------------------------------------------- rerequest
+    def rerequest(self, queue: EmbedQueue, attempts: dict[str, int], now: str) -> dict[str, Any]:
+        """After the run failed for good: send every image it was to embed (its plan, or the
+        requested ids when gather did not get that far) that is still pending again, as
+        attempt n+1 delayed by `retry_delay(n+1)`; `attempts` maps the ids of the run's
+        requests to their attempt n (absent: 0). Noted on the record (`embed_requested_at`)
+        so GET /embeddings does not ring again meanwhile."""
+        planned = self.planned_targets()
+        ids = dict.fromkeys([*(t.image_id for t in planned or []), *attempts])
+        sent: list[str] = []
+        given_up: list[str] = []
+        for image_id in ids:
+            record = self.images.get(image_id)
+            if record is None or record.get("status") != PENDING:
+                continue
+            attempt = attempts.get(image_id, 0) + 1
+            if attempt > MAX_ATTEMPTS:
+                given_up.append(image_id)  # the safety-net schedule still embeds it
+                continue
+            queue.request_embedding(
+                image_id,
+                record["s3_key"],
+                record["etag"],
+                attempt=attempt,
+                delay_seconds=retry_delay(attempt),
+            )
+            self.images.mark_embed_requested(image_id, record["etag"], now)
+            sent.append(image_id)
+        return {"rerequested": sent, "given_up": given_up}
+
+    def planned_targets(self) -> list[Target] | None:
+        """The targets gather wrote for this run; None when it wrote none."""
+        try:
+            plan = json.loads(self._read(f"{self.prefix}targets.json"))
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        return [Target(**t) for t in plan["targets"]]
 
     # ------------------------------------------------------------------ commit
     def commit(self) -> dict[str, Any]:

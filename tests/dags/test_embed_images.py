@@ -4,9 +4,13 @@ SageMaker emulator for the provider's SageMakerTransformOperator, the real infer
 from __future__ import annotations
 
 import json
+import os
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pytest
 import requests
@@ -14,16 +18,19 @@ import requests
 from lambdas.api.handler import make_handler as make_api_handler
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
+from pipeline.embedding import embed_requests
 from pipeline.embedding.run import EmbeddingRun
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi
 from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.event_pump import EventPump
+from pipeline.local.processes import free_port, start_group, stop_group, wait_until
+from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
-from tests.helpers import gradient_jpeg, image_bytes
+from tests.helpers import drain_messages, gradient_jpeg, image_bytes, queue_url
 
 LOGICAL_DATE = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -227,3 +234,125 @@ def test_an_unset_embed_queue_url_is_this_dag_s_import_error_naming_the_variable
     monkeypatch.setenv("IMGSIM_EMBED_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/q")
     bag = DagBag(dag_folder=path)
     assert not bag.import_errors and "embed_images" in bag.dags
+
+
+class _Emulator:
+    """A SageMaker emulator of this test's own, on a free port, that it stops and restarts."""
+
+    def __init__(self, moto_url: str, work: Path) -> None:
+        self.port, self.work, self.moto_url = free_port(), work, moto_url
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.pid: int | None = None
+
+    def start(self) -> None:
+        self.pid = start_group(
+            [
+                sys.executable,
+                *("-m", "pipeline.local.sagemaker", "--port", str(self.port)),
+                *("--work-dir", str(self.work / "work")),
+            ],
+            self.work / f"emulator-{time.monotonic_ns()}.log",
+            env={**os.environ, "AWS_ENDPOINT_URL_S3": self.moto_url},
+        ).pid
+        client = boto3.client("sagemaker", endpoint_url=self.url, region_name="us-east-1")
+        wait_until(lambda: client.list_transform_jobs() is not None, 60, "the SageMaker emulator")
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            stop_group(self.pid)
+            self.pid = None
+
+
+@pytest.fixture
+def own_emulator(airflow_stack, moto_server, tmp_path, monkeypatch):
+    """The AWS connection's SageMaker endpoints on an emulator the test controls (stopped)."""
+    emulator = _Emulator(moto_server.url, tmp_path)
+    conn = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
+    for service in ("sagemaker", "sagemaker-runtime"):
+        conn["extra"]["service_config"][service] = {"endpoint_url": emulator.url}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    yield emulator
+    emulator.stop()
+
+
+def _queue_counts(settings) -> tuple[int, int]:
+    attributes = aws.client(settings, "sqs").get_queue_attributes(
+        QueueUrl=queue_url(settings, settings.embed_queue),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesDelayed"]),
+    )
+
+
+def test_a_run_failed_with_sagemaker_down_re_requests_its_images_then_they_are_embedded_once(
+    dag, airflow_stack, own_emulator, monkeypatch
+):
+    settings, model_uri = airflow_stack
+    for name in ("down1", "down2"):
+        _upload(settings, f"uploads/{name}.jpg", gradient_jpeg((60 + len(name), 64)), "Heron")
+    _ingest(settings)
+    drain_messages(settings, settings.embed_queue)  # what the watcher's trigger consumes
+    # SageMaker is down (the emulator is not running): the transform fails for good
+    monkeypatch.setattr(embed_requests, "FIRST_RETRY_DELAY_SECONDS", 6)
+    failed = _run(dag, model_uri)
+    assert failed.state == "failed"
+    states = {ti.task_id: ti.state for ti in failed.get_task_instances()}
+    assert states["transform"] == "failed" and states["commit"] == "upstream_failed"
+    images = ImageStore(settings)
+    assert {images.get(i)["status"] for i in ("down1", "down2")} == {"pending"}
+
+    # the run put its images back on the queue, delayed, as attempt 1
+    assert _queue_counts(settings) == (0, 2)
+    deadline, bodies = time.monotonic() + 30, []
+    while len(bodies) < 2 and time.monotonic() < deadline:
+        time.sleep(1)
+        bodies += drain_messages(settings, settings.embed_queue)
+    assert sorted(bodies, key=lambda b: b["image_id"]) == [
+        {
+            "image_id": i,
+            "s3_key": f"uploads/{i}.jpg",
+            "etag": images.get(i)["etag"],
+            "attempt": 1,
+        }
+        for i in ("down1", "down2")
+    ]
+    assert all(images.get(i).get("embed_requested_at") for i in ("down1", "down2"))
+
+    # the service comes back: the next run embeds each image once
+    own_emulator.start()
+    assert _run(dag, model_uri).state == "success"
+    assert {images.get(i)["status"] for i in ("down1", "down2")} == {"embedded"}
+    manifest = ManifestStore(settings).get("heron", "clip-tiny-random-init-seed0")
+    assert manifest.rows == 2 and len(manifest.shards) == 1
+    rows = [
+        image_id
+        for key in manifest.shards
+        for image_id in ShardStore(settings).read(key).column("image_id").to_pylist()
+    ]
+    assert rows == ["down1", "down2"]
+    embedding_items = aws.client(settings, "dynamodb").scan(TableName=settings.embeddings_table)
+    assert sorted(i["embedding_id"]["S"] for i in embedding_items["Items"]) == ["down1", "down2"]
+    # and a successful run asks for nothing again
+    assert _queue_counts(settings) == (0, 0)
+
+
+def test_re_requests_double_their_delay_up_to_a_cap_and_stop_after_the_last_attempt(stack):
+    settings = stack.settings
+    for name in ("again", "last", "done"):
+        _upload(settings, f"uploads/{name}.jpg", gradient_jpeg((50 + len(name), 50)), "Owl")
+    _ingest(settings)
+    drain_messages(settings, settings.embed_queue)
+    ImageStore(settings).set_outcome(
+        "done", ImageStore(settings).get("done")["etag"], {"status": "embedded"}
+    )
+    # a run that failed in gather (no plan): its requests' ids and attempts are all it has
+    summary = EmbeddingRun(settings, "manual__failed").rerequest(
+        EmbedQueue(settings),
+        {"again": 2, "last": embed_requests.MAX_ATTEMPTS, "done": 0},
+        "2026-11-01T12:00:00.000Z",
+    )
+    assert summary == {"rerequested": ["again"], "given_up": ["last"]}
+    assert _queue_counts(settings) == (0, 1)
+    assert [embed_requests.retry_delay(n) for n in range(1, 6)] == [30, 60, 120, 120, 120]
