@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from pipeline.settings import Settings
 from pipeline.storage.dynamodb_codec import deserialize_item, serialize_item
 
 PENDING, EMBEDDED, FAILED = "pending", "embedded", "failed"
+BATCH_ATTEMPTS = 8  # BatchGetItem calls for one chunk of keys, backing off between them
 
 
 @dataclass(frozen=True)
@@ -185,10 +187,15 @@ class ImageStore(aws.Adapter):
                     "ExpressionAttributeNames": names,
                 }
             }
-            while request:
+            for attempt in range(BATCH_ATTEMPTS):
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
                     record = deserialize_item(item)
                     found[record["image_id"]] = record
                 request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.02 * 2**attempt)  # throttled: back off, then ask for the rest
+            else:
+                raise RuntimeError(f"BatchGetItem on {self.table} left keys unprocessed")
         return found

@@ -32,7 +32,8 @@ def api(module_stack):
         {f"cat{i}": rng.standard_normal(8) for i in range(20)},
         embeddings_for={"cat0"},
     )
-    embedded_record(settings, "cat0", "a cat")
+    for i in range(20):  # a lookup returns only images whose Images record is current
+        embedded_record(settings, f"cat{i}", "a cat")
     bedrock = BedrockEmulator().start()
     settings = settings.with_endpoint(bedrock.url, ("bedrock-runtime",))
     server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
