@@ -127,7 +127,8 @@ def test_the_api_handler_answers_a_lookup_from_the_artifacts_and_reports_its_col
     rng = np.random.default_rng(0)
     vectors = {f"img{i:03d}": rng.standard_normal(16) for i in range(200)}
     commit_shard(settings, "a red fox", "clip-tiny-random-init-seed0", "run-0", vectors, {"img010"})
-    embedded_record(settings, "img010", "a red fox")
+    for image_id in vectors:  # a lookup returns only images whose record says embedded
+        embedded_record(settings, image_id, "a red fox")
     event = proxy_event(
         "GET", "/similarity?image_id=img010&prompt=a+red+fox&k=3", {}, b"", "127.0.0.1"
     )

@@ -39,7 +39,8 @@ def api(module_stack, sagemaker_emulator, tiny_clip_artifact):
         {f"moth{i}": rng.standard_normal(32) for i in range(30)},
         embeddings_for={"moth0"},
     )
-    embedded_record(settings, "moth0", "a moth")
+    for i in range(30):  # a lookup returns only images whose record says embedded
+        embedded_record(settings, f"moth{i}", "a moth")
     server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
     yield server.url, settings
     server.stop()
