@@ -13,7 +13,8 @@ import pytest
 from pipeline import aws
 from pipeline.embedding.endpoint import EndpointSpec, deploy, main
 from pipeline.embedding.transform_config import serving_image_uri
-from pipeline.local.embed_endpoint import ROLE, ensure_endpoint
+from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
+from pipeline.local.embed_endpoint import ensure_endpoint
 from sagemaker_jobs.build_model import build
 from tests.helpers import gradient_jpeg
 
@@ -64,7 +65,7 @@ def test_deploy_creates_an_endpoint_that_answers_a_vector(settings, artifacts):
     assert endpoint["EndpointStatus"] == "InService"
     assert endpoint["EndpointConfigName"] == deployment.config_name
     model = aws.client(settings, "sagemaker").describe_model(ModelName=deployment.config_name)
-    assert model["ExecutionRoleArn"] == ROLE
+    assert model["ExecutionRoleArn"] == LOCAL_SAGEMAKER_ROLE
     assert model["PrimaryContainer"]["ModelDataUrl"] == artifacts[TINY]
     # no image given: the SageMaker PyTorch inference image of the region
     assert model["PrimaryContainer"]["Image"] == serving_image_uri(settings.region, "ml.m5.large")
