@@ -38,11 +38,10 @@ from pipeline.lookup.similarity import SimilarityService
 from pipeline.settings import Settings
 from pipeline.storage.bucket import ObjectStore
 from pipeline.storage.dynamodb_codec import serialize_item
-from pipeline.storage.images_table import ImageRecord
 from pipeline.storage.manifests_table import Manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.helpers
-from tests.helpers import commit_shard
+from tests.helpers import commit_shard, embedded_image
 
 PROMPT, MODEL = "a red fox", "clip-vit-b-32-random-init-seed0"
 
@@ -146,19 +145,6 @@ def local_stack(moto: MotoServer, name: str) -> Settings:
     return settings
 
 
-def image_record(image_id: str) -> ImageRecord:
-    return ImageRecord(
-        image_id=image_id,
-        created_at="2026-11-01T00:00:00Z",
-        s3_key=f"uploads/{image_id}.jpg",
-        source="uploaded",
-        status="embedded",
-        etag="etag-" + image_id,
-        size_bytes=1,
-        prompt=PROMPT,
-    )
-
-
 def versus_seed(moto: MotoServer, n: int, dim: int) -> dict:
     settings = local_stack(moto, "seed")
     ddb = aws.client(settings, "dynamodb")
@@ -174,7 +160,7 @@ def versus_seed(moto: MotoServer, n: int, dim: int) -> dict:
         ddb.batch_write_item(
             RequestItems={
                 settings.images_table: [
-                    {"PutRequest": {"Item": serialize_item(image_record(i).to_item())}}
+                    {"PutRequest": {"Item": serialize_item(embedded_image(i, PROMPT).to_item())}}
                     for i in ids[start : start + 25]
                 ],
                 "seed_embeddings": [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from PIL import Image
@@ -91,6 +92,25 @@ def commit_shard(
     return key
 
 
+def embedded_image(
+    image_id: str, prompt: str, status: str = "embedded", error: str | None = None
+) -> Any:
+    """The Images record of an image `commit_shard` embedded (etag "etag-<id>")."""
+    from pipeline.storage.images_table import ImageRecord
+
+    return ImageRecord(
+        image_id=image_id,
+        created_at="2026-11-01T00:00:00.000Z",
+        s3_key=f"uploads/{image_id}.jpg",
+        source="uploaded",
+        status=status,
+        etag="etag-" + image_id,
+        size_bytes=1,
+        prompt=prompt,
+        error=error,
+    )
+
+
 def embedded_record(
     settings: Settings,
     image_id: str,
@@ -98,19 +118,23 @@ def embedded_record(
     status: str = "embedded",
     error: str | None = None,
 ) -> None:
-    """The Images item of an image `commit_shard` embedded (etag "etag-<id>")."""
-    from pipeline.storage.images_table import ImageRecord, ImageStore
+    """Write `embedded_image` through the table's conditional put."""
+    from pipeline.storage.images_table import ImageStore
 
-    ImageStore(settings).put_version(
-        ImageRecord(
-            image_id=image_id,
-            created_at="2026-11-01T00:00:00.000Z",
-            s3_key=f"uploads/{image_id}.jpg",
-            source="uploaded",
-            status=status,
-            etag="etag-" + image_id,
-            size_bytes=1,
-            prompt=prompt,
-            error=error,
-        )
-    )
+    ImageStore(settings).put_version(embedded_image(image_id, prompt, status, error))
+
+
+def embedded_records(settings: Settings, image_ids: Iterable[str], prompt: str) -> None:
+    """`embedded_image` for many images, 25 to a BatchWriteItem (fixtures with thousands)."""
+    from pipeline.storage.dynamodb_codec import serialize_item
+
+    client = aws.client(settings, "dynamodb")
+    ids = list(image_ids)
+    for start in range(0, len(ids), 25):
+        batch = [
+            {"PutRequest": {"Item": serialize_item(embedded_image(i, prompt).to_item())}}
+            for i in ids[start : start + 25]
+        ]
+        while batch:
+            response = client.batch_write_item(RequestItems={settings.images_table: batch})
+            batch = response.get("UnprocessedItems", {}).get(settings.images_table, [])

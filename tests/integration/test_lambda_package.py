@@ -32,7 +32,7 @@ from pipeline.local.lambda_layer import (
 )
 from pipeline.storage.images_table import ImageStore
 from tests.events import batch, s3_put_record
-from tests.helpers import commit_shard, embedded_record, gradient_jpeg
+from tests.helpers import commit_shard, embedded_records, gradient_jpeg
 
 # Room left under the limit for the code to grow (10 % of 250 MiB).
 MARGIN = LAMBDA_UNZIPPED_LIMIT // 10
@@ -127,8 +127,8 @@ def test_the_api_handler_answers_a_lookup_from_the_artifacts_and_reports_its_col
     rng = np.random.default_rng(0)
     vectors = {f"img{i:03d}": rng.standard_normal(16) for i in range(200)}
     commit_shard(settings, "a red fox", "clip-tiny-random-init-seed0", "run-0", vectors, {"img010"})
-    for image_id in vectors:  # a lookup returns only images whose record says embedded
-        embedded_record(settings, image_id, "a red fox")
+    # a lookup returns only images whose record says embedded
+    embedded_records(settings, vectors, "a red fox")
     event = proxy_event(
         "GET", "/similarity?image_id=img010&prompt=a+red+fox&k=3", {}, b"", "127.0.0.1"
     )

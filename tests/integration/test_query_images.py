@@ -16,7 +16,12 @@ from pipeline import aws
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi
 from pipeline.local.embed_endpoint import ensure_endpoint
-from tests.helpers import commit_shard, embedded_record, gradient_jpeg, image_bytes
+from tests.helpers import (
+    commit_shard,
+    embedded_records,
+    gradient_jpeg,
+    image_bytes,
+)
 
 MODEL = "clip-tiny-random-init-seed0"
 
@@ -39,8 +44,8 @@ def api(module_stack, sagemaker_emulator, tiny_clip_artifact):
         {f"moth{i}": rng.standard_normal(32) for i in range(30)},
         embeddings_for={"moth0"},
     )
-    for i in range(30):  # a lookup returns only images whose record says embedded
-        embedded_record(settings, f"moth{i}", "a moth")
+    # a lookup returns only images whose record says embedded
+    embedded_records(settings, (f"moth{i}" for i in range(30)), "a moth")
     server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
     yield server.url, settings
     server.stop()

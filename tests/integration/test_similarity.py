@@ -15,9 +15,8 @@ from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi, proxy_event
 from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.lookup.similarity import SimilarityService
-from pipeline.storage.dynamodb_codec import serialize_item
 from pipeline.storage.images_table import ImageRecord, ImageStore
-from tests.helpers import commit_shard, embedded_record
+from tests.helpers import commit_shard, embedded_record, embedded_records
 
 MODEL = "clip-tiny-random-init-seed0"
 PROMPT = "a red fox"
@@ -28,29 +27,7 @@ def _record(settings, image_id, status="embedded", error=None):
 
 
 def _records(settings, names):
-    """Embedded Images records, as `embedded_record` writes them, 25 to a BatchWriteItem."""
-    client = ImageStore(settings).client
-    for start in range(0, len(names), 25):
-        requests_ = [
-            {"PutRequest": {"Item": serialize_item(_item(name))}}
-            for name in names[start : start + 25]
-        ]
-        while requests_:
-            response = client.batch_write_item(RequestItems={settings.images_table: requests_})
-            requests_ = response.get("UnprocessedItems", {}).get(settings.images_table, [])
-
-
-def _item(name):
-    return ImageRecord(
-        image_id=name,
-        created_at="2026-11-01T00:00:00.000Z",
-        s3_key=f"uploads/{name}.jpg",
-        source="uploaded",
-        status="embedded",
-        etag="etag-" + name,
-        size_bytes=1,
-        prompt=PROMPT,
-    ).to_item()
+    embedded_records(settings, names, PROMPT)
 
 
 def _world(stack):
