@@ -4,6 +4,7 @@ it cannot answer."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,8 +16,8 @@ from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi, proxy_event
 from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.lookup.similarity import SimilarityService
-from pipeline.storage.images_table import ImageRecord, ImageStore
-from tests.helpers import commit_shard, embedded_record, embedded_records
+from pipeline.storage.images_table import ImageStore
+from tests.helpers import commit_shard, embedded_image, embedded_record, embedded_records
 
 MODEL = "clip-tiny-random-init-seed0"
 PROMPT = "a red fox"
@@ -245,17 +246,10 @@ def test_lookups_publish_latency_and_candidate_cache_metrics(shared, capsys):
 
 def _replace(settings, image_id, status="failed", prompt=PROMPT, error="not_an_image: text"):
     """What ingest records when an embedded image's object is overwritten (a new ETag)."""
+    record = embedded_image(image_id, prompt, status, error if status == "failed" else None)
     written = ImageStore(settings).put_version(
-        ImageRecord(
-            image_id=image_id,
-            created_at="2026-11-02T00:00:00.000Z",
-            s3_key=f"uploads/{image_id}.jpg",
-            source="uploaded",
-            status=status,
-            etag="etag-new-" + image_id,
-            size_bytes=5,
-            prompt=prompt,
-            error=error if status == "failed" else None,
+        replace(
+            record, created_at="2026-11-02T00:00:00.000Z", etag="etag-new-" + image_id, size_bytes=5
         )
     )
     assert written.written
