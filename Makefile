@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test unit lint lock demo up down status package bench clean
+.PHONY: setup browser test unit lint lock demo up down status package mwaa bench eval clean
 
 # torch goes in first and alone: the CPU build (2.13.0) that lies on this disk. Nothing the
 # project installs afterwards may replace it (no torchvision, open_clip or timm). Everything
@@ -18,6 +18,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# Debian's chromium for the browser tests (tests/browser, the e2e demo path): Playwright drives
+# it through executable_path, since its own browser download does not work offline. apt runs
+# only when the browser is missing (with sudo unless root).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+browser: $(CHROMIUM)
+
 # ruff (lint and format) and mypy; .pre-commit-config.yaml runs the same three.
 lint: setup
 	$(PY) -m ruff check .
@@ -28,8 +39,10 @@ lint: setup
 unit: setup
 	$(PY) -m pytest tests/unit
 
-test: setup lint
-	$(PY) -m pytest
+# Test files spread over 3 workers (pytest-xdist, whole files per worker so module fixtures are
+# shared): most of the suite waits on servers, Airflow and subprocesses, not on the 2 cores.
+test: setup lint browser
+	$(PY) -m pytest -n 3 --dist loadfile
 
 # Pin what the suite passed with: every installed distribution but the project and torch.
 lock: setup
@@ -52,11 +65,27 @@ status:
 package: setup
 	$(PY) -m pipeline.local.lambda_layer build
 
+# The Amazon MWAA bundle: build/mwaa/{dags/,requirements.txt,startup.sh} (README, MWAA). Reads
+# IMGSIM_BUCKET, IMGSIM_EMBED_QUEUE_URL, IMGSIM_MODEL_DATA_URL, IMGSIM_SAGEMAKER_ROLE_ARN, ...
+mwaa: setup
+	$(PY) -m pipeline.local.mwaa_bundle build/mwaa
+
 # Embedding throughput vs its baselines (about 2 minutes), then similarity lookup latency vs
 # faiss, the seed design and a bare read (about 15 minutes: the seed design is slow on moto).
 bench: setup
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/similarity.py
+
+# Retrieval quality (README "Retrieval quality"): the shipped photos, then a seeded stratified
+# 2,000-image subset of Fashion-MNIST (Debian's dataset-fashion-mnist, installed if missing;
+# apt needs root), each with four models in-process. Tens of minutes on two cores.
+EVAL_MODELS := --model color-layout-v1 --model efficientnet-lite0-imagenet \
+	--model efficientnet-lite0-imagenet-int8 --model clip-vit-b-32-random-init-seed0
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+eval: setup
+	$(PY) -m pipeline.evaluate samples/photos $(EVAL_MODELS)
+	test -d $(FASHION_MNIST) || (apt-get update && apt-get install -y dataset-fashion-mnist)
+	$(PY) -m pipeline.evaluate $(FASHION_MNIST) --limit 2000 $(EVAL_MODELS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -1,4 +1,16 @@
-"""Merge each prompt's small Parquet shards into one (same rows, fewer files), daily."""
+"""Merge each prompt's small Parquet shards into one (same rows, fewer files), daily.
+
+`find` lists the (prompt, model) pairs with shards to merge; one mapped `compact` per pair
+writes the merged shard (rows of deleted images left out), swaps it into the manifest (a
+version-checked write: a concurrent embed run is never lost) and deletes shard files no
+manifest has listed for `orphan_age_hours`. Each `compact` returns what it merged and deleted
+(its XCom, and its log).
+
+**When it fails**: the failed `compact`'s log names the prompt and the error (S3 or DynamoDB
+access through the `aws_default` connection, usually). Until the swap the old shards stay
+listed, so lookups never miss a row; a merged shard written before a failed swap is an orphan
+that a later run deletes. Fix the cause and clear the task: a rerun merges the same rows.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +39,7 @@ def _compactor() -> Compactor:
     catchup=False,
     max_active_runs=1,
     tags=["imgsim", "embedding"],
+    doc_md=__doc__,
     params={
         "max_rows": Param(
             100_000,

@@ -2,8 +2,9 @@
 
 Triggered by messages on the embed queue (an AssetWatcher on SQS; the trigger consumes the
 messages it hands over) and every 15 minutes as a safety net: the queue is a doorbell, the
-Images status is the truth, so every image still pending after the grace period is embedded
-by the next run whatever happened to its message.
+Images status is the truth. A run embeds its requested images and every other pending one (the
+scheduled run only those older than `grace_minutes`), so an image whose message's event no run
+consumed (an Airflow 3.3 scheduler race, apache/airflow#56050) goes with the next run.
 
 A run that fails for good (a task failed after its retries) sends its still-pending images
 back to the queue with a growing SQS delay (`attempt` 1, 2, ...: 30 s, 60 s, then every
@@ -19,17 +20,27 @@ listens to, the stack's `EmbedQueueUrl` output), and the defaults of the params 
 (`IMGSIM_MODEL_DATA_URL`, `IMGSIM_SAGEMAKER_ROLE_ARN`, `IMGSIM_SAGEMAKER_IMAGE_URI`: when
 empty, the PyTorch inference image of the connection's region is looked up by the SageMaker
 SDK) and `IMGSIM_TRANSFORM_POLL_SECONDS` (how often the triggerer asks about the job).
+
+**What a run reports**: `gather`'s return value (images planned, records repaired; skipped when
+nothing is pending), and `commit`'s log and the extra of its `imgsim_embeddings` asset event
+(Assets view): images embedded, images failed with each reason, shards written.
+
+**When it fails**: the failed task's log says why. `gather` or `commit`: S3/DynamoDB access
+(the `aws_default` connection). `transform_config`: a param is missing (`model_data_url`,
+`role_arn`). `transform`: the SageMaker job failed (its `FailureReason` is in the log; on AWS
+also the job's CloudWatch logs). The run's images are re-requested on their own (see above);
+once the cause is fixed, clear the failed task or let the next run embed them. An image that
+failed to embed (status `failed`, reason on its record) is not retried: upload it again.
+`pipeline_health` turns red when images wait too long.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTransformOperator
 from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
 from airflow.sdk import (
     Asset,
@@ -42,14 +53,12 @@ from airflow.sdk import (
     task,
 )
 
+from pipeline.embedding.transform_params import AWS_CONN_ID, transform_operator, transform_params
+
 if TYPE_CHECKING:
     from pipeline.embedding.run import EmbeddingRun
 
 log = logging.getLogger(__name__)
-
-AWS_CONN_ID = "aws_default"
-POLL_SECONDS = int(os.environ.get("IMGSIM_TRANSFORM_POLL_SECONDS", "30"))
-TRANSFORM_WAIT = timedelta(hours=24)  # the longest a transform job is waited for
 
 
 def _required(variable: str, what: str) -> str:
@@ -66,6 +75,8 @@ EMBED_QUEUE_URL = _required(
     "the URL of the embed queue whose messages trigger embed_images "
     "(the stack's EmbedQueueUrl output)",
 )
+
+embeddings_asset = Asset(name="imgsim_embeddings")  # one event per commit, its report as extra
 
 embed_requests = Asset(
     name="imgsim_embed_requests",
@@ -137,33 +148,20 @@ def _run(run_id: str) -> EmbeddingRun:
     catchup=False,
     max_active_runs=1,
     tags=["imgsim", "embedding"],
+    doc_md=__doc__,
     params={
         "model_data_url": Param(
             os.environ.get("IMGSIM_MODEL_DATA_URL", ""),
             type="string",
             description="s3:// URI of the embedding model.tar.gz",
         ),
-        "role_arn": Param(
-            os.environ.get("IMGSIM_SAGEMAKER_ROLE_ARN", ""),
-            type="string",
-            description="the SageMaker execution role (the stack's SageMakerRoleArn output)",
-        ),
-        "image_uri": Param(
-            os.environ.get("IMGSIM_SAGEMAKER_IMAGE_URI", ""),
-            type="string",
-            description="serving container image; empty: the SageMaker PyTorch inference "
-            "image of framework_version for the connection's region and the instance type",
-        ),
-        "framework_version": Param(
-            "2.6",
-            type="string",
-            description="PyTorch version of the looked-up serving image (transformers 5 "
-            "needs 2.6 or later)",
-        ),
-        "instance_type": Param("ml.m5.xlarge", type="string"),
-        "instance_count": Param(1, type="integer", minimum=1),
+        **transform_params(),
         "grace_minutes": Param(
-            10, type="number", minimum=0, description="embed pending images older than this"
+            10,
+            type="number",
+            minimum=0,
+            description="a scheduled run embeds pending images older than this; other runs "
+            "embed every pending image",
         ),
     },
     default_args={
@@ -177,17 +175,16 @@ def embed_images() -> None:
     def gather() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipeline.embedding.embed_requests import requested_ids
+        from pipeline.embedding.embed_requests import pending_cutoff, requested_ids
 
         context = get_current_context()
-        params = context["params"]
         now = datetime.now(UTC)
         run = _run(context["run_id"])
         summary = run.gather(
             requested_ids(_messages(context)),
-            pending_before=(now - timedelta(minutes=params["grace_minutes"]))
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            pending_before=pending_cutoff(
+                context["dag_run"].run_type, now, context["params"]["grace_minutes"]
+            ),
             run_at=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         )
         if summary["count"] == 0:
@@ -217,23 +214,23 @@ def embed_images() -> None:
             framework_version=params["framework_version"],
         )
 
-    @task
+    @task(outlets=[embeddings_asset])
     def commit() -> dict[str, Any]:
-        return _run(get_current_context()["run_id"]).commit()
+        context = get_current_context()
+        report = _run(context["run_id"]).commit()
+        log.info(
+            "embedded %s, failed %s; shards %s",
+            report["embedded"],
+            report["failed"],
+            report["shards"],
+        )
+        for failure in report.get("failures", []):
+            log.warning("not embedded: %s: %s", failure["image_id"], failure["error"])
+        context["outlet_events"][embeddings_asset].extra = report
+        return report
 
     config = transform_config()
-    transform = SageMakerTransformOperator(
-        task_id="transform",
-        config=config,  # type: ignore[arg-type]  # an XComArg: the dict, resolved at run time
-        aws_conn_id=AWS_CONN_ID,
-        wait_for_completion=True,
-        deferrable=True,
-        check_interval=POLL_SECONDS,
-        max_attempts=math.ceil(TRANSFORM_WAIT.total_seconds() / POLL_SECONDS),
-        max_ingestion_time=int(TRANSFORM_WAIT.total_seconds()),
-        action_if_job_exists="timestamp",
-        action_if_model_exists="timestamp",
-    )
+    transform = transform_operator(config)
     gather() >> config >> transform >> commit()
 
 

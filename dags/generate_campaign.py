@@ -1,12 +1,27 @@
 """One generation DAG per campaign file (campaigns/*.yaml): generate_<name>.
 
-plan (budget check: a campaign over its cap fails before any image, with the reason) ->
+plan (budget check, and the model's lifecycle on Bedrock: a campaign over its cap or on a model
+past its end of life fails before any image, with the reason; a Legacy model is a warning) ->
 one mapped task per prompt, in the `bedrock` pool -> summary (estimate, generated, refused,
 failed). Images land in generated/ and flow through the same ingest path as uploads.
 
 Each file is read and validated once, when Airflow parses this module (a local file read);
 the tasks use that Campaign. A file that does not validate still gets its DAG (named after the
 file), whose `plan` task fails with the reason, so the problem shows where the runs are.
+
+**What a run reports**: `plan` logs the cost estimate; each mapped `generate` instance (one
+per prompt) returns every image's outcome; `summary` logs the totals and puts them in the extra
+of its `imgsim_campaign_images` asset event (Assets view): generated, existing (a retry found
+the image), refused and failed, each refused or failed image with its prompt and reason.
+`imgsim campaign run <name> --wait` shows the same per prompt in a terminal.
+
+**When it fails**: `plan` failed: the campaign file does not validate or its estimate is over
+the budget (the log says which; fix the YAML). `generate` failed after its retries: an error
+other than Bedrock's answers (S3, DynamoDB, the connection; the log has it); fix it and clear
+the task: images already stored are found again, not painted twice. An image refused by the
+content filter (`refused`), or still throttled or timed out after botocore's retries
+(`failed`; lower the `bedrock` pool's slots or raise the model's quota), does not fail the
+run: `summary` counts it, with its reason.
 """
 
 from __future__ import annotations
@@ -17,9 +32,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, dag, get_current_context, task
+from airflow.sdk import DAG, Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from pipeline.generation.bedrock import ModelUnavailable
 from pipeline.generation.campaigns import (
     Campaign,
     CampaignError,
@@ -36,18 +52,23 @@ log = logging.getLogger(__name__)
 
 AWS_CONN_ID = "aws_default"
 POOL = "bedrock"
-CAMPAIGNS_DIR = Path(
-    os.environ.get("IMGSIM_CAMPAIGNS_DIR", Path(__file__).resolve().parents[1] / "campaigns")
+campaign_images = Asset(name="imgsim_campaign_images")  # one event per run, its report as extra
+# campaigns/ beside dags/ in the repo, inside the dags folder in the MWAA bundle
+_HERE = Path(__file__).resolve().parent
+_DEFAULT_CAMPAIGNS = next(
+    (d for d in (_HERE / "campaigns", _HERE.parent / "campaigns") if d.is_dir()),
+    _HERE.parent / "campaigns",
 )
+CAMPAIGNS_DIR = Path(os.environ.get("IMGSIM_CAMPAIGNS_DIR", _DEFAULT_CAMPAIGNS))
 
 
 def _services() -> tuple[Ingestor, BedrockImages]:
     from pipeline.airflow_connection import settings_from_connection
-    from pipeline.generation.bedrock import BedrockImages
+    from pipeline.generation.bedrock import CAMPAIGN_BUDGET, BedrockImages
     from pipeline.ingest.ingestor import Ingestor
 
     settings = settings_from_connection(AWS_CONN_ID)
-    return Ingestor.from_settings(settings), BedrockImages(settings)
+    return Ingestor.from_settings(settings), BedrockImages(settings, budget=CAMPAIGN_BUDGET)
 
 
 def build(path: Path) -> DAG:
@@ -69,7 +90,7 @@ def build(path: Path) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["imgsim", "generation"],
-        doc_md=f"Campaign file: `{path.name}`",
+        doc_md=f"Campaign file: `{path.name}`\n\n{__doc__}",
         default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     )
     def campaign_dag() -> None:
@@ -81,6 +102,11 @@ def build(path: Path) -> DAG:
             except CampaignError as exc:
                 raise AirflowFailException(str(exc)) from None
             log.info("cost estimate: %d images, $%.2f", estimate["images"], estimate["dollars"])
+            _, bedrock = _services()
+            try:
+                bedrock.check(planned.model.model_id)
+            except ModelUnavailable as exc:
+                raise AirflowFailException(str(exc)) from None
             return list(planned.prompts)
 
         @task(pool=POOL)
@@ -100,7 +126,7 @@ def build(path: Path) -> DAG:
                 )
             return {"prompt": prompt, "outcomes": outcomes}
 
-        @task
+        @task(outlets=[campaign_images])
         def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             planned = loaded()
             counts = {"generated": 0, "existing": 0, "refused": 0, "failed": 0}
@@ -110,8 +136,14 @@ def build(path: Path) -> DAG:
                     counts[outcome["status"]] += 1
                     if outcome["reason"]:
                         refusals.append({"prompt": result["prompt"], **outcome})
-            report = {**counts, "estimate": planned.estimate(), "not_generated": refusals}
+            report: dict[str, Any] = {
+                **counts,
+                "estimate": planned.estimate(),
+                "not_generated": refusals,
+            }
             log.info("campaign %s: %s", planned.name, report)
+            extra: dict[str, Any] = {"campaign": planned.name, **report}
+            get_current_context()["outlet_events"][campaign_images].extra = extra
             return report
 
         # an XComArg: the mapped results, resolved at run time

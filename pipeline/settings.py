@@ -16,6 +16,7 @@ ENDPOINT_VARIABLES: dict[str, str] = {
     "dynamodb": "AWS_ENDPOINT_URL_DYNAMODB",
     "sqs": "AWS_ENDPOINT_URL_SQS",
     "cloudformation": "AWS_ENDPOINT_URL_CLOUDFORMATION",
+    "bedrock": "AWS_ENDPOINT_URL_BEDROCK",  # GetFoundationModel: the models' lifecycle
     "bedrock-runtime": "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
     "sagemaker": "AWS_ENDPOINT_URL_SAGEMAKER",
     "sagemaker-runtime": "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
@@ -52,9 +53,10 @@ class Settings:
     presign_expiry_seconds: int = 900
     api_keys: tuple[str, ...] = ()  # when set, the API wants one of them in x-api-key
     embed_endpoint: str = "imgsim-embed"  # SageMaker endpoint for single-image embedding
-    image_model_id: str = "amazon.titan-image-generator-v2:0"  # GET /images?prompt=
+    image_model_id: str = "stability.stable-image-core-v1:1"  # GET /images?prompt= (Active)
     image_size: int = 512
     allow_https_urls: bool = False  # `url` inputs: s3:// of the bucket always, https:// if set
+    near_duplicate_threshold: float = 0.95  # cosine from an earlier image of the prompt
     endpoints: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     # The boto3 session clients are made from (credentials, role, profile); None means
@@ -114,6 +116,7 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "image_model_id": "IMGSIM_IMAGE_MODEL_ID",
     "image_size": "IMGSIM_IMAGE_SIZE",
     "allow_https_urls": "IMGSIM_ALLOW_HTTPS_URLS",
+    "near_duplicate_threshold": "IMGSIM_NEAR_DUPLICATE_THRESHOLD",
 }
 LIMITS_VARIABLES: dict[str, str] = {
     "max_body_bytes": "IMGSIM_MAX_BODY_BYTES",
@@ -137,6 +140,8 @@ def _read(cls: type, table: Mapping[str, str], env: Mapping[str, str]) -> dict[s
             values[name] = raw.strip().lower() in ("1", "true", "yes")
         elif isinstance(default, int):
             values[name] = int(raw)
+        elif isinstance(default, float):
+            values[name] = float(raw)
         elif isinstance(default, tuple):
             values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
         else:

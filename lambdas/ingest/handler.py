@@ -1,13 +1,14 @@
-"""Ingest Lambda: SQS batch of S3 notifications -> pipeline.ingest, partial batch response.
+"""Ingest Lambda: SQS batch of S3 notifications (objects created and removed) ->
+pipeline.ingest, partial batch response.
 
 Metrics go out as CloudWatch EMF lines on stdout (powertools `Metrics`), namespace `imgsim`:
 one count per ingest outcome (`IngestRecorded`, `IngestFailed`, `IngestDuplicate`,
-`IngestIgnored`), `IngestErrors` for messages that raised (retried, then the DLQ), all with
-dimension `service`, and `IngestRefused` per refusal `code` (`not_an_image`,
-`truncated`, ...). The code is a dimension, not part of the name: one metric that CloudWatch
-Metrics Insights sums or groups (`SELECT SUM(IngestRefused) FROM imgsim GROUP BY code`) and
-that shows a new code without a dashboard change; the codes are a short fixed list, so the
-dimension's cardinality stays small.
+`IngestIgnored`, `IngestDeleted` for removals), `IngestErrors` for messages that raised
+(retried, then the DLQ), all with dimension `service`, and `IngestRefused` per refusal
+`code` (`not_an_image`, `truncated`, ...). The code is a dimension, not part of the name:
+one metric that CloudWatch Metrics Insights sums or groups (`SELECT SUM(IngestRefused) FROM
+imgsim GROUP BY code`) and that shows a new code without a dashboard change; the codes are a
+short fixed list, so the dimension's cardinality stays small.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.from_environment import Handler, handler_from_environment
 from pipeline.ingest.ingestor import Ingestor, IngestResult
-from pipeline.ingest.notifications import object_created_events
+from pipeline.ingest.notifications import object_events
 
 SERVICE = "imgsim-ingest"
 NAMESPACE = "imgsim"
@@ -57,14 +58,15 @@ def make_handler(ingestor: Ingestor) -> Handler:
     def record_handler(record: SQSRecord) -> None:
         logger.set_correlation_id(record.message_id)
         try:
-            events = object_created_events(record.body)
+            events = object_events(record.body)
             for event in events:
-                result = ingestor.ingest_event(event.bucket, event.key, event.etag)
+                result = ingestor.handle(event)
                 count_outcome(result)
                 logger.info(
                     "ingest",
                     extra={
                         "key": event.key,
+                        "event": event.kind,
                         "outcome": result.outcome,
                         "image_id": result.image_id,
                         "reason": result.reason,

@@ -7,8 +7,9 @@ from typing import Any
 
 from pipeline.errors import ApiError
 from pipeline.ingest.ingestor import Ingestor
+from pipeline.storage.dynamodb_codec import timestamp
 from pipeline.storage.embeddings_table import EmbeddingStore
-from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING
+from pipeline.storage.images_table import DELETED, EMBEDDED, FAILED, PENDING
 
 # An embed request (from ingest, a failed run's re-request, or this route) counts as
 # outstanding this long: longer than a re-request's SQS delay (2 min at most) plus a run.
@@ -16,8 +17,7 @@ REREQUEST_AFTER = timedelta(minutes=5)
 
 
 def _stale_before(now: str) -> str:
-    at = datetime.fromisoformat(now.replace("Z", "+00:00")) - REREQUEST_AFTER
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return timestamp(datetime.fromisoformat(now.replace("Z", "+00:00")) - REREQUEST_AFTER)
 
 
 def embedding_view(
@@ -28,7 +28,7 @@ def embedding_view(
     image per `REREQUEST_AFTER`, whatever the number of calls); 404 unknown; 409 when
     embedding it failed."""
     record = ingestor.images.get(embedding_id)
-    if record is None:
+    if record is None or record["status"] == DELETED:
         raise ApiError(404, "embedding_not_found", f"no image {embedding_id}")
     if record["status"] == FAILED:
         raise ApiError(

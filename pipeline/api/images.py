@@ -12,6 +12,7 @@ from pipeline.ingest.ingestor import Ingestor
 from pipeline.ingest.validation import InvalidImage, validate_image
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Limits
+from pipeline.storage.images_table import DELETED
 from pipeline.storage.keys import image_key, new_image_id
 
 # What GET /images/{id} shows of a record; bookkeeping attributes stay internal.
@@ -30,6 +31,8 @@ PUBLIC_FIELDS = (
     "status",
     "error",
     "generation",
+    "duplicate_of",
+    "near_duplicate_of",
 )
 
 
@@ -79,6 +82,8 @@ def image_view(ingestor: Ingestor, image_id: str, expires_in: int) -> dict[str, 
     record = ingestor.images.get(image_id)
     if record is None:
         raise ApiError(404, "image_not_found", f"no image {image_id}")
+    if record["status"] == DELETED:
+        raise ApiError(410, "image_deleted", f"image {image_id} was deleted")
     view = {k: record[k] for k in PUBLIC_FIELDS if k in record}
     view["url"] = ingestor.objects.presign_get(record["s3_key"], expires_in)
     view["url_expires_in"] = expires_in

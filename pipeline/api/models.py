@@ -22,6 +22,10 @@ Base64Image = Annotated[
 ImageUrl = Annotated[
     str, Field(min_length=1, description="s3://<bucket>/<key>, or https:// when enabled")
 ]
+DEDUPE_DESCRIPTION = (
+    "one image per near-duplicate group: a group's first image stands for its copies "
+    "(duplicate_of, near_duplicate_of); copies of the query image are left out"
+)
 PROMPT_DESCRIPTION = (
     "normalized: trimmed, whitespace collapsed, lowercased; at most IMGSIM_MAX_PROMPT_CHARS "
     "(default 1000) characters"
@@ -96,6 +100,8 @@ class ImageRecord(BaseModel):
     status: str | None = absent()
     error: str | None = absent()
     generation: dict[str, Any] | None = absent()
+    duplicate_of: str | None = absent()
+    near_duplicate_of: str | None = absent()
     url: str
     url_expires_in: int
 

@@ -18,6 +18,7 @@ from pipeline.api import embeddings as embeddings_api
 from pipeline.api import images as images_api
 from pipeline.api.dependencies import ApiDependencies
 from pipeline.api.models import (
+    DEDUPE_DESCRIPTION,
     PROMPT_DESCRIPTION,
     Embedding,
     EmbeddingQueued,
@@ -125,7 +126,9 @@ def add_routes(app: APIGatewayRestResolver, api: ApiDependencies) -> None:
         summary="An image's record and a download URL",
         security=guard,
         responses=responses(
-            "the record", {400: "invalid id", 404: "unknown image"}, guarded=guarded
+            "the record",
+            {400: "invalid id", 404: "unknown image", 410: "the image was deleted"},
+            guarded=guarded,
         ),
     )
     def get_image(image_id: ImageIdPath) -> ImageRecord:
@@ -171,9 +174,10 @@ def add_routes(app: APIGatewayRestResolver, api: ApiDependencies) -> None:
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         min_score: Annotated[float | None, Query(ge=-1, le=1)] = None,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        dedupe: Annotated[bool, Query(description=DEDUPE_DESCRIPTION)] = False,
     ) -> SimilarityPage:
         with lookup_metrics(api.similarity.cache):
-            page = api.similarity.lookup(image_id, prompt, k, min_score, cursor)
+            page = api.similarity.lookup(image_id, prompt, k, min_score, cursor, dedupe)
         return SimilarityPage.model_validate(page)
 
     @app.post(

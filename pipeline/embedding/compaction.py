@@ -4,29 +4,41 @@ Order: write the merged shard (new key), swap it into the manifest in place of t
 (compare-and-set on the version), repoint the Embeddings items, and only then delete the old
 files. Every image appears exactly once in the result: where shards disagree (an image was
 re-embedded), the row of the later shard in manifest order wins.
+
+Deleted images: a manifest with tombstones is compacted whole (every shard, whatever its size),
+the tombstoned rows are left out of the merged shard, and the swap clears the tombstones it
+applied, unless a run listed a new shard meanwhile (that shard may hold a row of one of them:
+the tombstones then stay for the next compaction).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from botocore.exceptions import ClientError
 
 from pipeline import aws
 from pipeline.settings import Settings
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.keys import shard_key, shard_prefix
-from pipeline.storage.manifests_table import Manifest, ManifestStore
+from pipeline.storage.manifests_table import Manifest, ManifestStore, is_pointer
 from pipeline.storage.shards import ShardStore
 
+MAX_IN_VALUES = 100  # DynamoDB's limit on the operands of IN
+REPOINT_THREADS = 8
 
-def merge_tables(tables: list[pa.Table]) -> pa.Table:
-    """Concatenate, keep the last row per image_id, sort by image_id. Pure."""
+
+def merge_tables(tables: list[pa.Table], dropped: frozenset[str] = frozenset()) -> pa.Table:
+    """Concatenate, keep the last row per image_id except the `dropped` ids, sort by
+    image_id. Pure."""
     combined = pa.concat_tables(tables)
     ids = combined.column("image_id").to_pylist()
-    last = {image_id: i for i, image_id in enumerate(ids)}
+    last = {image_id: i for i, image_id in enumerate(ids) if image_id not in dropped}
     keep = sorted(last.values(), key=lambda i: ids[i])
     return combined.take(pa.array(keep, pa.int64())).replace_schema_metadata(
         tables[-1].schema.metadata
@@ -49,36 +61,37 @@ class Compactor:
         self._s3 = s3 or aws.client(settings, "s3")
 
     def candidates(self, max_rows: int) -> list[dict[str, str]]:
-        """(prompt, model_id) pairs with at least two shards smaller than max_rows."""
+        """(prompt, model_id) pairs with at least two shards smaller than max_rows, or with
+        tombstones; the prompts' active-model pointers are not manifests."""
         pages = self.manifests.client.get_paginator("scan").paginate(TableName=self.manifests.table)
         found = []
         for page in pages:
             for item in page.get("Items", []):
+                if is_pointer(item):
+                    continue
                 manifest = ManifestStore.from_item(item)  # the scan already has the item
-                if len(self._small(manifest, max_rows)) >= 2:
+                if len(self._picked(manifest, max_rows)) >= 2 or manifest.tombstones:
                     found.append({"prompt": manifest.prompt, "model_id": manifest.model_id})
         return found
 
     @staticmethod
-    def _small(manifest: Manifest, max_rows: int) -> tuple[str, ...]:
+    def _picked(manifest: Manifest, max_rows: int) -> tuple[str, ...]:
+        """The small shards; every shard when deleted rows are to be dropped."""
+        if manifest.tombstones:
+            return manifest.shards
         return tuple(k for k in manifest.shards if manifest.shard_rows.get(k, 0) < max_rows)
 
     def compact(self, prompt: str, model_id: str, run_id: str, max_rows: int) -> dict[str, Any]:
         manifest = self.manifests.get(prompt, model_id)
-        picked = self._small(manifest, max_rows) if manifest else ()
-        if len(picked) < 2:
+        picked = self._picked(manifest, max_rows) if manifest else ()
+        dropped = manifest.tombstones if manifest else frozenset()
+        if len(picked) < 2 and not (picked and dropped):
             return {"prompt": prompt, "compacted": 0}
-        merged = merge_tables([self.shards.read(k) for k in picked])
+        merged = merge_tables([self.shards.read(k) for k in picked], dropped)
         new_key = shard_key(model_id, prompt, run_id, part="compact")
         self.shards.write(new_key, merged)
         self.manifests.update(
-            prompt,
-            model_id,
-            lambda m: (
-                m.swapped(tuple(k for k in picked if k in m.shards), new_key, merged.num_rows)
-                if any(k in m.shards for k in picked)
-                else m
-            ),
+            prompt, model_id, lambda m: _swap(m, picked, new_key, merged.num_rows, dropped)
         )
         self._repoint(merged, picked, new_key)
         for key in picked:
@@ -88,24 +101,34 @@ class Compactor:
             "prompt": prompt,
             "compacted": len(picked),
             "rows": merged.num_rows,
+            "dropped": len(dropped),
             "shard": new_key,
         }
 
     def _repoint(self, merged: pa.Table, old: tuple[str, ...], new_key: str) -> None:
+        """Point each merged image's Embeddings item at the new shard if it named one of the
+        merged ones: one conditional UpdateItem per image (`shard_key IN` the old keys), a few
+        in flight at once."""
         client = self.embeddings.client
-        for image_id in pc.unique(merged.column("image_id")).to_pylist():
-            for old_key in old:
+        for start in range(0, len(old), MAX_IN_VALUES):
+            chunk = old[start : start + MAX_IN_VALUES]
+            names = {f":o{n}": {"S": key} for n, key in enumerate(chunk)}
+
+            def repoint(image_id: str, names: dict[str, Any] = names) -> None:
                 try:
                     client.update_item(
                         TableName=self.embeddings.table,
                         Key={"embedding_id": {"S": image_id}},
                         UpdateExpression="SET shard_key = :new",
-                        ConditionExpression="shard_key = :old",
-                        ExpressionAttributeValues={":new": {"S": new_key}, ":old": {"S": old_key}},
+                        ConditionExpression=f"shard_key IN ({', '.join(names)})",
+                        ExpressionAttributeValues={":new": {"S": new_key}, **names},
                     )
-                    break
-                except client.exceptions.ConditionalCheckFailedException:
-                    continue
+                except ClientError as exc:  # by code: client.exceptions is built lazily, racily
+                    if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
+
+            with ThreadPoolExecutor(REPOINT_THREADS) as pool:
+                list(pool.map(repoint, pc.unique(merged.column("image_id")).to_pylist()))
 
     def delete_orphans(self, prompt: str, model_id: str, older_than: timedelta) -> list[str]:
         """Delete shard files of this prompt that no manifest lists and that are older than
@@ -122,3 +145,16 @@ class Compactor:
                     self._s3.delete_object(Bucket=self.settings.bucket, Key=obj["Key"])
                     deleted.append(obj["Key"])
         return deleted
+
+
+def _swap(
+    m: Manifest, picked: tuple[str, ...], new_key: str, rows: int, dropped: frozenset[str]
+) -> Manifest:
+    """The merged shard in place of the picked ones; the tombstones it applied cleared when no
+    other shard is listed beside it. Pure."""
+    if not any(k in m.shards for k in picked):
+        return m
+    swapped = m.swapped(tuple(k for k in picked if k in m.shards), new_key, rows)
+    if set(swapped.shards) == {new_key}:
+        swapped = replace(swapped, tombstones=swapped.tombstones - dropped)
+    return swapped

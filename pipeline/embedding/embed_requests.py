@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -68,3 +69,15 @@ def messages_from_asset_events(extras: Iterable[dict[str, Any]]) -> list[Any]:
             if isinstance(message, dict) and "Body" in message:
                 bodies.append(message["Body"])
     return bodies
+
+
+def pending_cutoff(run_type: str, now: datetime, grace_minutes: float) -> str:
+    """The `created_at` before which a run embeds every pending image, requested or not.
+
+    Only the scheduled safety net leaves the newest images (`grace_minutes`) to the runs their
+    own messages trigger. Every other run sweeps all of them: Airflow 3.3's scheduler gives an
+    asset-triggered run only the events up to its queue entry's first one, so events that
+    arrive while a run is being created are consumed by no run (apache/airflow#56050, #54659)
+    and their images would otherwise wait for the schedule."""
+    cutoff = now - timedelta(minutes=grace_minutes) if run_type == "scheduled" else now
+    return cutoff.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,6 +1,6 @@
 """One embedding run, as three transactions the DAG calls in order:
 
-gather    pick the images to embed (requested ones plus pending ones past a grace period),
+gather    pick the images to embed (requested ones plus pending ones recorded before a cutoff),
           write the job's JSON Lines input and the run's target list to S3;
 transform SageMaker batch transform (the DAG's operator; not in this module);
 commit    read the job's output, write one Parquet shard per prompt, then the ShardManifests,
@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline import aws
 from pipeline.embedding.embed_requests import MAX_ATTEMPTS, retry_delay
+from pipeline.lifecycle.near_duplicates import Committed, RunLifecycle
 from pipeline.settings import Settings
 from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.embeddings_table import EmbeddingStore
@@ -196,15 +197,16 @@ class EmbeddingRun:
         targets = [Target(**t) for t in plan["targets"]]
         run_at = plan["run_at"]
         if not targets:
-            return {"embedded": 0, "failed": 0, "shards": []}
+            return {"embedded": 0, "failed": 0, "shards": [], "failures": []}
         results = self._outputs(targets, int(plan["part_lines"]))
         good = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" in r]
         bad = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" not in r]
         shards = self._write_shards(good)
         for prompt, (key, rows) in shards.items():
             model_id = good[0][1]["model_id"]
+            ids = frozenset(t.image_id for t, _ in good if t.prompt == prompt)
             self.manifests.update(
-                prompt, model_id, partial(Manifest.with_shard, key=key, rows=rows)
+                prompt, model_id, partial(Manifest.with_shard, key=key, rows=rows, ids=ids)
             )
         # An Embeddings item is written only once its shard is listed in the manifest.
         for target, result in good:
@@ -217,7 +219,7 @@ class EmbeddingRun:
                 target.etag,
                 run_at,
             )
-        for target, result in good:
+        marked = [
             self.images.set_outcome(
                 target.image_id,
                 target.etag,
@@ -227,6 +229,17 @@ class EmbeddingRun:
                     "embedded_at": run_at,
                 },
             )
+            for target, result in good
+        ]
+        # An image deleted during the run loses what was just written for it (its record
+        # refused the status); new images get their near-duplicate group.
+        lifecycle = RunLifecycle(self.settings, self.images, self.manifests, self.shards)
+        done = [Committed(t.image_id, t.etag, t.prompt) for t, _ in good]
+        lifecycle_summary = lifecycle.after_commit(
+            good[0][1]["model_id"] if good else "",
+            [c for c, ok in zip(done, marked, strict=True) if ok],
+            [c for c, ok in zip(done, marked, strict=True) if not ok],
+        )
         for target, result in bad:
             self.images.set_outcome(
                 target.image_id,
@@ -237,6 +250,8 @@ class EmbeddingRun:
             "embedded": len(good),
             "failed": len(bad),
             "shards": sorted(key for key, _ in shards.values()),
+            "failures": [{"image_id": t.image_id, "error": r.get("error")} for t, r in bad],
+            **lifecycle_summary,
         }
 
     def _outputs(self, targets: list[Target], part_lines: int) -> list[dict[str, Any]]:

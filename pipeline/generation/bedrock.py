@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-from botocore.config import Config
+from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from pipeline import aws
+from pipeline.generation.budget import API_BUDGET, RetryBudget
+from pipeline.generation.budget import CAMPAIGN_BUDGET as CAMPAIGN_BUDGET  # for the DAG
+from pipeline.generation.families import family, limits
+from pipeline.generation.lifecycle import STABILITY_NOTE, ModelUnavailable, check_model
 from pipeline.settings import Settings
 
 # Error codes that mean "busy or unavailable, try later": raised as Throttled once botocore's
@@ -44,14 +50,23 @@ class Throttled(Exception):
     """Still throttled or unavailable after every retry."""
 
 
-def family(model_id: str) -> str:
-    if model_id.startswith("amazon.titan-image-generator"):
-        return "titan"
-    if model_id.startswith("amazon.nova-canvas"):
-        return "nova"
-    if model_id.startswith("stability."):
-        return "stability"
-    raise ValueError(f"{model_id} is not a supported text-to-image model")
+class TimedOut(Exception):
+    """No answer within the retry budget's timeouts."""
+
+
+class OutOfRange(ValueError):
+    """A seed or prompt the model's family does not accept."""
+
+
+def check_inputs(model_id: str, prompt: str, seed: int) -> None:
+    bounds = limits(model_id)
+    if not 0 <= seed <= bounds.max_seed:
+        raise OutOfRange(f"{model_id} takes seeds from 0 to {bounds.max_seed}, not {seed}")
+    if len(prompt) > bounds.max_prompt_chars:
+        raise OutOfRange(
+            f"{model_id} takes prompts of at most {bounds.max_prompt_chars} characters, "
+            f"not {len(prompt)}"
+        )
 
 
 def aspect_ratio(width: int, height: int) -> str:
@@ -119,30 +134,51 @@ class Generated:
 
 class BedrockImages(aws.Adapter):
     """The client it makes retries in botocore's standard mode (exponential backoff with full
-    jitter, a retry quota shared by the client's calls) up to `max_attempts` calls in all.
-    Standard rather than adaptive: adaptive's client-side rate limit is per process, while
-    Bedrock's quota is per account and shared with other Lambdas and Airflow tasks. Four calls
-    wait at most 1 + 2 + 4 s between them, which leaves GET /images room within API Gateway's
-    29 s."""
+    jitter, a retry quota shared by the client's calls) within a RetryBudget. Standard rather
+    than adaptive: adaptive's client-side rate limit is per process, while Bedrock's quota is
+    per account and shared with other Lambdas and Airflow tasks. Each model's lifecycle is
+    checked once, before its first call (ModelUnavailable when it is gone)."""
 
     service = "bedrock-runtime"
 
     def __init__(
-        self, settings: Settings, client: Any | None = None, max_attempts: int = 4
+        self,
+        settings: Settings,
+        client: Any | None = None,
+        budget: RetryBudget = API_BUDGET,
+        lifecycle_client: Any | None = None,
+        today: date | None = None,
     ) -> None:
         super().__init__(settings, client)
-        self.max_attempts = max_attempts
+        self.budget = budget
+        self._lifecycle_client = lifecycle_client
+        self._today = today  # end-of-life dates are compared with today unless this is set
+        self._checked: dict[str, str] = {}
+        self._check_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            retries = {"mode": "standard", "total_max_attempts": self.max_attempts}
-            self._client = aws.client(self.settings, self.service, config=Config(retries=retries))
+            self._client = aws.client(self.settings, self.service, config=self.budget.config())
         return self._client
+
+    def check(self, model_id: str) -> str | None:
+        """The model's lifecycle verdict, asked once per model and kept; asked again next time
+        when it could not be had or the model was unavailable (a fixed setting or grant is seen
+        without a restart)."""
+        with self._check_lock:
+            if model_id not in self._checked:
+                verdict = check_model(self.settings, model_id, self._lifecycle_client, self._today)
+                if verdict is None:
+                    return None
+                self._checked[model_id] = verdict
+            return self._checked[model_id]
 
     def generate(
         self, model_id: str, prompt: str, width: int, height: int, seed: int, cfg_scale: float = 8.0
     ) -> Generated:
+        check_inputs(model_id, prompt, seed)
+        self.check(model_id)
         body = json.dumps(request_body(model_id, prompt, width, height, seed, cfg_scale))
         try:
             response = self.client.invoke_model(
@@ -159,7 +195,15 @@ class BedrockImages(aws.Adapter):
             if code in UNAVAILABLE:
                 attempts = _attempts(exc.response)
                 raise Throttled(f"{code} after {attempts} calls: {message}") from None
+            if code in ("AccessDeniedException", "ResourceNotFoundException"):
+                hint = f"; {STABILITY_NOTE}" if family(model_id) == "stability" else ""
+                raise ModelUnavailable(f"{code}: {message}{hint}") from None
             raise
+        except (ConnectTimeoutError, ReadTimeoutError) as exc:
+            raise TimedOut(
+                f"{model_id} did not answer within {self.budget.attempts} calls of "
+                f"{self.budget.read_timeout:g} s ({exc})"
+            ) from None
         payload = json.loads(response["body"].read())
         return Generated(
             image=image_from_response(model_id, payload),

@@ -11,7 +11,13 @@ from typing import Any
 
 import yaml
 
-from pipeline.generation.bedrock import BedrockImages, Refused, Throttled, family
+from pipeline.generation.bedrock import BedrockImages, Refused, Throttled, TimedOut
+from pipeline.generation.families import (
+    DEFAULT_IMAGE_MODEL,
+    family,
+    max_base_prompt_chars,
+    seed_in_range,
+)
 from pipeline.generation.generate_now import ImageModel, generation_metadata
 from pipeline.generation.modifiers import CAMERA_ANGLES, STYLES, choose
 from pipeline.ingest.ingestor import Ingestor
@@ -75,9 +81,12 @@ def load_campaign(path: Path, max_prompt_chars: int = 1000) -> Campaign:
         raw = yaml.safe_load(Path(path).read_text())
         if not isinstance(raw, dict):
             raise CampaignError("a campaign is a YAML mapping")
-        model_id = str(raw.get("model_id", "amazon.titan-image-generator-v2:0"))
+        model_id = str(raw.get("model_id", DEFAULT_IMAGE_MODEL))
         family(model_id)
-        prompts = tuple(dict.fromkeys(checked_prompt(p, max_prompt_chars) for p in raw["prompts"]))
+        angles = tuple(raw.get("camera_angles") or CAMERA_ANGLES)
+        styles = tuple(raw.get("styles") or STYLES)
+        limit = max_base_prompt_chars(model_id, max_prompt_chars, angles, styles)
+        prompts = tuple(dict.fromkeys(checked_prompt(p, limit) for p in raw["prompts"]))
         budget = raw.get("budget") or {}
         campaign = Campaign(
             name=_name(raw["name"]),
@@ -87,8 +96,8 @@ def load_campaign(path: Path, max_prompt_chars: int = 1000) -> Campaign:
             max_images=int(budget["max_images"]),
             max_dollars=float(budget["max_dollars"]),
             schedule=raw.get("schedule"),
-            camera_angles=tuple(raw.get("camera_angles") or CAMERA_ANGLES),
-            styles=tuple(raw.get("styles") or STYLES),
+            camera_angles=angles,
+            styles=styles,
             prices={**PRICES, **(raw.get("prices") or {})},
         )
     except CampaignError:
@@ -125,7 +134,7 @@ def plan_prompt(campaign: Campaign, run_id: str, prompt: str) -> list[Planned]:
             Planned(
                 prompt=prompt,
                 index=index,
-                seed=int.from_bytes(digest[:4], "big") & 0x7FFFFFFF,
+                seed=seed_in_range(campaign.model.model_id, int.from_bytes(digest[:4], "big")),
                 image_id="g" + digest[4:20].hex()[:31],
             )
         )
@@ -153,7 +162,7 @@ def generate_planned(
         )
     except Refused as exc:
         return "refused", str(exc)
-    except Throttled as exc:
+    except (Throttled, TimedOut) as exc:
         return "failed", str(exc)
     metadata = generation_metadata(
         item.prompt,

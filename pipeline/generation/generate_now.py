@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import ApiError
-from pipeline.generation.bedrock import BedrockImages, Refused, Throttled
+from pipeline.generation.bedrock import (
+    BedrockImages,
+    ModelUnavailable,
+    Refused,
+    Throttled,
+    TimedOut,
+)
+from pipeline.generation.families import DEFAULT_IMAGE_MODEL, max_base_prompt_chars, seed_in_range
 from pipeline.generation.modifiers import choose
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.prompts import InvalidPrompt, checked_prompt
@@ -19,7 +26,7 @@ from pipeline.storage.keys import image_key, new_image_id
 
 @dataclass(frozen=True)
 class ImageModel:
-    model_id: str = "amazon.titan-image-generator-v2:0"
+    model_id: str = DEFAULT_IMAGE_MODEL
     width: int = 512
     height: int = 512
     cfg_scale: float = 8.0
@@ -47,11 +54,12 @@ def generate_now(
     model: ImageModel,
     rng: random.Random | None = None,
 ) -> dict[str, Any]:
+    limit = max_base_prompt_chars(model.model_id, ingestor.settings.limits.max_prompt_chars)
     try:
-        base = checked_prompt(prompt, ingestor.settings.limits.max_prompt_chars)
+        base = checked_prompt(prompt, limit)
     except InvalidPrompt as exc:
-        raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
-    seed = (rng or random.SystemRandom()).randrange(2**31)
+        raise ApiError(400, "invalid_prompt", f"prompt ({model.model_id}): {exc}") from None
+    seed = seed_in_range(model.model_id, (rng or random.SystemRandom()).randrange(2**32))
     modifiers = choose(seed)
     modified = modifiers.apply(base)
     try:
@@ -62,6 +70,10 @@ def generate_now(
         raise ApiError(429, "throttled", f"the image model is busy; try again ({exc})") from None
     except Refused as exc:
         raise ApiError(502, "model_refused", f"the image model refused the prompt: {exc}") from None
+    except ModelUnavailable as exc:
+        raise ApiError(502, "model_unavailable", f"the image model is unavailable: {exc}") from None
+    except TimedOut as exc:
+        raise ApiError(502, "model_timeout", f"the image model did not answer: {exc}") from None
     except bedrock.client.exceptions.ClientError as exc:
         raise ApiError(
             502,

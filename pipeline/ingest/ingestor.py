@@ -3,7 +3,8 @@
 Idempotent by construction: the record is keyed by image id and guarded by the object's
 ETag, and the embed request is sent until the record says it was (`embed_requested_at`),
 so redelivered events and retries after a crash between the two writes converge on one
-record and one request.
+record and one request. Removal events go to `pipeline.lifecycle.deletion`; an exact copy of an
+embedded image reuses its vector (`pipeline.lifecycle.duplicates`) instead of a request.
 """
 
 from __future__ import annotations
@@ -11,22 +12,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.ingest.notifications import REMOVED, ObjectEvent
 from pipeline.ingest.validation import InvalidImage, validate_image
+from pipeline.lifecycle.deletion import Deleter
+from pipeline.lifecycle.duplicates import Duplicates
+from pipeline.lifecycle.sequencers import normalized
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Limits, Settings
 from pipeline.storage.bucket import ObjectStore, StoredObject
+from pipeline.storage.dynamodb_codec import utc_now
 from pipeline.storage.embed_queue import EmbedQueue
-from pipeline.storage.images_table import FAILED, PENDING, ImageRecord, ImageStore
+from pipeline.storage.images_table import DELETED, FAILED, PENDING, ImageRecord, ImageStore
 from pipeline.storage.keys import identity_for_key
 
 GENERATED, UPLOADED = "generated", "uploaded"
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,32 @@ class Ingestor:
     images: ImageStore
     queue: EmbedQueue
     clock: Callable[[], str] = utc_now
+    deleter: Deleter | None = None  # made from the stores above when None
+    duplicates: Duplicates | None = None  # None: exact copies are embedded like any image
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ingestor:
-        return cls(settings, ObjectStore(settings), ImageStore(settings), EmbedQueue(settings))
+        objects, images = ObjectStore(settings), ImageStore(settings)
+        deleter = Deleter(settings, objects, images)
+        return cls(
+            settings,
+            objects,
+            images,
+            EmbedQueue(settings),
+            deleter=deleter,
+            duplicates=Duplicates(settings, images, deleter),
+        )
+
+    def handle(self, event: ObjectEvent) -> IngestResult:
+        """One ObjectCreated or ObjectRemoved event."""
+        sequencer = normalized(event.sequencer)
+        if event.kind != REMOVED:
+            return self.ingest_event(event.bucket, event.key, event.etag, sequencer)
+        if event.bucket != self.settings.bucket or self.source_of(event.key) is None:
+            return IngestResult("ignored", reason=f"{event.key} is not an ingested object")
+        deleter = self.deleter or Deleter(self.settings, self.objects, self.images)
+        result = deleter.object_removed(event.key, sequencer)
+        return IngestResult(result.outcome, image_id=result.image_id, reason=result.reason)
 
     def source_of(self, key: str) -> str | None:
         if key.startswith(self.settings.upload_prefix):
@@ -109,8 +132,10 @@ class Ingestor:
             return GENERATED
         return None
 
-    def ingest_event(self, bucket: str, key: str, etag: str | None) -> IngestResult:
-        """Handle one ObjectCreated event."""
+    def ingest_event(
+        self, bucket: str, key: str, etag: str | None, sequencer: str | None = None
+    ) -> IngestResult:
+        """Handle one ObjectCreated event (`sequencer` normalized, when S3 sent one)."""
         if bucket != self.settings.bucket:
             return IngestResult("ignored", reason=f"bucket {bucket} is not {self.settings.bucket}")
         if self.source_of(key) is None:
@@ -118,7 +143,7 @@ class Ingestor:
         obj = self.objects.fetch(key, etag, self.settings.limits.max_object_bytes)
         if obj is None:
             return IngestResult("ignored", reason=f"{key} was replaced or deleted since the event")
-        return self.record(obj)
+        return self.record(obj, sequencer)
 
     def store(
         self, key: str, data: bytes, content_type: str, metadata: Mapping[str, str]
@@ -137,27 +162,38 @@ class Ingestor:
             )
         )
 
-    def record(self, obj: StoredObject) -> IngestResult:
-        """Record an object version and request its embedding, exactly once."""
+    def record(self, obj: StoredObject, sequencer: str | None = None) -> IngestResult:
+        """Record an object version and request its embedding, exactly once. A deletion
+        marker of the key is replaced (the object exists again) unless `sequencer` shows that
+        the deletion came after this version."""
         source = self.source_of(obj.key) or UPLOADED
         generated = source == GENERATED
         prefix = self.settings.generated_prefix if generated else self.settings.upload_prefix
         identity = identity_for_key(prefix, obj.key)
         record = describe(obj, source, identity.preferred_id, self.clock(), self.settings.limits)
-        put = self.images.put_version(record)
+        if sequencer:
+            record = replace(record, extra={"sequencer": sequencer})
+        put = self.images.put_version(record, sequencer)
         if not put.written and put.existing and put.existing.get("s3_key") != obj.key:
             record = replace(record, image_id=identity.fallback_id)
-            put = self.images.put_version(record)
+            put = self.images.put_version(record, sequencer)
         state = record.to_item() if put.written else (put.existing or {})
+        if state.get("status") == DELETED:
+            return IngestResult("ignored", record.image_id, "deleted after this version")
         if state.get("s3_key") != obj.key or state.get("etag") != obj.etag:
             raise RuntimeError(
                 f"image id {record.image_id} is held by {state.get('s3_key')}; "
                 f"{obj.key} could not be recorded"
             )
-        if state["status"] == PENDING and not state.get("embed_requested_at"):
+        requested = state.get("embed_requested_at")
+        if state["status"] == PENDING and not requested and not self._took_copy(state):
             self.queue.request_embedding(record.image_id, obj.key, obj.etag)
             self.images.mark_embed_requested(record.image_id, obj.etag, self.clock())
         outcome = "duplicate"
         if put.written:
             outcome = "recorded" if state["status"] == PENDING else "failed"
         return IngestResult(outcome, image_id=record.image_id, reason=state.get("error"))
+
+    def _took_copy(self, state: dict[str, Any]) -> bool:
+        """An exact copy of an embedded image took its vector: nothing to request."""
+        return self.duplicates is not None and self.duplicates.settle_copy(state)

@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
-from pipeline.local.processes import start_group, wait_until
+from pipeline.local.processes import start_group, stop_group, wait_until
 from pipeline.settings import Settings
 
 
@@ -77,8 +77,9 @@ def airflow_env(
     return env
 
 
-def start_airflow(env: dict[str, str], log: Path, timeout: float = 120) -> int:
-    """Start `airflow standalone` in its own process group; return its pid once healthy."""
+def start_airflow(env: dict[str, str], log: Path, timeout: float = 300) -> int:
+    """Start `airflow standalone` in its own process group; return its pid once healthy (the
+    timeout leaves room for a machine whose cores are busy with other work)."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     proc = start_group([str(Path(sys.executable).parent / "airflow"), "standalone"], log, env=env)
     url = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}/api/v2/monitor/health"
@@ -90,20 +91,24 @@ def start_airflow(env: dict[str, str], log: Path, timeout: float = 120) -> int:
             for c in ("metadatabase", "scheduler", "triggerer", "dag_processor")
         )
 
-    wait_until(healthy, timeout, "Airflow (airflow standalone)")
-    # the generation campaigns' concurrency limit towards Bedrock
-    subprocess.run(
-        [
-            str(Path(sys.executable).parent / "airflow"),
-            "pools",
-            "set",
-            "bedrock",
-            "2",
-            "Bedrock InvokeModel",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    try:
+        wait_until(healthy, timeout, "Airflow (airflow standalone)")
+        # the generation campaigns' concurrency limit towards Bedrock
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "airflow"),
+                "pools",
+                "set",
+                "bedrock",
+                "2",
+                "Bedrock InvokeModel",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    except BaseException:  # a start that fails leaves nothing running behind it
+        stop_group(proc.pid)
+        raise
     return proc.pid

@@ -1,7 +1,10 @@
-"""Read infra/template.yaml (CloudFormation short-form tags included) for the bootstrap."""
+"""Read infra/template.yaml (CloudFormation short-form tags included) for the bootstrap, and
+resolve its intrinsic functions where the local stack needs values (the IAM identities)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +43,34 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 def template_body(path: Path = TEMPLATE_PATH) -> str:
     return path.read_text()
+
+
+def resolve(node: Any, refs: Mapping[str, str], attributes: Mapping[str, str]) -> Any:
+    """`node` with Ref, Fn::Sub and Fn::GetAtt replaced by values, as CloudFormation would:
+    `refs` maps parameter, pseudo-parameter and logical ids to their Ref value, `attributes`
+    maps "LogicalId.Attribute" to its value. Anything else unresolvable raises KeyError."""
+    if isinstance(node, list):
+        return [resolve(item, refs, attributes) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if set(node) == {"Ref"}:
+        return refs[node["Ref"]]
+    if set(node) == {"Fn::GetAtt"}:
+        return attributes[".".join(node["Fn::GetAtt"])]
+    if set(node) == {"Fn::Sub"}:
+        text, local = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
+        local = {k: resolve(v, refs, attributes) for k, v in local.items()}
+        text = _SUB_VARIABLE.sub(lambda m: _sub_value(m.group(1), local, refs, attributes), text)
+        return text.replace("${!", "${")  # ${!Literal} is Sub's escape for a literal ${Literal}
+    return {key: resolve(value, refs, attributes) for key, value in node.items()}
+
+
+_SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
+
+
+def _sub_value(
+    name: str, local: Mapping[str, str], refs: Mapping[str, str], attributes: Mapping[str, str]
+) -> str:
+    if name in local:
+        return str(local[name])
+    return str(attributes[name] if "." in name and name not in refs else refs[name])

@@ -27,6 +27,9 @@ class LocalConfig:
     airflow_port: int = 8080
     airflow: bool = True
     stack_name: str = "imgsim-local"
+    # the model `up` serves (sagemaker_jobs.artifacts names): ImageNet EfficientNet-Lite0 by
+    # default; color-layout-v1 where a real ranking is not needed
+    model: str = "efficientnet-lite0-imagenet"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
@@ -39,6 +42,7 @@ class LocalConfig:
             bedrock_port=int(env.get("IMGSIM_LOCAL_BEDROCK_PORT", 4590)),
             airflow_port=int(env.get("IMGSIM_LOCAL_AIRFLOW_PORT", 8080)),
             airflow=env.get("IMGSIM_LOCAL_AIRFLOW", "1").lower() not in ("0", "false", "no"),
+            model=env.get("IMGSIM_LOCAL_MODEL", "efficientnet-lite0-imagenet"),
         )
 
     @property

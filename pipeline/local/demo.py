@@ -1,5 +1,7 @@
 """`make demo`: drop the shipped sample photos into uploads/ and print their records as the
-API returns them."""
+API returns them; then rank the views of the shipped photos (samples/photos: crops, flips,
+rotations, grey and hue-shifted copies of six real photos) against one of them, so a person
+sees the other views of its subject first and unrelated subjects last."""
 
 from __future__ import annotations
 
@@ -16,6 +18,24 @@ from pipeline.local.deploy import REPO_ROOT
 from pipeline.settings import Settings
 
 SAMPLES = REPO_ROOT / "samples"
+PHOTOS = SAMPLES / "photos"
+PHOTO_PROMPT = "sample photos"
+QUERY_PHOTO = "chelsea-original"
+# six of the twelve subjects (48 images): enough to see the ranking, quick to embed
+DEMO_SUBJECTS = ("chelsea", "coffee", "rocket", "astronaut", "retina", "brick")
+MODEL_NOTES = {
+    "efficientnet-lite0": "ImageNet EfficientNet-Lite0 features: a real pretrained visual "
+    "model, not CLIP",
+    "color-layout-v1": "a colour descriptor, not CLIP",
+}
+
+
+def model_note(model_id: str) -> str:
+    """What the model is, in words (never presents a stand-in as CLIP)."""
+    for prefix, note in MODEL_NOTES.items():
+        if model_id.startswith(prefix):
+            return f"{model_id} ({note})"
+    return model_id
 
 
 def sample_prompts() -> dict[str, str]:
@@ -45,6 +65,28 @@ def drop_samples(settings: Settings) -> list[str]:
     return ids
 
 
+def drop_photos(
+    settings: Settings,
+    subjects: tuple[str, ...] = DEMO_SUBJECTS,
+    prompt: str = PHOTO_PROMPT,
+    id_prefix: str = "",
+) -> list[str]:
+    """Every view of `subjects` in samples/photos under one prompt; image ids
+    `<id_prefix><subject>-<view>`."""
+    s3 = aws.client(settings, "s3")
+    ids = []
+    for path in sorted(p for s in subjects for p in (PHOTOS / s).glob("*.jpg")):
+        image_id = f"{id_prefix}{path.parent.name}-{path.stem}"
+        s3.put_object(
+            Bucket=settings.bucket,
+            Key=f"{settings.upload_prefix}{image_id}.jpg",
+            Body=path.read_bytes(),
+            Metadata={"prompt": prompt},
+        )
+        ids.append(image_id)
+    return ids
+
+
 def post_sample(api_url: str) -> str:
     """Upload one sample through POST /images, as an API client would."""
     data = base64.b64encode((SAMPLES / "coffee.jpg").read_bytes()).decode()
@@ -67,11 +109,13 @@ def wait_for_record(api_url: str, image_id: str, timeout: float = 30) -> dict[st
 def await_embedding(
     api_url: str, image_ids: list[str], timeout: float = 300
 ) -> dict[str, dict[str, Any]]:
-    """Poll the records until none is pending (the embed DAG runs on the queue's messages)."""
+    """Poll the records until each exists and none is pending (the embed DAG runs on the queue's
+    messages)."""
     deadline = time.monotonic() + timeout
     while True:
         records = {i: requests.get(f"{api_url}/images/{i}", timeout=10).json() for i in image_ids}
-        pending = [i for i, r in records.items() if r.get("status") == "pending"]
+        # An id with no record yet is still on its way through the ingest queue.
+        pending = [i for i, r in records.items() if r.get("status") in ("pending", None)]
         if not pending or time.monotonic() > deadline:
             return records
         time.sleep(2)
@@ -80,6 +124,7 @@ def await_embedding(
 def run(settings: Settings, api_url: str, airflow_url: str | None) -> list[dict[str, Any]]:
     started = time.monotonic()
     ids = [*drop_samples(settings), post_sample(api_url)]
+    photo_ids = drop_photos(settings)
     records = [wait_for_record(api_url, image_id) for image_id in ids]
     for record in records:
         record["url"] = (record.get("url") or "")[:80] + "..."
@@ -87,28 +132,48 @@ def run(settings: Settings, api_url: str, airflow_url: str | None) -> list[dict[
     print(
         f"{len(records)} uploads recorded in {time.monotonic() - started:.1f} s "
         f"({sum(r.get('status') == 'pending' for r in records)} pending embedding, "
-        f"{sum(r.get('status') == 'failed' for r in records)} refused with a reason)"
+        f"{sum(r.get('status') == 'failed' for r in records)} refused with a reason); "
+        f"and {len(photo_ids)} views of {len({i.split('-')[0] for i in photo_ids})} photos "
+        f"under the prompt {PHOTO_PROMPT!r}"
     )
     if not airflow_url:
+        print(where_to_look(api_url, airflow_url))
         return records
     print("waiting for the embed_images DAG (triggered by the embed queue) to embed them ...")
     final = await_embedding(api_url, ids)
+    photos = await_embedding(api_url, photo_ids, timeout=600)
+    model_id = ""
     for image_id, record in final.items():
         line = f"  {image_id:34s} {record.get('status'):9s}"
         if record.get("status") == "embedded":
             vector = requests.get(f"{api_url}/embeddings/{image_id}", timeout=10).json()
             line += f" {vector['model_id']} dim={vector['dim']}"
+            model_id = vector["model_id"]
         elif record.get("error"):
             line += f" {record['error']}"
         print(line)
-    embedded = sum(r.get("status") == "embedded" for r in final.values())
+    embedded = sum(r.get("status") == "embedded" for r in [*final.values(), *photos.values()])
     print(
-        f"{embedded} of {len(final)} images embedded {time.monotonic() - started:.1f} s after "
-        f"upload (color-layout-v1 is the offline stand-in descriptor, not CLIP)"
+        f"{embedded} of {len(final) + len(photos)} images embedded "
+        f"{time.monotonic() - started:.1f} s after upload, by {model_note(model_id)}"
     )
     generated = run_campaign(settings, airflow_url, api_url)
     lookup(api_url, "coffee", "a cup of coffee")
+    lookup_views(api_url, QUERY_PHOTO, PHOTO_PROMPT)
+    print(where_to_look(api_url, airflow_url))
     return [*final.values(), *generated]
+
+
+def where_to_look(api_url: str, airflow_url: str | None) -> str:
+    """The demo's last lines: the three places a person looks at what just ran."""
+    airflow = airflow_url or "not started (IMGSIM_LOCAL_AIRFLOW=0)"
+    return "\n".join(
+        [
+            f"gallery (search similar images in a browser): {api_url}/",
+            f"Airflow UI (every DAG run of the pipeline):   {airflow}",
+            f"API explorer (try every route):               {api_url}/docs",
+        ]
+    )
 
 
 def run_campaign(
@@ -153,20 +218,29 @@ def run_campaign(
     return list(final.values())
 
 
-def lookup(api_url: str, image_id: str, prompt: str) -> dict[str, Any]:
-    """One similarity lookup, printed as a user would read it."""
+def _similarity(
+    api_url: str, image_id: str, prompt: str, k: int, timeout: float
+) -> tuple[bool, dict[str, Any]]:
+    """GET /similarity, its request line and status printed, and the API's error when refused."""
     response = requests.get(
         f"{api_url}/similarity",
-        timeout=30,
-        params={"image_id": image_id, "prompt": prompt, "k": "10"},
+        timeout=timeout,
+        params={"image_id": image_id, "prompt": prompt, "k": str(k)},
     )
     body = response.json()
     print(
-        f"GET /similarity?image_id={image_id}&prompt={prompt.replace(' ', '+')}&k=10 "
+        f"GET /similarity?image_id={image_id}&prompt={prompt.replace(' ', '+')}&k={k} "
         f"-> {response.status_code}"
     )
     if response.status_code != 200:
         print(f"  {body['error']['code']}: {body['error']['message']}")
+    return response.status_code == 200, body
+
+
+def lookup(api_url: str, image_id: str, prompt: str) -> dict[str, Any]:
+    """One similarity lookup, printed as a user would read it."""
+    ok, body = _similarity(api_url, image_id, prompt, k=10, timeout=30)
+    if not ok:
         return body
     print(
         f"  {body['candidates']} candidates for prompt {body['prompt']!r} "
@@ -174,4 +248,41 @@ def lookup(api_url: str, image_id: str, prompt: str) -> dict[str, Any]:
     )
     for rank, result in enumerate(body["results"], 1):
         print(f"  {rank:2d}. {result['image_id']:34s} similarity {result['similarity']:.4f}")
+    return body
+
+
+def view_lines(
+    query: str, results: list[dict[str, Any]], head: int = 10, tail: int = 3
+) -> list[str]:
+    """The ranking as a person reads it: the best `head` and the worst `tail`, each marked
+    with whether it shows the query's subject (ids are `<subject>-<view>`)."""
+    subject = query.split("-")[0]
+    lines = []
+    for rank, result in enumerate(results, 1):
+        if head < rank <= len(results) - tail:
+            if rank == head + 1:
+                lines.append(f"  ... {len(results) - head - tail} more ...")
+            continue
+        same = "same subject" if result["image_id"].split("-")[0] == subject else ""
+        lines.append(
+            f"  {rank:2d}. {result['image_id']:28s} similarity {result['similarity']:.4f}  {same}"
+        )
+    return lines
+
+
+def lookup_views(api_url: str, query: str, prompt: str) -> dict[str, Any]:
+    """Rank every view of the shipped photos against one: the other views of its subject
+    should come first, and unrelated subjects last."""
+    ok, body = _similarity(api_url, query, prompt, k=100, timeout=60)
+    if not ok:
+        return body
+    subject = query.split("-")[0]
+    results = body["results"]
+    views = sum(r["image_id"].split("-")[0] == subject for r in results)
+    first = sum(r["image_id"].split("-")[0] == subject for r in results[:views])
+    print(
+        f"  {body['candidates']} candidates, ranked by {model_note(body['model_id'])}; "
+        f"{first} of the {views} other views of {subject} rank first:"
+    )
+    print("\n".join(view_lines(query, results)))
     return body

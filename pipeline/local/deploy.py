@@ -31,13 +31,17 @@ class StackSpec:
     ingest_visibility_timeout: int = 30
 
 
+PACKAGED = (".py", ".html", ".js", ".css")  # code, and the gallery's static files
+
+
 def lambda_package(root: Path = REPO_ROOT) -> bytes:
-    """The code package of both functions: pipeline/ and lambdas/ (dependencies are a layer)."""
+    """The code package of both functions: pipeline/ and lambdas/ with their package data (the
+    gallery page's files); dependencies are a layer."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for package in ("pipeline", "lambdas"):
-            for path in sorted((root / package).rglob("*.py")):
-                if "local" not in path.relative_to(root).parts:
+            for path in sorted((root / package).rglob("*")):
+                if path.suffix in PACKAGED and "local" not in path.relative_to(root).parts:
                     archive.write(path, path.relative_to(root).as_posix())
     return buffer.getvalue()
 
@@ -121,10 +125,11 @@ def apply_bucket_notifications(
     """Apply the template's bucket NotificationConfiguration if the stack did not."""
     s3 = aws.client(settings, "s3")
     current = s3.get_bucket_notification_configuration(Bucket=settings.bucket)
-    if current.get("QueueConfigurations"):
-        return
-    sqs = aws.client(settings, "sqs")
     declared = template["Resources"][BUCKET_RESOURCE]["Properties"]["NotificationConfiguration"]
+    events = {e for c in current.get("QueueConfigurations", []) for e in c["Events"]}
+    if {entry["Event"] for entry in declared.get("QueueConfigurations", [])} <= events:
+        return  # applied already (a stack kept from before gets the events added since)
+    sqs = aws.client(settings, "sqs")
     configs = []
     for entry in declared.get("QueueConfigurations", []):
         logical_id = entry["Queue"]["Fn::GetAtt"][0]

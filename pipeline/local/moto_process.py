@@ -1,4 +1,5 @@
-"""`python -m pipeline.local.moto_process`: moto's server with its request recorder serialised.
+"""`python -m pipeline.local.moto_process`: moto's server with its request recorder serialised
+and its IAM enforcement closer to AWS's (`pipeline.local.moto_iam`).
 
 moto writes each recorded request in two `write()` calls with no lock, so under concurrent
 requests larger records interleave, and the replay at the next `up` cannot parse them. One lock
@@ -12,6 +13,8 @@ from typing import Any
 
 from moto.moto_api._internal.recorder.models import Recorder
 from moto.server import main
+
+from pipeline.local.moto_iam import authorize_like_aws
 
 
 def serialise_recorder() -> None:
@@ -31,4 +34,5 @@ def serialise_recorder() -> None:
 
 if __name__ == "__main__":
     serialise_recorder()
+    authorize_like_aws()
     main()

@@ -38,7 +38,7 @@ def up(config: LocalConfig) -> StackState:
     try:
         restore_state(moto, config.recording)
         deploy(settings, StackSpec(name=config.stack_name, code_bucket=f"{settings.bucket}-code"))
-        model_data_url = ensure_model(settings, config.state_dir)
+        model_data_url = ensure_model(settings, config.model)
         env = child_env(settings)
         sagemaker = _start_sagemaker(config, env)
         started.append(sagemaker)

@@ -2,13 +2,15 @@
 
 A cursor holds the position of the last row its page returned, (score, image_id) in the
 ranking's (-score, image_id) order, and a digest of the query it belongs to (image id, prompt,
-min_score). The next page is the rows that sort after that position in the prompt's current
-manifest version, so when shards are added or compacted between two pages no row of an image
-present in both versions is skipped or repeated (rows that arrive above the position are not
-shown; scores do not depend on a row's place in the matrix, see ranking.py). The choice over
-refusing a cursor of an older version: a client paging a busy prompt never has to start again.
+min_score, dedupe, and the model that answered it). The next page is the rows that sort after
+that position in the prompt's current manifest version, so when shards are added or compacted
+between two pages no row of an image present in both versions is skipped or repeated (rows
+that arrive above the position are not shown; scores do not depend on a row's place in the
+matrix, see ranking.py). The choice over refusing a cursor of an older version: a client
+paging a busy prompt never has to start again.
 
-A cursor that does not decode, or that another query returned, is refused with 400
+A cursor that does not decode, or that another query returned (another model's included: the
+prompt's active-model pointer switched between two pages), is refused with 400
 `invalid_cursor`. The digest is a checksum, not a signature: a forged position is just a
 position (it shows rows the caller could page to anyway)."""
 
@@ -26,9 +28,16 @@ from pipeline.lookup.ranking import Position
 MAX_CURSOR_CHARS = 512  # the longest cursor this API returns (a 128-character id) is ~300
 
 
-def query_digest(image_id: str, prompt: str, min_score: float | None) -> str:
-    """What ties a cursor to its query (k may change from page to page)."""
-    text = json.dumps([image_id, prompt, min_score])
+def query_digest(
+    image_id: str,
+    prompt: str,
+    min_score: float | None,
+    dedupe: bool = False,
+    model_id: str | None = None,
+) -> str:
+    """What ties a cursor to its query (k may change from page to page): the scores of a
+    page depend on the model that answered it, so a cursor of another model is refused."""
+    text = json.dumps([image_id, prompt, min_score, bool(dedupe), model_id])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -104,19 +104,33 @@ class OnDemandQueries:
     def similar_to_each(
         self, prompt: str, k: int, images: list[str], image_ids: list[str]
     ) -> dict[str, Any]:
-        """One top-k list of `prompt` per stored image id, then per sent (base64) image."""
+        """One top-k list of `prompt` per stored image id, then per sent (base64) image.
+
+        Every list is ranked against the prompt's active model (its pointer; without one,
+        the model the query's vector is of): a sent image the endpoint embeds with another
+        model is refused with 409 `model_mismatch`, as a stored image whose own model no
+        longer answers the prompt is."""
         try:
             normalized = checked_prompt(prompt, self.settings.limits.max_prompt_chars)
         except InvalidPrompt as exc:
             raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
         queries: list[tuple[dict[str, Any], Any, str, str | None]] = []
+        active = self.similarity.active.get(normalized)
         for image_id in image_ids:
-            item = self.similarity.query_vector(image_id)
+            item = self.similarity.query_vector(image_id, active, normalized)
             queries.append(({"image_id": image_id}, item["embedding"], item["model_id"], image_id))
         for index, encoded in enumerate(images):
             result = self.embed_bytes(
                 from_base64(encoded, f"images[{index}]", self.settings.limits.max_body_bytes)
             )
+            if active is not None and result["model_id"] != active:
+                raise ApiError(
+                    409,
+                    "model_mismatch",
+                    f"images[{index}] was embedded by {result['model_id']} (the endpoint "
+                    f"{self.settings.embed_endpoint}); prompt {normalized!r} is answered by "
+                    f"{active}: point the endpoint at {active}'s artifact",
+                )
             queries.append(({"index": index}, result["embedding"], result["model_id"], None))
         lists = []
         for label, vector, model_id, exclude in queries:

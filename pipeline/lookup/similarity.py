@@ -7,20 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.errors import ApiError
+from pipeline.lifecycle.visibility import GROUP_ATTRIBUTES, Visibility, group_of
 from pipeline.lookup.candidates import CandidateCache, Candidates
 from pipeline.lookup.cursor import decode_cursor, encode_cursor, query_digest
+from pipeline.lookup.model_vectors import EndpointVectors
 from pipeline.lookup.ranking import Position, rank
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Settings
+from pipeline.storage.active_models import ActiveModels
 from pipeline.storage.bucket import ObjectStore
 from pipeline.storage.embeddings_table import EmbeddingStore
-from pipeline.storage.images_table import EMBEDDED, ImageStore
+from pipeline.storage.images_table import DELETED, EMBEDDED, ImageStore, embedded_with
 from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
 
 MAX_K = 100
 CANDIDATE_COLUMNS = ["image_id", "embedding", "s3_key"]
-CURRENT_ATTRIBUTES = ["status", "prompt", "embedding_model_id"]
+CURRENT_ATTRIBUTES = ["status", "prompt", "embedding_model_id", "embedded_models"]
 MAX_ATTEMPTS = 3  # cuts of one page when runs keep committing to the prompt meanwhile
 
 
@@ -33,6 +36,8 @@ class SimilarityService:
         manifests: ManifestStore,
         objects: ObjectStore,
         cache: CandidateCache,
+        active: ActiveModels | None = None,
+        model_vectors: EndpointVectors | None = None,
     ) -> None:
         self.settings = settings
         self.images = images
@@ -40,17 +45,21 @@ class SimilarityService:
         self.manifests = manifests
         self.objects = objects
         self.cache = cache
+        self.active = active or ActiveModels(settings, manifests.client)
+        self.model_vectors = model_vectors  # None: no on-demand vectors of another model
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimilarityService:
         shards = ShardStore(settings)  # one client for every shard read
+        embeddings = EmbeddingStore(settings)
         return cls(
             settings,
             ImageStore(settings),
-            EmbeddingStore(settings),
+            embeddings,
             ManifestStore(settings),
             ObjectStore(settings),
             CandidateCache(lambda key: shards.read(key, CANDIDATE_COLUMNS)),
+            model_vectors=EndpointVectors(settings, embeddings),
         )
 
     def lookup(
@@ -60,28 +69,58 @@ class SimilarityService:
         k: int = 10,
         min_score: float | None = None,
         cursor: str | None = None,
+        dedupe: bool = False,
     ) -> dict[str, Any]:
-        """The page of the ranking that `cursor` points at (the first without one)."""
+        """The page of the ranking that `cursor` points at (the first without one); with
+        `dedupe`, one image per near-duplicate group (pipeline.lifecycle.visibility)."""
         try:
             normalized = checked_prompt(prompt, self.settings.limits.max_prompt_chars)
         except InvalidPrompt as exc:
             raise ApiError(400, "invalid_prompt", f"prompt: {exc}") from None
-        digest = query_digest(image_id, normalized, min_score)
+        query = self.query_vector(image_id, self.active.get(normalized), normalized)
+        # the answering model is part of the query: a cursor of a page another model
+        # answered (the prompt's pointer switched between two pages) is refused
+        digest = query_digest(image_id, normalized, min_score, dedupe, query["model_id"])
         after = decode_cursor(cursor, digest) if cursor else None
-        query = self.query_vector(image_id)
         page = self.top_k(
-            query["embedding"], query["model_id"], normalized, k, min_score, after, image_id
+            query["embedding"],
+            query["model_id"],
+            normalized,
+            k,
+            min_score,
+            after,
+            image_id,
+            dedupe=dedupe,
         )
         last = page.pop("last")
         next_cursor = encode_cursor(last, digest) if page["next_cursor"] else None
         return page | {"image_id": image_id, "next_cursor": next_cursor}
 
-    def query_vector(self, image_id: str) -> dict[str, Any]:
-        """The stored embedding of an image; 404 unknown, 409 not embedded (yet)."""
+    def query_vector(
+        self, image_id: str, model_id: str | None = None, prompt: str | None = None
+    ) -> dict[str, Any]:
+        """The stored embedding of an image; 404 unknown, 409 not embedded (yet).
+
+        With `model_id` (the prompt's active model), the image's vector of that model, or
+        one embedded now by the endpoint if it serves that model; an image without one is
+        compared with the prompt's candidates of its own model while the prompt still has
+        them, never with another model's."""
         record = self.images.get(image_id)
         if record is None:
             raise ApiError(404, "image_not_found", f"no image {image_id}")
-        item = self.embeddings.get(image_id) if record["status"] == EMBEDDED else None
+        if record["status"] == DELETED:
+            raise ApiError(404, "image_not_found", f"image {image_id} was deleted")
+        item = None
+        if model_id is not None and record["status"] == EMBEDDED:
+            item = self.embeddings.get_for_model(image_id, model_id)
+            if item is not None and item.get("source_etag") != record.get("etag"):
+                item = None
+            if item is None and self.model_vectors is not None:
+                item = self.model_vectors.vector(record, model_id)
+        if item is None and record["status"] == EMBEDDED:
+            item = self.embeddings.get(image_id)
+            if item is not None and model_id is not None and prompt is not None:
+                self._own_model_answers(image_id, item["model_id"], model_id, prompt)
         if item is None or item.get("source_etag") != record.get("etag"):
             raise ApiError(
                 409,
@@ -90,6 +129,16 @@ class SimilarityService:
                 "embedded yet" + (f": {record['error']}" if record.get("error") else ""),
             )
         return item
+
+    def _own_model_answers(self, image_id: str, own: str, active: str, prompt: str) -> None:
+        """409 when the image's own model has no candidates for the prompt (retired)."""
+        if own != active and self.manifests.get(prompt, own) is None:
+            raise ApiError(
+                409,
+                "model_mismatch",
+                f"image {image_id} has vectors of {own} only; prompt {prompt!r} is answered "
+                f"by {active}: re-run the reembed DAG for it",
+            )
 
     def top_k(
         self,
@@ -100,6 +149,7 @@ class SimilarityService:
         min_score: float | None,
         after: Position | int | None,
         exclude: str | None,
+        dedupe: bool = False,
     ) -> dict[str, Any]:
         """The k best current candidates after `after` (None or 0: from the top), with
         `next_cursor` true when more follow and `last`, the position of the page's last row.
@@ -108,8 +158,10 @@ class SimilarityService:
         a replaced object's record is pending or failed (or embedded from the new version,
         whose row a newer manifest holds), so its old row is dropped and the page refilled.
         The manifest is read again after the records: if a run committed in between, the page
-        is cut again from the newer version (a run lists its shard before it marks records)."""
+        is cut again from the newer version (a run lists its shard before it marks records).
+        Deleted images (the manifest's tombstones) are never shown."""
         position = after if isinstance(after, tuple) else None
+        query_group = group_of(exclude, self.images.get(exclude)) if dedupe and exclude else None
         for _ in range(MAX_ATTEMPTS):
             manifest = self.manifests.get(prompt, model_id)
             if manifest is None or not manifest.shards:
@@ -119,8 +171,15 @@ class SimilarityService:
                     f"no embedded images for prompt {prompt!r} with model {model_id}",
                 )
             candidates = self.cache.get(manifest)
+            visible = Visibility(
+                manifest.tombstones,
+                candidates.ids,
+                dedupe,
+                query_group,
+                lambda ids: self._current_ids(ids, prompt, model_id),
+            )
             page, more, total = self._current(
-                candidates, vector, model_id, prompt, k, min_score, position, exclude
+                candidates, vector, model_id, prompt, k, min_score, position, exclude, visible
             )
             latest = self.manifests.get(prompt, model_id)
             if latest is not None and latest.version == manifest.version:
@@ -153,6 +212,7 @@ class SimilarityService:
         min_score: float | None,
         after: Position | None,
         exclude: str | None,
+        visible: Visibility,
     ) -> tuple[list[tuple[str, float, int]], bool, int]:
         """Up to k current candidates after `after`, whether another one follows, and how
         many candidates passed the filters (current or not: that takes a read per row)."""
@@ -166,9 +226,11 @@ class SimilarityService:
             total = ranked.total if total is None else total
             if not ranked.ids:
                 break
-            records = self.images.batch_get(ranked.ids, CURRENT_ATTRIBUTES)
+            records = self.images.batch_get(ranked.ids, CURRENT_ATTRIBUTES + GROUP_ATTRIBUTES)
+            current = [i for i in ranked.ids if _current(records.get(i), prompt, model_id)]
+            shown = dict(zip(current, visible.keep(current, records), strict=True))
             for i, s, row in zip(ranked.ids, ranked.scores, ranked.rows, strict=True):
-                if _current(records.get(i), prompt, model_id):
+                if shown.get(i, False):
                     found.append((i, s, row))
                 else:
                     dropped += 1
@@ -177,6 +239,10 @@ class SimilarityService:
                 break
         return found[:k], len(found) > k, total or 0
 
+    def _current_ids(self, ids: list[str], prompt: str, model_id: str) -> set[str]:
+        records = self.images.batch_get(ids, CURRENT_ATTRIBUTES)
+        return {i for i in ids if _current(records.get(i), prompt, model_id)}
+
 
 def _current(record: dict[str, Any] | None, prompt: str, model_id: str) -> bool:
     """The image's current object version is the one embedded into this prompt's shards."""
@@ -184,5 +250,5 @@ def _current(record: dict[str, Any] | None, prompt: str, model_id: str) -> bool:
         record is not None
         and record.get("status") == EMBEDDED
         and record.get("prompt") == prompt
-        and record.get("embedding_model_id", model_id) == model_id
+        and embedded_with(record, model_id)
     )

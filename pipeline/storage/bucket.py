@@ -91,6 +91,10 @@ class ObjectStore(aws.Adapter):
         )
         return response["ETag"].strip('"')
 
+    def delete(self, key: str) -> None:
+        """Remove the object (S3 answers the same whether or not it was there)."""
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
     def presign_get(self, key: str, expires_in: int) -> str:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in

@@ -1,8 +1,10 @@
-"""One DynamoDB codec: typed attribute values <-> plain Python (ints, floats, bytes)."""
+"""One DynamoDB codec: typed attribute values <-> plain Python (ints, floats, bytes), and the
+one format of the timestamps the tables hold."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -43,3 +45,13 @@ def serialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def deserialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def timestamp(at: datetime) -> str:
+    """A stored timestamp: ISO 8601 in UTC, milliseconds, `Z` (sorts as it reads)."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utc_now() -> str:
+    """Now, as a stored timestamp."""
+    return timestamp(datetime.now(UTC))

@@ -13,7 +13,35 @@ from pipeline.settings import Settings
 from pipeline.storage.dynamodb_codec import deserialize_item, serialize_item
 
 PENDING, EMBEDDED, FAILED = "pending", "embedded", "failed"
+DELETED = "deleted"  # a marker: the object was removed; GET answers 410, lookups skip it
+SHA256_INDEX = "Sha256_GSI"  # partition sha256, sort created_at: exact copies of an image
+# What a deletion marker keeps: enough to finish the deletion again and to order later
+# events; the rest (fingerprint, size, generation, index keys) goes with the image.
+DELETION_REMOVES = (
+    "prompt",
+    "modified_prompt",
+    "sha256",
+    "width",
+    "height",
+    "content_type",
+    "size_bytes",
+    "generation",
+    "error",
+    "embed_requested_at",
+    "embedding_model_id",
+    "embedded_at",
+    "duplicate_of",
+    "near_duplicate_of",
+)
 BATCH_ATTEMPTS = 8  # BatchGetItem calls for one chunk of keys, backing off between them
+
+
+def embedded_with(record: Mapping[str, Any], model_id: str, strict: bool = False) -> bool:
+    """The record's version has a vector of `model_id`: its own model or one a backfill added.
+    A record that names no own model (written before models were noted) counts as any model's
+    for a lookup, and as none for a `strict` caller (a backfill re-embeds it)."""
+    own = record.get("embedding_model_id", None if strict else model_id)
+    return own == model_id or model_id in record.get("embedded_models", ())
 
 
 @dataclass(frozen=True)
@@ -66,18 +94,27 @@ class ImageStore(aws.Adapter):
         item = response.get("Item")
         return deserialize_item(item) if item else None
 
-    def put_version(self, record: ImageRecord) -> PutOutcome:
+    def put_version(self, record: ImageRecord, sequencer: str | None = None) -> PutOutcome:
         """Write the record unless this exact object version (key + ETag) is recorded already,
-        or the id belongs to another key. On refusal, the item that is there is returned."""
+        or the id belongs to another key. A deletion marker of the key is replaced (the object
+        exists again), unless the event's `sequencer` says the deletion came later. On
+        refusal, the item that is there is returned."""
+        later, values = "", {}
+        if sequencer:
+            later = " AND (attribute_not_exists(deleted_sequencer) OR deleted_sequencer < :seq)"
+            values = {":seq": {"S": sequencer}}
         try:
             self.client.put_item(
                 TableName=self.table,
                 Item=serialize_item(record.to_item()),
                 ConditionExpression="attribute_not_exists(image_id) OR "
-                "(s3_key = :key AND etag <> :etag)",
+                "(s3_key = :key AND (etag <> :etag OR #s = :deleted))" + later,
+                ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":key": {"S": record.s3_key},
                     ":etag": {"S": record.etag},
+                    ":deleted": {"S": DELETED},
+                    **values,
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -89,19 +126,61 @@ class ImageStore(aws.Adapter):
         return PutOutcome(written=True)
 
     def set_outcome(self, image_id: str, etag: str, values: dict[str, Any]) -> bool:
-        """Set attributes on the record only if it still is this version (ETag); the values
-        come from the run, so a rerun writes exactly the same item."""
+        """Set attributes on the record only if it still is this version (ETag) and was not
+        deleted meanwhile; the values come from the run, so a rerun writes the same item."""
         names = {f"#{k}": k for k in values}
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"image_id": {"S": image_id}},
                 UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
-                ConditionExpression="etag = :etag_expected",
-                ExpressionAttributeNames=names,
+                ConditionExpression="etag = :etag_expected AND #status_now <> :deleted",
+                ExpressionAttributeNames={**names, "#status_now": "status"},
                 ExpressionAttributeValues={
                     ":etag_expected": {"S": etag},
+                    ":deleted": {"S": DELETED},
                     **serialize_item({f":{k}": v for k, v in values.items()}),
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def add_embedded_models(self, image_id: str, etag: str, models: set[str]) -> bool:
+        """Note that this embedded version (ETag) also has vectors of `models` (a model upgrade's
+        backfill); a lookup with one of them may return it. A new version replaces the item,
+        set included. False if the version moved on or is not embedded."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="ADD embedded_models :models",
+                ConditionExpression="etag = :etag AND #s = :embedded",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":models": {"SS": sorted(models)},
+                    ":etag": {"S": etag},
+                    ":embedded": {"S": EMBEDDED},
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def adopt_model(self, image_id: str, etag: str, new_model: str, retired: str) -> bool:
+        """The image's own vector is now `new_model`'s (a retired model's was replaced); only
+        if the record is still this version and still names the retired model."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET embedding_model_id = :new DELETE embedded_models :retired",
+                ConditionExpression="etag = :etag AND embedding_model_id = :old",
+                ExpressionAttributeValues={
+                    ":new": {"S": new_model},
+                    ":retired": {"SS": [retired]},
+                    ":etag": {"S": etag},
+                    ":old": {"S": retired},
                 },
             )
         except self.client.exceptions.ConditionalCheckFailedException:
@@ -120,6 +199,25 @@ class ImageStore(aws.Adapter):
                 ":before": {"S": created_before},
             },
         )
+        return [deserialize_item(item) for page in pages for item in page.get("Items", [])]
+
+    def embedded(self, prompt: str | None = None) -> list[dict[str, Any]]:
+        """Embedded records: of one prompt (a Prompt_GSI Query), or all of them (a Scan, for
+        batch jobs such as a model upgrade's backfill)."""
+        values = {":embedded": {"S": EMBEDDED}}
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "#s = :embedded",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": values,
+        }
+        if prompt is None:
+            pages = self.client.get_paginator("scan").paginate(**query)
+        else:
+            values[":prompt"] = {"S": prompt}
+            pages = self.client.get_paginator("query").paginate(
+                IndexName="Prompt_GSI", KeyConditionExpression="prompt = :prompt", **query
+            )
         return [deserialize_item(item) for page in pages for item in page.get("Items", [])]
 
     def mark_embed_requested(self, image_id: str, etag: str, at: str) -> bool:
@@ -199,3 +297,81 @@ class ImageStore(aws.Adapter):
             else:
                 raise RuntimeError(f"BatchGetItem on {self.table} left keys unprocessed")
         return found
+
+    def mark_deleted(
+        self, image_id: str, etag: str | None, prompt: str | None, at: str, sequencer: str | None
+    ) -> bool:
+        """Turn the record of this version (ETag; any version when None) into a deletion
+        marker. False when the record moved on: another version, or deleted already by an
+        event at or after `sequencer`."""
+        names = {f"#r{i}": a for i, a in enumerate(DELETION_REMOVES)}
+        conditions = ["attribute_exists(image_id)"]
+        values: dict[str, Any] = {":deleted": DELETED, ":at": at}
+        sets = ["#s = :deleted", "deleted_at = if_not_exists(deleted_at, :at)"]
+        if etag is not None:
+            conditions.append("etag = :etag")
+            values[":etag"] = etag
+        if prompt is not None:
+            sets.append("deleted_prompt = :prompt")
+            values[":prompt"] = prompt
+        if sequencer:
+            conditions.append(
+                "(attribute_not_exists(deleted_sequencer) OR deleted_sequencer < :seq)"
+                " AND (attribute_not_exists(#seq) OR #seq < :seq)"
+            )
+            sets.append("deleted_sequencer = :seq")
+            values[":seq"] = sequencer
+            names["#seq"] = "sequencer"
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET "
+                + ", ".join(sets)
+                + " REMOVE "
+                + ", ".join(k for k in names if k.startswith("#r")),
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames={"#s": "status", **names},
+                ExpressionAttributeValues=serialize_item(values),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def put_deletion_marker(
+        self, image_id: str, s3_key: str, at: str, sequencer: str | None
+    ) -> bool:
+        """A marker for a key whose deletion arrived before its creation (S3 delivers in any
+        order): the late creation event of the deleted version then finds it. Only where no
+        record is."""
+        item = {"image_id": image_id, "s3_key": s3_key, "status": DELETED, "deleted_at": at}
+        if sequencer:
+            item["deleted_sequencer"] = sequencer
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=serialize_item(item),
+                ConditionExpression="attribute_not_exists(image_id)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def first_with_sha256(self, sha256: str) -> dict[str, Any] | None:
+        """The earliest recorded image with these bytes that is not failed (deletion markers
+        have no sha256). The index is eventually consistent: a copy recorded a moment ago may
+        not be seen yet, and is then caught as a near-duplicate when it is embedded."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            IndexName=SHA256_INDEX,
+            KeyConditionExpression="sha256 = :sha",
+            FilterExpression="#s <> :failed",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":sha": {"S": sha256}, ":failed": {"S": FAILED}},
+            ScanIndexForward=True,
+        )
+        for page in pages:
+            items = [deserialize_item(i) for i in page.get("Items", [])]
+            if items:
+                return min(items, key=lambda i: (i["created_at"], i["image_id"]))
+        return None

@@ -76,6 +76,17 @@ def embed_run_prefix(run_id: str) -> str:
     return f"{EMBED_RUNS_PREFIX}{run_slug(run_id)}/"
 
 
+def reembed_batch_run(run_id: str, batch: int) -> str:
+    """The run id of one batch of a re-embedding run: its files live under the embedding-run
+    layout (embed_run_prefix) and its shards are `reembed-<run>.b<batch>.parquet`."""
+    return f"{run_id}.b{batch:05d}"
+
+
+def reembed_plan_key(run_id: str) -> str:
+    """embed-runs/<run>/plan.json: the batches and per-prompt totals of a re-embedding run."""
+    return f"{embed_run_prefix(run_id)}plan.json"
+
+
 def input_part(index: int) -> str:
     return f"part-{index:05d}.jsonl"
 

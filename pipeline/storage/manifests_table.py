@@ -4,13 +4,22 @@ a compare-and-set on `version` so concurrent runs and compactions never lose an 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline import aws
 from pipeline.settings import Settings
 from pipeline.storage.dynamodb_codec import deserialize_item, serialize_item
+
+# The sort key of a prompt's active-model pointer, an item of this table beside the prompt's
+# manifests (pipeline.storage.active_models): never a manifest, so every reader skips it.
+ACTIVE_KEY = "@active"
+
+
+def is_pointer(raw: Mapping[str, Any]) -> bool:
+    """The raw (DynamoDB-typed) item is a prompt's active-model pointer, not a manifest."""
+    return bool(raw["model_id"]["S"] == ACTIVE_KEY)
 
 
 @dataclass(frozen=True)
@@ -20,14 +29,29 @@ class Manifest:
     shards: tuple[str, ...] = ()
     shard_rows: dict[str, int] = field(default_factory=dict)
     version: int = 0
+    # Deleted images whose rows a listed shard may still hold: lookups skip them at once,
+    # compaction drops the rows and then the ids (pipeline.lifecycle.deletion).
+    tombstones: frozenset[str] = frozenset()
 
     @property
     def rows(self) -> int:
         return sum(self.shard_rows.get(k, 0) for k in self.shards)
 
-    def with_shard(self, key: str, rows: int) -> Manifest:
+    def with_shard(self, key: str, rows: int, ids: Iterable[str]) -> Manifest:
+        """The shard `key` listed last, holding the rows of `ids`: those ids leave the
+        tombstones (an image deleted, then uploaded again under its key, gets the same id).
+        Sound because the new shard is last, so its row wins over any older row of the id; an
+        image deleted while the shard was made is tombstoned again after the commit."""
         shards = self.shards if key in self.shards else (*self.shards, key)
-        return replace(self, shards=shards, shard_rows={**self.shard_rows, key: rows})
+        return replace(
+            self,
+            shards=shards,
+            shard_rows={**self.shard_rows, key: rows},
+            tombstones=self.tombstones - frozenset(ids),
+        )
+
+    def with_tombstones(self, image_ids: frozenset[str]) -> Manifest:
+        return replace(self, tombstones=self.tombstones | image_ids)
 
     def swapped(self, old: tuple[str, ...], new_key: str, rows: int) -> Manifest:
         """Replace the shards `old` by `new_key` at the position of the first of them."""
@@ -59,6 +83,22 @@ class ManifestStore(aws.Adapter):
         )
         return self.from_item(response["Item"]) if "Item" in response else None
 
+    def of_prompt(self, prompt: str) -> list[Manifest]:
+        """Every model's manifest of one prompt (its active-model pointer is not one)."""
+        return [self.from_item(raw) for raw in self.prompt_items(prompt)]
+
+    def prompt_items(self, prompt: str) -> Iterator[dict[str, Any]]:
+        """The raw manifest items of one prompt: a consistent Query on the partition key, every
+        page, the active-model pointer left out. The one reader of a whole partition."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            ConsistentRead=True,
+            KeyConditionExpression="prompt = :p",
+            ExpressionAttributeValues={":p": {"S": prompt}},
+        )
+        for page in pages:
+            yield from (raw for raw in page.get("Items", []) if not is_pointer(raw))
+
     @staticmethod
     def from_item(raw: Mapping[str, Any]) -> Manifest:
         """A Manifest from a raw (DynamoDB-typed) item, as GetItem or Scan return it."""
@@ -69,6 +109,7 @@ class ManifestStore(aws.Adapter):
             shards=tuple(item.get("shards", [])),
             shard_rows={k: int(v) for k, v in item.get("shard_rows", {}).items()},
             version=int(item["version"]),
+            tombstones=frozenset(item.get("tombstones", [])),
         )
 
     def update(
@@ -78,7 +119,11 @@ class ManifestStore(aws.Adapter):
         for attempt in range(attempts):
             current = self.get(prompt, model_id) or Manifest(prompt=prompt, model_id=model_id)
             new = change(current)
-            if new.shards == current.shards and new.shard_rows == current.shard_rows:
+            if (new.shards, new.shard_rows, new.tombstones) == (
+                current.shards,
+                current.shard_rows,
+                current.tombstones,
+            ):
                 return current
             new = replace(new, version=current.version + 1)
             condition = (
@@ -98,6 +143,7 @@ class ManifestStore(aws.Adapter):
                             "shard_rows": new.shard_rows,
                             "rows": new.rows,
                             "version": new.version,
+                            "tombstones": sorted(new.tombstones),
                         }
                     ),
                 )

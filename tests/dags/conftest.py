@@ -1,28 +1,17 @@
-"""Fixtures for DAG runs: a migrated Airflow metadata DB (SQLite, session-wide) and the AWS
-connection pointing each service at the local stack, exactly as an operator would set it."""
+"""Fixtures for DAG runs: the AWS connection pointing each service at the local stack, exactly
+as an operator would set it (the migrated Airflow metadata DB, `airflow_db`, is session-wide in
+tests/conftest.py: DAG runs under enforced IAM in tests/integration use it too)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from pipeline import aws
 from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from tests.helpers import drain_messages
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    airflow = Path(sys.executable).parent / "airflow"
-    result = subprocess.run(
-        [str(airflow), "db", "migrate"], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.fixture

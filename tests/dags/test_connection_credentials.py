@@ -131,7 +131,9 @@ def test_a_dag_run_works_with_the_connection_s_identity_alone(
             [ShardRow(image_id, vector, when, f"uploads/{image_id}.jpg")], 8, model, prompt
         )
         ShardStore(task_settings).write(key, table)
-        ManifestStore(task_settings).update(prompt, model, lambda m, k=key: m.with_shard(k, 1))
+        ManifestStore(task_settings).update(
+            prompt, model, lambda m, k=key, i=image_id: m.with_shard(k, 1, [i])
+        )
     manifests = ManifestStore(iam_stack.settings)
     assert _refused(lambda: manifests.get(prompt, model)) == 403
 

@@ -12,15 +12,17 @@ import pytest
 from pipeline import aws
 from pipeline.generation.bedrock import BedrockImages
 from pipeline.generation.campaigns import generate_planned, load_campaign, plan_prompt
+from pipeline.generation.families import DEFAULT_IMAGE_MODEL
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.bedrock.server import BedrockEmulator
 from pipeline.storage.images_table import ImageStore
 from tests.helpers import drain_messages
 
+TITAN = "amazon.titan-image-generator-v2:0"  # Legacy, past its end of life on 2026-06-30
 CAMPAIGN = """
 name: {name}
 schedule: null
-model_id: amazon.titan-image-generator-v2:0
+model_id: {model}
 width: 256
 height: 256
 images_per_prompt: {n}
@@ -34,7 +36,8 @@ def campaign_env(airflow_stack, monkeypatch, tmp_path):
     settings, _ = airflow_stack
     bedrock = BedrockEmulator().start()
     connection = json.loads(__import__("os").environ["AIRFLOW_CONN_AWS_DEFAULT"])
-    connection["extra"]["service_config"]["bedrock-runtime"] = {"endpoint_url": bedrock.url}
+    for service in ("bedrock-runtime", "bedrock"):  # the emulator serves both
+        connection["extra"]["service_config"][service] = {"endpoint_url": bedrock.url}
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
     # dag.test() parses the DAG folder: the campaign files of this test are the ones it sees
     monkeypatch.setenv("IMGSIM_CAMPAIGNS_DIR", str(tmp_path))
@@ -49,11 +52,17 @@ def campaign_env(airflow_stack, monkeypatch, tmp_path):
     def write(name: str, prompts: list[str], n: int, max_images: int = 20) -> Path:
         path = tmp_path / f"{name}.yaml"
         path.write_text(
-            CAMPAIGN.format(name=name, prompts=json.dumps(prompts), n=n, max_images=max_images)
+            CAMPAIGN.format(
+                name=name,
+                model=DEFAULT_IMAGE_MODEL,
+                prompts=json.dumps(prompts),
+                n=n,
+                max_images=max_images,
+            )
         )
         return path
 
-    yield settings.with_endpoint(bedrock.url, ("bedrock-runtime",)), write
+    yield settings.with_endpoint(bedrock.url, ("bedrock-runtime", "bedrock")), write
     bedrock.stop()
 
 
@@ -140,3 +149,15 @@ def test_invalid_campaign_files_are_refused_with_the_reason(tmp_path):
     )
     with pytest.raises(CampaignError, match="not a supported"):
         load_campaign(bad)
+
+
+def test_a_campaign_on_a_model_past_its_end_of_life_fails_its_plan(campaign_env):
+    from dags.generate_campaign import build
+
+    settings, write = campaign_env
+    path = write("retired", ["an owl"], n=1)
+    path.write_text(path.read_text().replace(DEFAULT_IMAGE_MODEL, TITAN))
+    run = build(path).test()
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "failed" and states["plan"] == "failed"
+    assert _generated(settings) == []

@@ -108,7 +108,7 @@ def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
     api = exports["IMGSIM_API_URL"]
     _await_embedded(api, "e2e-owl")
     vector = requests.get(f"{api}/embeddings/e2e-owl", timeout=10).json()
-    assert vector["model_id"] == "color-layout-v1" and vector["dim"] == 120
+    assert vector["model_id"] == "efficientnet-lite0-imagenet" and vector["dim"] == 1280
 
     # the run that embedded it was started by the queue (its state settles just after commit)
     runs_url = f"{status['airflow']['url']}/api/v2/dags/embed_images/dagRuns"

@@ -202,7 +202,7 @@ def test_get_embedding_codes(api, stack):
 
 def test_a_known_path_with_another_method_is_a_405_naming_the_allowed_ones(api):
     for method, path, allowed in (
-        ("DELETE", "/images/abc", "GET"),
+        ("PUT", "/images/abc", "DELETE, GET"),
         ("PUT", "/images", "GET, POST"),
         ("POST", "/docs", "GET"),
         ("PATCH", "/similarity", "GET, POST"),

@@ -1,9 +1,12 @@
-"""The Bedrock client against the Bedrock runtime emulator, through boto3's bedrock-runtime
-client and an endpoint URL: the same code path as on AWS."""
+"""The Bedrock client against the Bedrock emulator, through boto3's bedrock-runtime and bedrock
+clients and an endpoint URL: the same code path as on AWS."""
 
 from __future__ import annotations
 
 import io
+import json
+import time
+from datetime import date
 from types import SimpleNamespace
 
 import botocore.endpoint
@@ -11,12 +14,30 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.generation.bedrock import BedrockImages, Refused, Throttled
+from pipeline import aws
+from pipeline.generation.bedrock import (
+    API_BUDGET,
+    BedrockImages,
+    ModelUnavailable,
+    OutOfRange,
+    Refused,
+    RetryBudget,
+    Throttled,
+    TimedOut,
+    request_body,
+)
+from pipeline.generation.budget import LIFECYCLE_BUDGET
+from pipeline.generation.families import DEFAULT_IMAGE_MODEL
+from pipeline.generation.lifecycle import control_plane
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
 from pipeline.settings import Settings
 from sagemaker_jobs.clip_embed.code.embedders import ColorLayoutEmbedder
 
 TITAN = "amazon.titan-image-generator-v2:0"
+NOVA = "amazon.nova-canvas-v1:0"
+# A date before Titan v2's and Nova Canvas's end of life, so their request shapes stay tested.
+BEFORE_EOL = date(2026, 1, 1)
+AFTER_EOL = date(2026, 11, 22)
 
 
 @pytest.fixture
@@ -32,11 +53,17 @@ def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def emulator(backoff):
     servers = []
 
-    def start(max_attempts: int = 6, **behaviour) -> tuple[BedrockImages, Behaviour]:
-        server = BedrockEmulator(Behaviour(**behaviour)).start()
+    def start(
+        max_attempts: int = 6,
+        today: date = BEFORE_EOL,
+        budget: RetryBudget | None = None,
+        **behaviour,
+    ) -> tuple[BedrockImages, Behaviour]:
+        server = BedrockEmulator(Behaviour(today=today, **behaviour)).start()
         servers.append(server)
         settings = Settings().with_endpoint(server.url, ("bedrock-runtime",))
-        return BedrockImages(settings, max_attempts=max_attempts), server.behaviour
+        budget = budget or RetryBudget(max_attempts, connect_timeout=2, read_timeout=10)
+        return BedrockImages(settings, budget=budget, today=today), server.behaviour
 
     yield start
     for server in servers:
@@ -49,7 +76,7 @@ def _vector(png: bytes) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "model_id", [TITAN, "amazon.nova-canvas-v1:0", "stability.sd3-5-large-v1:0"]
+    "model_id", [TITAN, NOVA, "stability.sd3-5-large-v1:0", DEFAULT_IMAGE_MODEL]
 )
 def test_each_family_returns_a_png_named_as_a_stand_in(emulator, model_id):
     client, _ = emulator()
@@ -147,3 +174,86 @@ def test_invalid_sizes_are_validation_errors(emulator):
     client, _ = emulator()
     with pytest.raises(client.client.exceptions.ValidationException):
         client.generate(TITAN, "a fork", 500, 512, 1)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "seed", "prompt_chars"),
+    [(NOVA, 858_993_460, 10), (TITAN, 2**31 - 1, 10), (TITAN, 1, 513), (NOVA, 1, 1025)],
+)
+def test_each_familys_limits_are_enforced_by_the_emulator(emulator, model_id, seed, prompt_chars):
+    """The client refuses out-of-range input before a call; the emulator refuses it the way
+    Bedrock does, so a regression in either is caught."""
+    client, behaviour = emulator()
+    with pytest.raises(OutOfRange):
+        client.generate(model_id, "x" * prompt_chars, 512, 512, seed)
+    assert behaviour.calls == 0
+    raw = client.client
+    body = request_body(model_id, "x" * prompt_chars, 512, 512, seed)
+    with pytest.raises(raw.exceptions.ValidationException, match="Malformed input request"):
+        raw.invoke_model(modelId=model_id, body=json.dumps(body))
+
+
+def test_get_foundation_model_answers_each_models_lifecycle(emulator):
+    client, _ = emulator()
+    control = aws.client(control_plane(client.settings), "bedrock")
+    titan = control.get_foundation_model(modelIdentifier=TITAN)["modelDetails"]
+    assert titan["modelLifecycle"]["status"] == "LEGACY"
+    assert titan["modelLifecycle"]["endOfLifeTime"].date() == date(2026, 6, 30)
+    assert "stand-in" in titan["modelName"]
+    core = control.get_foundation_model(modelIdentifier=DEFAULT_IMAGE_MODEL)["modelDetails"]
+    assert core["modelLifecycle"] == {"status": "ACTIVE"}
+    with pytest.raises(control.exceptions.ResourceNotFoundException):
+        control.get_foundation_model(modelIdentifier="stability.no-such-model-v9:0")
+
+
+def test_a_legacy_model_is_a_warning_and_an_active_one_is_not(emulator, caplog):
+    client, _ = emulator(today=BEFORE_EOL)
+    with caplog.at_level("INFO", logger="pipeline.generation.lifecycle"):
+        client.generate(TITAN, "a fork", 512, 512, 1)
+        client.generate(DEFAULT_IMAGE_MODEL, "a fork", 512, 512, 1)
+    legacy, active = caplog.records
+    assert legacy.levelname == "WARNING" and "Legacy" in legacy.message
+    assert "end of life on 2026-06-30" in legacy.message
+    assert active.levelname == "INFO" and "Active" in active.message
+    assert "Marketplace subscription" in active.message  # a Stability model says so
+
+
+def test_a_model_past_its_end_of_life_is_refused_before_any_call(emulator):
+    client, behaviour = emulator(today=AFTER_EOL)
+    with pytest.raises(ModelUnavailable, match="end of life on 2026-06-30"):
+        client.generate(TITAN, "a fork", 512, 512, 1)
+    with pytest.raises(ModelUnavailable, match="not offered by Bedrock"):
+        client.generate("stability.no-such-model-v9:0", "a fork", 512, 512, 1)
+    assert behaviour.calls == 0
+    # the emulator itself refuses the call, as Bedrock does after the end of life
+    body = json.dumps(request_body(TITAN, "a fork", 512, 512, 1))
+    with pytest.raises(client.client.exceptions.ValidationException, match="end of its life"):
+        client.client.invoke_model(modelId=TITAN, body=body)
+
+
+def test_a_slow_model_fails_within_the_retry_budget(emulator):
+    budget = RetryBudget(attempts=2, connect_timeout=1, read_timeout=0.5)
+    client, behaviour = emulator(budget=budget, latency_seconds=2)
+    client.check(DEFAULT_IMAGE_MODEL)
+    started = time.monotonic()
+    with pytest.raises(TimedOut, match=r"2 calls of 0\.5 s"):
+        client.generate(DEFAULT_IMAGE_MODEL, "a fork", 512, 512, 1)
+    elapsed = time.monotonic() - started
+    assert behaviour.calls == 2
+    assert elapsed <= budget.worst_case_seconds()
+
+
+def test_the_api_budget_fits_inside_api_gateways_29_seconds():
+    # a container's first generation: the lifecycle check, then the calls; 3 s left to store
+    # and record the image
+    assert LIFECYCLE_BUDGET.worst_case_seconds() + API_BUDGET.worst_case_seconds() <= 26
+
+
+def test_an_unreachable_control_plane_is_a_warning_not_a_failure(emulator, caplog):
+    client, behaviour = emulator()
+    client.settings = client.settings.with_endpoint("http://127.0.0.1:9", ("bedrock",))
+    with caplog.at_level("WARNING", logger="pipeline.generation.lifecycle"):
+        result = client.generate(DEFAULT_IMAGE_MODEL, "a fork", 512, 512, 1)
+    assert result.image and behaviour.calls == 1
+    assert "cannot check" in caplog.text
+    assert client.check(DEFAULT_IMAGE_MODEL) is None  # not remembered: asked again next time

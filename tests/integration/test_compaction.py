@@ -30,7 +30,7 @@ def _commit_run(settings, run_id: str, rows: dict[str, int], prompt: str = PROMP
         [ShardRow(i, _vec(s), T0, f"uploads/{i}.jpg") for i, s in rows.items()], 8, MODEL, prompt
     )
     ShardStore(settings).write(key, table)
-    ManifestStore(settings).update(prompt, MODEL, lambda m: m.with_shard(key, table.num_rows))
+    ManifestStore(settings).update(prompt, MODEL, lambda m: m.with_shard(key, table.num_rows, rows))
     for image_id, seed in rows.items():
         EmbeddingStore(settings).put(image_id, MODEL, _vec(seed), key, "etag", "t")
     return key

@@ -4,12 +4,14 @@ generated/, recorded with its generation metadata and queued for embedding."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 
 import pytest
 import requests
 
 from lambdas.api.handler import make_handler
 from pipeline import aws
+from pipeline.generation.families import DEFAULT_IMAGE_MODEL
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
@@ -45,7 +47,7 @@ def test_generate_now_stores_records_and_queues(api):
     assert record["s3_key"] == f"generated/{body['image_id']}.png"
     assert record["prompt"] == "a red fox" and record["modified_prompt"] == body["modified_prompt"]
     generation = record["generation"]
-    assert generation["model_id"] == "amazon.titan-image-generator-v2:0"
+    assert generation["model_id"] == DEFAULT_IMAGE_MODEL  # one AWS lists as Active
     assert generation["seed"] == body["seed"]
     assert set(generation["modifiers"]) == {"camera_angle", "style", "seed"}
     assert (record["width"], record["height"]) == (512, 512)
@@ -73,7 +75,7 @@ def test_a_refusal_is_502_with_the_reason_and_stores_nothing(api):
     url, settings = api()
     response = requests.get(f"{url}/images", params={"prompt": "something forbidden"}, timeout=60)
     assert response.status_code == 502
-    assert "content filters" in response.json()["error"]["message"]
+    assert "filter" in response.json()["error"]["message"].lower()
     listed = aws.client(settings, "s3").list_objects_v2(Bucket=settings.bucket, Prefix="generated/")
     assert listed.get("KeyCount") == 0
 
@@ -119,3 +121,34 @@ def test_a_retry_with_the_same_idempotency_key_calls_bedrock_once(stack):
     finally:
         server.stop()
         bedrock.stop()
+
+
+def test_a_model_past_its_end_of_life_is_502_with_the_reason(api, stack):
+    _, settings = api()
+    legacy = replace(settings, image_model_id="amazon.titan-image-generator-v2:0")
+    server = LocalApi(make_handler(Ingestor.from_settings(legacy))).start()
+    try:
+        response = requests.get(f"{server.url}/images", params={"prompt": "an owl"}, timeout=60)
+    finally:
+        server.stop()
+    error = response.json()["error"]
+    assert response.status_code == 502 and error["code"] == "model_unavailable"
+    assert "end of life on 2026-06-30" in error["message"]
+
+
+def test_a_prompt_too_long_for_titan_is_400_before_any_call(stack):
+    behaviour = Behaviour(today=date(2026, 1, 1))  # before Titan v2's end of life
+    bedrock = BedrockEmulator(behaviour).start()
+    settings = replace(
+        stack.settings.with_endpoint(bedrock.url, ("bedrock-runtime",)),
+        image_model_id="amazon.titan-image-generator-v2:0",
+    )
+    server = LocalApi(make_handler(Ingestor.from_settings(settings))).start()
+    try:
+        response = requests.get(f"{server.url}/images", params={"prompt": "x" * 500}, timeout=60)
+    finally:
+        server.stop()
+        bedrock.stop()
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_prompt"
+    assert "amazon.titan-image-generator-v2:0" in response.json()["error"]["message"]
+    assert behaviour.calls == 0

@@ -10,10 +10,11 @@ from typing import Any
 
 from lambdas.ingest.handler import logger, make_handler
 from pipeline import aws
-from pipeline.ingest.ingestor import Ingestor, utc_now
+from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.event_pump import EventPump
 from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.settings import Limits
+from pipeline.storage.dynamodb_codec import utc_now
 from pipeline.storage.images_table import ImageStore
 from tests.events import MOTO_PUT, TEST_EVENT, batch, s3_put_record, template_record, with_body
 from tests.helpers import drain_messages, gradient_jpeg, image_bytes, queue_url

@@ -47,11 +47,13 @@ ROUTES = {
     ("GET", "/images"),
     ("POST", "/images"),
     ("GET", "/images/{image_id}"),
+    ("DELETE", "/images/{image_id}"),
     ("GET", "/embeddings/{embedding_id}"),
     ("GET", "/similarity"),
     ("POST", "/similarity"),
     ("POST", "/similarity/pair"),
     ("POST", "/embed"),
+    ("GET", "/prompts"),  # the gallery's list; GET / (the page) is served but not listed
 }
 
 
@@ -67,6 +69,7 @@ def test_spec_lists_every_route_with_its_parameters_and_answers(api):
         "k",
         "min_score",
         "cursor",
+        "dedupe",
     }
     k = next(p for p in similarity["parameters"] if p["name"] == "k")["schema"]
     assert (k["minimum"], k["maximum"], k["default"]) == (1, 100, 10)

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline import aws
+from pipeline.embedding.transform_config import server_environment
 from sagemaker_jobs.build_model import build
 from tests.helpers import gradient_jpeg, image_bytes
 
@@ -301,3 +302,73 @@ def test_endpoint_configs_are_unique_and_can_be_deleted(sm, model_uri):
     with pytest.raises(ClientError) as missing:
         sm.update_endpoint(EndpointName="nope", EndpointConfigName="nope")
     assert missing.value.response["Error"]["Code"] == "ValidationException"
+
+
+def _three_image_manifest(settings, prefix):
+    s3 = aws.client(settings, "s3")
+    lines = []
+    for i in range(3):
+        s3.put_object(Bucket=settings.bucket, Key=f"{prefix}img/{i}.jpg", Body=gradient_jpeg())
+        lines.append({"image_id": f"i{i}", "s3_uri": f"s3://{settings.bucket}/{prefix}img/{i}.jpg"})
+    s3.put_object(
+        Bucket=settings.bucket,
+        Key=f"{prefix}manifest/input.jsonl",
+        Body="".join(json.dumps(x) + "\n" for x in lines),
+    )
+    return f"{prefix}manifest/"
+
+
+@pytest.mark.parametrize(
+    ("environment", "reason"),
+    [
+        ({"TS_MAX_RESPONSE_SIZE": "1000"}, "exceeds the model server's max_response_size"),
+        ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "0.0001"}, "over its response timeout"),
+    ],
+)
+def test_a_response_over_the_model_servers_limits_fails_the_job(
+    sm, stack, model_uri, environment, reason
+):
+    """The emulator holds each response to the limits the serving container would: a part
+    whose answer is too big or too slow fails the job with the reason."""
+    name = f"limits-{len(reason)}"
+    manifest = _three_image_manifest(stack.settings, f"{name}/")
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri, "Environment": environment},
+    )
+    sm.create_transform_job(**_job_request(name, name, stack.settings.bucket, manifest))
+    job = _wait(sm, name)
+    assert job["TransformJobStatus"] == "Failed" and reason in job["FailureReason"]
+
+
+def test_the_model_environment_transform_config_sets_lets_a_full_part_through(sm, stack, model_uri):
+    manifest = _three_image_manifest(stack.settings, "sized/")
+    sm.create_model(
+        ModelName="sized",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={
+            "Image": "local",
+            "ModelDataUrl": model_uri,
+            "Environment": server_environment(),
+        },
+    )
+    sm.create_transform_job(**_job_request("sized", "sized", stack.settings.bucket, manifest))
+    job = _wait(sm, "sized")
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+
+
+def test_payload_limits_are_validated_when_the_job_is_created(sm, stack, model_uri):
+    sm.create_model(
+        ModelName="payload",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri},
+    )
+    request = _job_request(
+        "payload", "payload", stack.settings.bucket, "x/", MaxConcurrentTransforms=4
+    )
+    request["MaxPayloadInMB"] = 30
+    with pytest.raises(ClientError) as refused:
+        sm.create_transform_job(**request)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "must not exceed 100 MB" in refused.value.response["Error"]["Message"]

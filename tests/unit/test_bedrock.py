@@ -2,10 +2,12 @@
 prompt modifiers."""
 
 import base64
+from datetime import date
 
 import pytest
 
 from pipeline.generation.bedrock import (
+    CAMPAIGN_BUDGET,
     BedrockImages,
     Refused,
     aspect_ratio,
@@ -13,7 +15,10 @@ from pipeline.generation.bedrock import (
     image_from_response,
     request_body,
 )
+from pipeline.generation.families import DEFAULT_IMAGE_MODEL, max_base_prompt_chars, seed_in_range
+from pipeline.generation.lifecycle import Lifecycle, ModelUnavailable, verdict
 from pipeline.generation.modifiers import CAMERA_ANGLES, STYLES, choose
+from pipeline.local.bedrock.catalogue import MODELS
 from pipeline.settings import Settings
 
 
@@ -94,6 +99,45 @@ def test_modifiers_are_reproducible_and_cover_the_seed_lists():
         choose(1, angles=[])
 
 
-def test_the_client_retries_in_botocores_standard_mode():
-    client = BedrockImages(Settings(), max_attempts=5).client
-    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
+def test_the_client_retries_in_botocores_standard_mode_within_its_budget():
+    client = BedrockImages(Settings()).client  # the API's budget unless told otherwise
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
+    assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (2, 9)
+    campaign = BedrockImages(Settings(), budget=CAMPAIGN_BUDGET).client
+    assert campaign.meta.config.retries["total_max_attempts"] == CAMPAIGN_BUDGET.attempts
+
+
+@pytest.mark.parametrize(
+    ("model_id", "top"),
+    [
+        ("amazon.nova-canvas-v1:0", 858_993_459),
+        ("amazon.titan-image-generator-v2:0", 2_147_483_646),
+        ("stability.stable-image-core-v1:1", 4_294_967_294),
+    ],
+)
+def test_seeds_are_drawn_inside_each_familys_range(model_id, top):
+    draws = [0, top, top + 1, 2**31 - 1, 2**32 - 1]
+    assert all(0 <= seed_in_range(model_id, d) <= top for d in draws)
+    assert seed_in_range(model_id, top) == top
+
+
+def test_titan_prompts_leave_room_for_the_modifiers():
+    limit = max_base_prompt_chars("amazon.titan-image-generator-v2:0", 1000)
+    longest = choose(0, [max(CAMERA_ANGLES, key=len)], [max(STYLES, key=len)])
+    assert len(longest.apply("x" * limit)) == 512
+    assert max_base_prompt_chars("stability.stable-image-core-v1:1", 1000) == 1000
+
+
+def test_lifecycle_verdicts():
+    titan = Lifecycle("amazon.titan-image-generator-v2:0", "LEGACY", date(2026, 6, 30))
+    legacy, message = verdict(titan, date(2026, 6, 29))
+    assert legacy and "closed to new customers" in message and "2026-06-30" in message
+    with pytest.raises(ModelUnavailable, match="end of life on 2026-06-30"):
+        verdict(titan, date(2026, 6, 30))
+    legacy, message = verdict(Lifecycle("stability.sd3-5-large-v1:0", "ACTIVE"), date(2026, 1, 1))
+    assert not legacy and "Marketplace subscription" in message
+
+
+def test_the_default_image_model_is_one_aws_lists_as_active():
+    assert Settings().image_model_id == DEFAULT_IMAGE_MODEL
+    assert MODELS[DEFAULT_IMAGE_MODEL].status == "ACTIVE"

@@ -40,6 +40,8 @@ def _changed(value: object) -> object:
         return not value
     if isinstance(value, int):
         return value + 7
+    if isinstance(value, float):
+        return value / 2
     if isinstance(value, tuple):
         return ("a", "b")
     return f"{value}-x"

@@ -2,7 +2,7 @@
 
 from cfnlint.api import lint_file
 
-from pipeline.local.cfn_template import TEMPLATE_PATH, load_template
+from pipeline.local.cfn_template import TEMPLATE_PATH, load_template, resolve
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -29,9 +29,10 @@ def test_tables_match_the_data_model():
         for v in _of_type("AWS::DynamoDB::Table").values()
     }
     images = tables["ImagesTableName"]
-    [gsi] = images["GlobalSecondaryIndexes"]
-    assert gsi["IndexName"] == "Prompt_GSI"
-    assert [k["AttributeName"] for k in gsi["KeySchema"]] == ["prompt", "created_at"]
+    indexes = {g["IndexName"]: g for g in images["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"Prompt_GSI", "Sha256_GSI"}
+    keys = {name: [k["AttributeName"] for k in g["KeySchema"]] for name, g in indexes.items()}
+    assert keys == {"Prompt_GSI": ["prompt", "created_at"], "Sha256_GSI": ["sha256", "created_at"]}
     assert [k["AttributeName"] for k in tables["ShardManifestsTableName"]["KeySchema"]] == [
         "prompt",
         "model_id",
@@ -70,20 +71,23 @@ def test_bucket_notifies_the_ingest_queue_for_both_prefixes():
     ]
     prefixes = {c["Filter"]["S3Key"]["Rules"][0]["Value"] for c in configs}
     assert prefixes == {"uploads/", "generated/"}
+    events = {(c["Event"], c["Filter"]["S3Key"]["Rules"][0]["Value"]) for c in configs}
+    kinds = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+    assert events == {(e, p) for e in kinds for p in prefixes}
     assert all(c["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]} for c in configs)
 
 
 def test_function_roles_are_least_privilege():
-    for name, role in _of_type("AWS::IAM::Role").items():
-        for policy in role["Properties"].get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                actions = statement["Action"]
-                actions = actions if isinstance(actions, list) else [actions]
-                assert all("*" not in a for a in actions), name
-                resources = statement["Resource"]
-                resources = resources if isinstance(resources, list) else [resources]
-                if actions != ["ecr:GetAuthorizationToken"]:  # has no resource-level scope
-                    assert "*" not in resources, name
+    identities = {**_of_type("AWS::IAM::Role"), **_of_type("AWS::IAM::ManagedPolicy")}
+    for name in identities:
+        for statement in _statements(name):
+            actions = statement["Action"]
+            actions = actions if isinstance(actions, list) else [actions]
+            assert all("*" not in a for a in actions), name
+            resources = statement["Resource"]
+            resources = resources if isinstance(resources, list) else [resources]
+            if actions != ["ecr:GetAuthorizationToken"]:  # has no resource-level scope
+                assert "*" not in resources, name
 
 
 def test_event_source_mapping_reports_partial_batch_failures():
@@ -97,3 +101,178 @@ def test_the_lint_check_can_fail(tmp_path):
         TEMPLATE_PATH.read_text().replace("maxReceiveCount: 5", "maxReceiveCount: five")
     )
     assert lint_file(broken) != []
+
+
+def _statements(logical_id):
+    properties = RESOURCES[logical_id]["Properties"]
+    documents = (
+        [properties["PolicyDocument"]]
+        if "PolicyDocument" in properties
+        else [p["PolicyDocument"] for p in properties.get("Policies", [])]
+    )
+    return [s for d in documents for s in d["Statement"]]
+
+
+def _granted(logical_id, resource):
+    return {
+        action
+        for s in _statements(logical_id)
+        if resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+
+
+def test_queues_are_reached_by_name_and_missing_keys_are_404():
+    """The code resolves queue URLs by name (sqs:GetQueueUrl is its own permission), and S3
+    answers 404 for a missing key only to callers that may list the bucket."""
+    embed_queue = {"Fn::GetAtt": ["EmbedQueue", "Arn"]}
+    bucket = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}"}
+    for identity in ("IngestFunctionRole", "ApiFunctionRole", "AirflowTasksPolicy"):
+        assert {"sqs:GetQueueUrl", "sqs:SendMessage"} <= _granted(identity, embed_queue)
+        assert "s3:ListBucket" in _granted(identity, bucket), identity
+
+
+def test_the_airflow_tasks_may_pass_the_job_its_role_and_delete_merged_shards():
+    [passing] = [s for s in _statements("AirflowTasksPolicy") if s["Action"] == "iam:PassRole"]
+    assert passing["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    shards = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/embeddings/*"}
+    assert "s3:DeleteObject" in _granted("AirflowTasksPolicy", shards)
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["AirflowTasksPolicyArn"]["Value"] == {"Ref": "AirflowTasksPolicy"}
+
+
+def test_api_keys_are_required_by_default_but_not_for_the_open_pages():
+    assert TEMPLATE["Parameters"]["ApiKeyRequired"]["Default"] == "true"
+    methods = _of_type("AWS::ApiGateway::Method")
+    assert methods["ProxyMethod"]["Properties"]["ApiKeyRequired"] == {
+        "Fn::If": ["WithApiKey", True, False]
+    }
+    open_paths = {
+        RESOURCES[m["Properties"]["ResourceId"]["Ref"]]["Properties"]["PathPart"]
+        if "Ref" in m["Properties"]["ResourceId"]
+        else "/"
+        for m in methods.values()
+        if m["Properties"]["ApiKeyRequired"] is False
+    }
+    assert open_paths == {"/", "health", "docs", "openapi.json"}
+    deployment = RESOURCES["ApiDeployment"]["DependsOn"]
+    assert set(deployment) == set(methods)
+
+
+def test_the_stage_is_throttled():
+    [setting] = RESOURCES["ApiStage"]["Properties"]["MethodSettings"]
+    assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
+    assert setting["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    assert setting["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurst"}
+
+
+def test_every_function_logs_to_a_group_with_retention():
+    for name, function in _of_type("AWS::Lambda::Function").items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert RESOURCES[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert name.replace("Function", "") in group
+
+
+def test_data_outlives_the_stack():
+    for name in ("ImagesBucket", "ImagesTable", "EmbeddingsTable", "ShardManifestsTable"):
+        assert RESOURCES[name]["DeletionPolicy"] == "Retain", name
+        assert RESOURCES[name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_the_bucket_refuses_plain_http_and_expires_only_run_files():
+    [statement] = RESOURCES["ImagesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Deny", "s3:*")
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    rules = RESOURCES["ImagesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if "ExpirationInDays" in r]
+    assert [r["Prefix"] for r in expiring] == ["embed-runs/"]
+
+
+def test_the_embedding_endpoint_is_optional_and_serves_the_batch_job_s_image():
+    from pipeline.embedding.transform_config import serving_image_uri
+
+    for name in ("EmbedModel", "EmbedEndpointConfig", "EmbedSageMakerEndpoint"):
+        assert RESOURCES[name]["Condition"] == "WithEmbedEndpoint"
+    assert TEMPLATE["Parameters"]["EmbedEndpoint"]["Default"] == "none"
+    endpoint = RESOURCES["EmbedSageMakerEndpoint"]["Properties"]
+    assert endpoint["EndpointName"] == {"Ref": "EmbedEndpointName"}
+    env = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["IMGSIM_EMBED_ENDPOINT"] == {"Ref": "EmbedEndpointName"}
+    [rule] = TEMPLATE["Rules"].values()
+    assert rule["Assertions"][0]["Assert"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "EmbedModelDataUrl"}, ""]}]
+    }
+    default_image = RESOURCES["EmbedModel"]["Properties"]["PrimaryContainer"]["Image"]["Fn::If"][1]
+    resolved = resolve(
+        default_image, {"AWS::Region": "eu-west-1", "AWS::URLSuffix": "amazonaws.com"}, {}
+    )
+    assert resolved == serving_image_uri("eu-west-1", "ml.m5.large")
+
+
+def test_intrinsics_resolve_like_cloudformation():
+    refs = {"BucketName": "b", "AWS::Partition": "aws"}
+    attributes = {"ImagesTable.Arn": "arn:aws:dynamodb:r:1:table/T"}
+    node = {
+        "Resource": [
+            {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/*"},
+            {"Fn::Sub": "${ImagesTable.Arn}/index/X"},
+            {"Fn::GetAtt": ["ImagesTable", "Arn"]},
+            {"Fn::Sub": ["${Name}-dlq", {"Name": {"Ref": "BucketName"}}]},
+            {"Fn::Sub": "${!Literal}-${BucketName}"},
+        ],
+        "Keep": "as is ${!Literal}",
+    }
+    assert resolve(node, refs, attributes) == {
+        "Resource": [
+            "arn:aws:s3:::b/*",
+            "arn:aws:dynamodb:r:1:table/T/index/X",
+            "arn:aws:dynamodb:r:1:table/T",
+            "b-dlq",
+            "${Literal}-b",
+        ],
+        "Keep": "as is ${!Literal}",
+    }
+
+
+def _runbook() -> str:
+    readme = (TEMPLATE_PATH.parents[1] / "README.md").read_text()
+    start = readme.index("\n## Running on AWS\n")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_the_runbook_names_the_template_s_parameters_and_outputs():
+    """Every `--parameter-overrides Name=value` and `OutputKey=='Name'` of README's runbook
+    exists in the template (the AWS commands themselves need an account)."""
+    import re
+
+    runbook = _runbook().replace("\\\n", " ")
+    overrides = [
+        name
+        for line in runbook.splitlines()
+        if "--parameter-overrides" in line
+        for name in re.findall(r"\s([A-Za-z]+)=", line.split("--parameter-overrides", 1)[1])
+    ]
+    assert {"BucketName", "CodeBucket", "EmbedEndpoint", "EmbedModelDataUrl"} <= set(overrides)
+    assert set(overrides) <= set(TEMPLATE["Parameters"])
+    outputs = re.findall(r"OutputKey=='(\w+)'", runbook)
+    assert outputs and set(outputs) <= set(TEMPLATE["Outputs"])
+
+
+def test_the_airflow_tasks_may_batch_write_vectors_and_redrive_both_dead_letter_queues():
+    """reembed's commit writes vectors 25 to a BatchWriteItem; redrive_dlq receives and deletes
+    from either DLQ and sends to the queue it serves."""
+    embeddings = {"Fn::GetAtt": ["EmbeddingsTable", "Arn"]}
+    assert "dynamodb:BatchWriteItem" in _granted("AirflowTasksPolicy", embeddings)
+    for queue in ("Ingest", "Embed"):
+        dlq = {"Fn::GetAtt": [f"{queue}DeadLetterQueue", "Arn"]}
+        target = {"Fn::GetAtt": [f"{queue}Queue", "Arn"]}
+        assert {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"} <= _granted(
+            "AirflowTasksPolicy", dlq
+        ), queue
+        assert {"sqs:GetQueueUrl", "sqs:SendMessage"} <= _granted("AirflowTasksPolicy", target)
+    # an operator's command, not a DAG task: retire's deletes are not the Airflow role's
+    manifests = {"Fn::GetAtt": ["ShardManifestsTable", "Arn"]}
+    assert "dynamodb:DeleteItem" not in _granted("AirflowTasksPolicy", manifests)

@@ -1,7 +1,9 @@
-"""The emulator's HTTP side: POST /model/{modelId}/invoke, Bedrock's own wire protocol, so
-boto3's bedrock-runtime client reaches it through an endpoint URL. It can be told to throttle
-or refuse a fraction of calls (deterministically, from a seed), or to answer every call with one
-error (code, HTTP status), for tests."""
+"""The emulator's HTTP side, Bedrock's own wire protocols, so boto3's clients reach it through an
+endpoint URL: POST /model/{modelId}/invoke (bedrock-runtime InvokeModel, with each family's seed
+and prompt limits, and models past their end of life refused) and GET /foundation-models/{id}
+(the control plane's GetFoundationModel, with the model's lifecycle). It can be told to throttle
+or refuse a fraction of calls (deterministically, from a seed), to answer every call with one
+error (code, HTTP status), or to take a while to answer, for tests."""
 
 from __future__ import annotations
 
@@ -10,15 +12,19 @@ import json
 import random
 import re
 import threading
+import time
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
-from pipeline.generation.bedrock import family
+from pipeline.generation.families import family, limits
+from pipeline.local.bedrock.catalogue import model_details, past_end_of_life
 from pipeline.local.bedrock.painter import paint
 from pipeline.local.loopback import AwsError, LoopbackServer
 
 _INVOKE = re.compile(r"^/model/([^/]+)/invoke$")
+_FOUNDATION_MODEL = re.compile(r"^/foundation-models/([^/]+)$")
 FILTERED = "This request has been blocked by our content filters."
 
 
@@ -31,11 +37,20 @@ class Behaviour:
         refuse_rate: float = 0.0,
         seed: int = 0,
         fault: tuple[str, int] | None = None,
+        latency_seconds: float = 0.0,
+        today: date | None = None,
     ):
         self.throttle_rate, self.refuse_rate, self.fault = throttle_rate, refuse_rate, fault
+        self.latency_seconds = latency_seconds
+        self._today = today
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.calls = 0
+
+    @property
+    def today(self) -> date:
+        """The date end-of-life dates are compared with: today, unless a test fixes it."""
+        return self._today or datetime.now(UTC).date()
 
     def next(self) -> str:
         with self._lock:
@@ -53,8 +68,18 @@ def invoke(model_id: str, body: dict[str, Any], behaviour: Behaviour) -> dict[st
         kind = family(model_id)
     except ValueError:
         raise AwsError("ResourceNotFoundException", f"model {model_id} not found", 404) from None
+    ended = past_end_of_life(model_id, behaviour.today)
+    if ended:
+        raise AwsError(
+            "ValidationException",
+            f"This model version ({model_id}) has reached the end of its life on {ended}. "
+            "Please refer to the AWS documentation for more details.",
+        )
     prompt, width, height, seed = _read(kind, body)
+    _check_limits(kind, model_id, prompt, seed)
     action = behaviour.next()
+    if behaviour.latency_seconds:
+        time.sleep(behaviour.latency_seconds)
     if behaviour.fault:
         code, status = behaviour.fault
         raise AwsError(code, f"{code} (emulated)", status)
@@ -76,6 +101,26 @@ def invoke(model_id: str, body: dict[str, Any], behaviour: Behaviour) -> dict[st
         raise AwsError("ValidationException", FILTERED)
     image = paint(prompt, width, height, seed)
     return {"images": [base64.b64encode(image).decode()], "error": None}
+
+
+def _check_limits(kind: str, model_id: str, prompt: str, seed: int) -> None:
+    """The family's own limits, refused with the JSON-schema wording Bedrock uses."""
+    bounds = limits(model_id)
+    if not 0 <= seed <= bounds.max_seed:
+        field = "seed" if kind == "stability" else "imageGenerationConfig/seed"
+        raise AwsError(
+            "ValidationException",
+            f"Malformed input request: #/{field}: {seed} is not less or equal to "
+            f"{bounds.max_seed}, please reformat your input and try again.",
+        )
+    if len(prompt) > bounds.max_prompt_chars:
+        field = "prompt" if kind == "stability" else "textToImageParams/text"
+        raise AwsError(
+            "ValidationException",
+            f"Malformed input request: #/{field}: expected maxLength: "
+            f"{bounds.max_prompt_chars}, actual: {len(prompt)}, please reformat your input "
+            "and try again.",
+        )
 
 
 def _read(kind: str, body: dict[str, Any]) -> tuple[str, int, int, int]:
@@ -107,6 +152,22 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def do_GET(self) -> None:
+            match = _FOUNDATION_MODEL.match(self.path.split("?")[0])
+            details = model_details(unquote(match.group(1))) if match else None
+            if details is None:
+                fault = AwsError("ResourceNotFoundException", "The model is not found.", 404)
+                self._fail(fault)
+                return
+            self._send(200, json.dumps({"modelDetails": details}).encode(), {})
+
+        def _fail(self, fault: AwsError) -> None:
+            self._send(
+                fault.status,
+                json.dumps({"message": fault.message}).encode(),
+                {"x-amzn-ErrorType": f"{fault.code}:http://internal.amazon.com/"},
+            )
+
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             match = _INVOKE.match(self.path.split("?")[0])
@@ -116,11 +177,7 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
                 payload = invoke(unquote(match.group(1)), json.loads(raw or b"{}"), behaviour)
                 self._send(200, json.dumps(payload).encode(), {})
             except AwsError as fault:
-                self._send(
-                    fault.status,
-                    json.dumps({"message": fault.message}).encode(),
-                    {"x-amzn-ErrorType": f"{fault.code}:http://internal.amazon.com/"},
-                )
+                self._fail(fault)
             except json.JSONDecodeError:
                 self._send(
                     400,
@@ -135,8 +192,11 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
             for key, value in headers.items():
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (its read timeout): nothing to answer
 
         def log_message(self, format: str, *args: Any) -> None:
             return

@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline.local.sagemaker.models import LoadedModel
 from pipeline.local.sagemaker.payloads import (
+    ServerLimits,
     TransformError,
     assemble,
     manifest_objects,
@@ -93,8 +94,14 @@ def input_objects(s3: Any, data_source: dict[str, Any]) -> tuple[list[str], str]
     return objects, uri
 
 
-def run_transform(job: TransformJob, s3: Any, load_model: Callable[[], LoadedModel]) -> None:
-    """Run the job to Completed, Failed (with a reason) or Stopped."""
+def run_transform(
+    job: TransformJob,
+    s3: Any,
+    load_model: Callable[[], LoadedModel],
+    limits: ServerLimits | None = None,
+) -> None:
+    """Run the job to Completed, Failed (with a reason) or Stopped. Every request and response
+    is held to the model server's limits, as the serving container would."""
     job.start_time = time.time()
     try:
         model = load_model()
@@ -102,7 +109,7 @@ def run_transform(job: TransformJob, s3: Any, load_model: Callable[[], LoadedMod
         tin, tout = request["TransformInput"], request["TransformOutput"]
         objects, prefix = input_objects(s3, tin["DataSource"])
         for uri in objects:
-            _transform_object(job, s3, model, uri, prefix, tin, tout)
+            _transform_object(job, s3, model, uri, prefix, tin, tout, limits or ServerLimits())
         job.status = "Completed"
     except Stopped:
         job.status = "Stopped"
@@ -121,6 +128,7 @@ def _transform_object(
     prefix: str,
     tin: dict[str, Any],
     tout: dict[str, Any],
+    limits: ServerLimits,
 ) -> None:
     bucket, key = split_s3_uri(uri)
     data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -137,13 +145,15 @@ def _transform_object(
     ):
         if job.stop_requested.is_set():
             raise Stopped
-        outputs.append(
-            model.invoke(
-                payload,
-                tin.get("ContentType", "application/jsonlines"),
-                tout.get("Accept", "application/jsonlines"),
-            )
+        limits.check_request(payload)
+        started = time.monotonic()
+        output = model.invoke(
+            payload,
+            tin.get("ContentType", "application/jsonlines"),
+            tout.get("Accept", "application/jsonlines"),
         )
+        limits.check_response(output, time.monotonic() - started)
+        outputs.append(output)
     out_bucket, out_key = output_key(tout["S3OutputPath"], uri, prefix)
     s3.put_object(
         Bucket=out_bucket, Key=out_key, Body=assemble(outputs, tout.get("AssembleWith", "None"))

@@ -4,14 +4,73 @@ which payloads, and where each output goes. Pure functions."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 MB = 1024 * 1024
+# TorchServe's defaults in SageMaker's PyTorch serving container (max_request_size,
+# max_response_size, default_response_timeout), unless the model's environment changes them.
+TS_DEFAULT_MAX_BYTES = 6_553_500
+DEFAULT_SERVER_TIMEOUT_SECONDS = 60
 
 
 class TransformError(ValueError):
     """Raised for input the job cannot process; becomes the job's FailureReason."""
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What the model server inside the container accepts and answers: one request of at most
+    `max_request_bytes`, one response of at most `max_response_bytes`, within `timeout_seconds`.
+    Read from the container's environment the way the serving container reads it."""
+
+    max_request_bytes: int = TS_DEFAULT_MAX_BYTES
+    max_response_bytes: int = TS_DEFAULT_MAX_BYTES
+    timeout_seconds: float = DEFAULT_SERVER_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> ServerLimits:
+        return cls(
+            max_request_bytes=int(env.get("TS_MAX_REQUEST_SIZE", TS_DEFAULT_MAX_BYTES)),
+            max_response_bytes=int(env.get("TS_MAX_RESPONSE_SIZE", TS_DEFAULT_MAX_BYTES)),
+            timeout_seconds=float(
+                env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_SERVER_TIMEOUT_SECONDS)
+            ),
+        )
+
+    def check_request(self, payload: bytes) -> None:
+        if len(payload) > self.max_request_bytes:
+            raise TransformError(
+                f"request of {len(payload)} bytes exceeds the model server's max_request_size "
+                f"({self.max_request_bytes} bytes; TS_MAX_REQUEST_SIZE)"
+            )
+
+    def check_response(self, output: bytes, seconds: float) -> None:
+        if seconds > self.timeout_seconds:
+            raise TransformError(
+                f"the model server took {seconds:.1f} s, over its response timeout of "
+                f"{self.timeout_seconds:g} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)"
+            )
+        if len(output) > self.max_response_bytes:
+            raise TransformError(
+                f"response of {len(output)} bytes exceeds the model server's max_response_size "
+                f"({self.max_response_bytes} bytes; TS_MAX_RESPONSE_SIZE)"
+            )
+
+
+def check_job_limits(request: Mapping[str, object]) -> str | None:
+    """CreateTransformJob's own limits on payload size: the reason it is refused, or None."""
+    payload_mb = int(str(request.get("MaxPayloadInMB", 6)))
+    concurrent = int(str(request.get("MaxConcurrentTransforms", 1) or 1))
+    if not 0 <= payload_mb <= 100:
+        return f"MaxPayloadInMB must be between 0 and 100, not {payload_mb}"
+    if payload_mb * concurrent > 100:
+        return (
+            f"MaxConcurrentTransforms x MaxPayloadInMB must not exceed 100 MB "
+            f"({concurrent} x {payload_mb})"
+        )
+    return None
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.local.loopback import AwsError
 from pipeline.local.sagemaker.jobs import TransformJob, run_transform
 from pipeline.local.sagemaker.models import LoadedModel, ModelCache
+from pipeline.local.sagemaker.payloads import ServerLimits, check_job_limits
 
 ACCOUNT = "123456789012"
 
@@ -89,6 +90,9 @@ class SageMakerService:
             if field not in req:
                 raise AwsError("ValidationException", f"{field} is required")
         self._model(req["ModelName"])
+        refused = check_job_limits(req)
+        if refused:
+            raise AwsError("ValidationException", refused)
         with self._lock:
             if name in self.jobs:
                 raise AwsError(
@@ -107,7 +111,18 @@ class SageMakerService:
             if job.stop_requested.is_set():
                 job.status, job.end_time = "Stopped", time.time()
                 return
-            run_transform(job, self._s3, lambda: self._load(job.request["ModelName"]))
+            model = self._model(job.request["ModelName"])
+            # the job's Environment is set in the container on top of the model's
+            env = {
+                **(model["PrimaryContainer"].get("Environment") or {}),
+                **(job.request.get("Environment") or {}),
+            }
+            run_transform(
+                job,
+                self._s3,
+                lambda: self._load(job.request["ModelName"]),
+                ServerLimits.from_environment(env),
+            )
 
     def DescribeTransformJob(self, req: dict[str, Any]) -> dict[str, Any]:
         job = self._job(req["TransformJobName"])

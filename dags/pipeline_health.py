@@ -1,0 +1,102 @@
+"""
+### pipeline_health: is anything stuck?
+
+Every 5 minutes, one look at the whole pipeline:
+
+* **measure** counts images by status (`pending`, `embedded`, `failed`) and source (`uploaded`,
+  `generated`), reads the depth of the ingest queue, the embed queue and both dead-letter
+  queues, and finds the oldest `pending` image. The numbers are in this task's log, in its
+  return value (XCom) and in the extra of each `imgsim_pipeline_health` asset event (Assets
+  view): a history of the pipeline's state.
+* **assess** turns red when a dead-letter queue holds more than `max_dlq_messages` messages,
+  or an image has been `pending` for more than `max_pending_minutes`; its log says which.
+
+**When it fails** (`assess` is red)
+
+* *dead-letter queue holds messages*: S3 events that failed ingest 5 times (or embed requests
+  that failed 5 times). Read them (`aws sqs receive-message` on the DLQ, the ingest Lambda's
+  log with the same correlation id), fix the cause, then trigger the `redrive_dlq` DAG (or run
+  `imgsim redrive`) to send them back.
+* *an image has been pending too long*: look at the latest `embed_images` runs (a failed run
+  re-requests its images; a skipped run found nothing to embed). `GET /embeddings/<id>` rings
+  the embed queue for that image once more.
+
+Scanning the Images table reads every item (four attributes each): fine every few minutes up
+to a few hundred thousand images; past that, count from a status index instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+log = logging.getLogger(__name__)
+
+AWS_CONN_ID = "aws_default"
+health_asset = Asset(name="imgsim_pipeline_health")
+
+
+@dag(
+    dag_id="pipeline_health",
+    schedule="*/5 * * * *",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    tags=["imgsim", "monitoring"],
+    doc_md=__doc__,
+    params={
+        "max_pending_minutes": Param(
+            60,
+            type="number",
+            minimum=0,
+            description="an image pending longer than this turns the run red",
+        ),
+        "max_dlq_messages": Param(
+            0,
+            type="integer",
+            minimum=0,
+            description="a dead-letter queue holding more messages than this turns the run red",
+        ),
+    },
+    default_args={"retries": 0},
+)
+def pipeline_health() -> None:
+    @task(outlets=[health_asset], retries=1, retry_delay=timedelta(seconds=30))
+    def measure() -> dict[str, Any]:
+        from pipeline.airflow_connection import settings_from_connection
+        from pipeline.monitoring.health import PipelineProbe
+
+        report = PipelineProbe(settings_from_connection(AWS_CONN_ID)).report(datetime.now(UTC))
+        for status, sources in report.images.items():
+            log.info("images %s: %s", status, sources)
+        for queue, depth in report.queues.items():
+            log.info("queue %s: %d message(s)", queue, depth)
+        log.info("oldest pending image: %s", report.oldest_pending or "none")
+        data = report.to_dict()
+        get_current_context()["outlet_events"][health_asset].extra = data
+        return data
+
+    @task
+    def assess(data: dict[str, Any]) -> None:
+        from pipeline.monitoring.health import HealthReport, Thresholds, problems
+
+        params = get_current_context()["params"]
+        thresholds = Thresholds(
+            max_pending_minutes=params["max_pending_minutes"],
+            max_dlq_messages=params["max_dlq_messages"],
+        )
+        found = problems(HealthReport(**data), thresholds)
+        if found:
+            for problem in found:
+                log.error("%s", problem)
+            raise AirflowFailException("; ".join(found))
+        log.info("healthy: no dead-letter messages, nothing pending too long")
+
+    assess(measure())  # type: ignore[arg-type]  # an XComArg: the dict, resolved at run time
+
+
+pipeline_health_dag = pipeline_health()

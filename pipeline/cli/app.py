@@ -1,0 +1,216 @@
+"""The `imgsim` command: its options and sub-commands; each one calls a function of this
+package, which does the work."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from pipeline.cli import campaigns, evaluation, images, pipeline_commands, stack_commands
+from pipeline.cli.errors import EXIT_CODES, CliError
+from pipeline.cli.files import collect_files
+from pipeline.cli.output import Output
+from pipeline.cli.target import Target
+from pipeline.local.config import LocalConfig
+from pipeline.monitoring.health import Thresholds
+
+EPILOG = "Exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+
+
+class ReportingGroup(TyperGroup):
+    """Turns a CliError from any command into `Error: <message>` on stderr and its exit code."""
+
+    def invoke(self, ctx: typer.Context) -> object:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            Console(stderr=True, soft_wrap=True).print(
+                f"Error: {exc}", highlight=False, markup=False
+            )
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    name="imgsim",
+    cls=ReportingGroup,
+    help="Drive the imgsim pipeline: the local stack, uploads, lookups, campaigns, health.",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+campaign_app = typer.Typer(help="Generation campaigns (campaigns/<name>.yaml, run in Airflow).")
+app.add_typer(campaign_app, name="campaign")
+
+
+class Session:
+    def __init__(self, target: Target, out: Output) -> None:
+        self.target, self.out = target, out
+
+
+def _session(ctx: typer.Context) -> Session:
+    session: Session = ctx.find_object(Session)  # type: ignore[assignment]
+    return session
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    api_url: Annotated[
+        str | None,
+        typer.Option(envvar="IMGSIM_API_URL", help="the API (default: the local stack's)"),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="IMGSIM_API_KEY", help="sent as x-api-key")
+    ] = None,
+    airflow_url: Annotated[
+        str | None,
+        typer.Option(envvar="IMGSIM_AIRFLOW_URL", help="Airflow (default: the local stack's)"),
+    ] = None,
+    airflow_token: Annotated[
+        str | None, typer.Option(envvar="IMGSIM_AIRFLOW_TOKEN", help="a JWT for Airflow's API")
+    ] = None,
+    airflow_username: Annotated[
+        str | None,
+        typer.Option(envvar="IMGSIM_AIRFLOW_USERNAME", help="log in to Airflow (with password)"),
+    ] = None,
+    airflow_password: Annotated[
+        str | None, typer.Option(envvar="IMGSIM_AIRFLOW_PASSWORD", show_default=False)
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print results as JSON (progress goes to stderr)")
+    ] = False,
+) -> None:
+    target = Target(
+        config=LocalConfig.from_env(),
+        api_url=api_url,
+        api_key=api_key,
+        airflow_url=airflow_url,
+        airflow_token=airflow_token,
+        airflow_username=airflow_username,
+        airflow_password=airflow_password,
+    )
+    ctx.obj = Session(target, Output(as_json=as_json))
+
+
+@app.command()
+def up(ctx: typer.Context) -> None:
+    """Start the local stack (state is kept across down/up) and show its services."""
+    session = _session(ctx)
+    stack_commands.start(session.target.config, session.out)
+
+
+@app.command()
+def down(ctx: typer.Context) -> None:
+    """Stop every process the local stack started."""
+    session = _session(ctx)
+    stack_commands.stop(session.target.config, session.out)
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Each service of the local stack: its URL and health (exit 3 when not running)."""
+    session = _session(ctx)
+    stack_commands.show_status(session.target.config, session.out)
+
+
+@app.command()
+def upload(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="image files or folders (searched)")],
+    prompt: Annotated[str | None, typer.Option("--prompt", "-p")] = None,
+    wait: Annotated[bool, typer.Option(help="wait until each image is embedded")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 600,
+) -> None:
+    """Upload images through POST /images; a table of ids and statuses."""
+    session = _session(ctx)
+    files = collect_files(paths)
+    images.upload(session.target.api(), files, prompt, wait, timeout, session.out)
+
+
+@app.command()
+def similar(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(help="an image id, or a local image file")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="rank this prompt's images")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="how many")] = 10,
+) -> None:
+    """The images of a prompt most like an image (a local file is embedded on the fly)."""
+    session = _session(ctx)
+    images.similar(session.target.api(), image, prompt, k, session.out)
+
+
+@app.command()
+def prompts(ctx: typer.Context) -> None:
+    """The prompts that have embedded images (GET /prompts)."""
+    session = _session(ctx)
+    images.prompts(session.target.api(), session.out)
+
+
+@campaign_app.command("run")
+def campaign_run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="the campaign: campaigns/<name>.yaml")],
+    wait: Annotated[bool, typer.Option(help="follow the run, prompt by prompt")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds --wait waits")] = 1800,
+) -> None:
+    """Trigger the campaign's DAG (generate_<name>) through Airflow's REST API."""
+    session = _session(ctx)
+    campaigns.run_campaign(session.target.airflow(), name, wait, timeout, session.out)
+
+
+@app.command()
+def health(
+    ctx: typer.Context,
+    max_pending_minutes: Annotated[float, typer.Option(min=0)] = 60,
+    max_dlq_messages: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """What the pipeline_health DAG checks: images by status, queues, the oldest pending."""
+    session = _session(ctx)
+    pipeline_commands.health(
+        session.target.settings(), Thresholds(max_pending_minutes, max_dlq_messages), session.out
+    )
+
+
+class Queue(StrEnum):
+    ingest = "ingest"
+    embed = "embed"
+
+
+@app.command()
+def redrive(
+    ctx: typer.Context,
+    queue: Annotated[Queue, typer.Option(help="whose dead-letter queue")] = Queue.ingest,
+    limit: Annotated[int, typer.Option(min=1)] = 10_000,
+) -> None:
+    """Move a dead-letter queue's messages back to its queue (as the redrive_dlq DAG does)."""
+    session = _session(ctx)
+    pipeline_commands.redrive(session.target.settings(), queue.value, limit, session.out)
+
+
+@app.command("eval")
+def evaluate(
+    ctx: typer.Context,
+    dataset: Annotated[Path, typer.Argument(help="a folder of label sub-folders, or of IDX files")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="a model.tar.gz or a named model (repeat)"),
+    ] = None,
+    stack: Annotated[
+        bool, typer.Option("--stack", help="also through the running stack (its API)")
+    ] = False,
+    limit: Annotated[int | None, typer.Option(min=10, help="a stratified subset")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Retrieval quality (hit@1/5/10, precision@10) with the evaluation harness."""
+    session = _session(ctx)
+    evaluation.run_eval(session.target, dataset, model or [], stack, limit, seed, session.out)
+
+
+def main() -> None:
+    app()

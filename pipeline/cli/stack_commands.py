@@ -1,0 +1,92 @@
+"""`up`, `down`, `status`: `pipeline.local.stack`'s own functions, shown as a table with each
+service's health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from pipeline.cli.errors import FAILED, NOT_RUNNING, CliError
+from pipeline.cli.output import Output
+from pipeline.local import stack
+from pipeline.local.config import LocalConfig
+
+# where each service says it is up; for the emulators any HTTP answer will do
+HEALTH_PATHS = {
+    "moto": "/moto-api/",
+    "api": "/health",
+    "sagemaker": "/",
+    "bedrock": "/",
+    "airflow": "/api/v2/monitor/health",
+}
+DESCRIPTIONS = {
+    "moto": "S3, SQS, DynamoDB (moto)",
+    "api": "REST API + ingest pump",
+    "sagemaker": "SageMaker emulator",
+    "bedrock": "Bedrock emulator (painter)",
+    "airflow": "Airflow 3 standalone",
+}
+
+
+def probe(name: str, url: str) -> str:
+    """`healthy`, or why not, from one HTTP request."""
+    try:
+        response = requests.get(f"{url}{HEALTH_PATHS[name]}", timeout=3)
+    except requests.RequestException as exc:
+        return f"no answer ({type(exc).__name__})"
+    if name == "airflow":
+        parts = response.json() if response.ok else {}
+        sick = [k for k, v in parts.items() if isinstance(v, dict) and v.get("status") != "healthy"]
+        return (
+            "healthy"
+            if response.ok and not sick
+            else f"unhealthy: {', '.join(sick) or response.status_code}"
+        )
+    if name in ("moto", "api") and not response.ok:
+        return f"HTTP {response.status_code}"
+    return "healthy"
+
+
+def rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for name, part in status.items():
+        if not isinstance(part, dict):
+            continue
+        health = probe(name, part["url"]) if part["alive"] else "process gone"
+        found.append(
+            {
+                "service": name,
+                "url": part["url"],
+                "pid": part["pid"],
+                "health": health,
+                "what": DESCRIPTIONS.get(name, ""),
+            }
+        )
+    return found
+
+
+def show_status(config: LocalConfig, out: Output) -> None:
+    status = stack.status(config)
+    if not status.get("running") and len(status) == 1:
+        out.data({"running": False})
+        raise CliError("the local stack is not running (start it with `imgsim up`)", NOT_RUNNING)
+    services = rows(status)
+    out.table("the local stack", ["service", "url", "health", "pid", "what"], services)
+    out.data({"running": status["running"], "services": services})
+    sick = [s["service"] for s in services if s["health"] != "healthy"]
+    if sick:
+        raise CliError(f"not healthy: {', '.join(sick)}", FAILED)
+
+
+def start(config: LocalConfig, out: Output) -> None:
+    with out.busy("starting the local stack (moto, emulators, API, Airflow) ..."):
+        stack.up(config)
+    show_status(config, out)
+
+
+def stop(config: LocalConfig, out: Output) -> None:
+    with out.busy("stopping the local stack ..."):
+        stopped = stack.down(config)
+    out.say("stopped" if stopped else "nothing was running")
+    out.data({"stopped": stopped})

@@ -1,0 +1,98 @@
+"""Is the image model still there? Bedrock's control plane (GetFoundationModel) reports each
+model's lifecycle: ACTIVE, or LEGACY with an end-of-life date. A Legacy model is closed to new
+customers and fails for everyone after its end of life, so a campaign's plan and the API's first
+generation check it: Legacy is logged as a warning, end of life or an unknown id is an error."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline import aws
+from pipeline.generation.budget import LIFECYCLE_BUDGET
+from pipeline.generation.families import family
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STABILITY_NOTE = (
+    "Stability AI models run in fewer regions than Amazon's (us-west-2 at least) and need an "
+    "AWS Marketplace subscription: request model access in the Bedrock console"
+)
+
+
+class ModelUnavailable(Exception):
+    """The model is unknown in this region, past its end of life, or not granted to the
+    account: no call to it can succeed."""
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    model_id: str
+    status: str  # ACTIVE | LEGACY
+    end_of_life: date | None = None
+
+
+def lifecycle_of(model_id: str, details: dict[str, Any]) -> Lifecycle:
+    """From GetFoundationModel's modelDetails."""
+    cycle = details.get("modelLifecycle") or {}
+    end = cycle.get("endOfLifeTime")
+    return Lifecycle(model_id, str(cycle.get("status", "ACTIVE")), end.date() if end else None)
+
+
+def verdict(lifecycle: Lifecycle, today: date) -> tuple[bool, str]:
+    """(is it Legacy, the message to log) for a usable model; ModelUnavailable for one past its
+    end of life."""
+    model = lifecycle.model_id
+    if lifecycle.status == "LEGACY":
+        if lifecycle.end_of_life and lifecycle.end_of_life <= today:
+            raise ModelUnavailable(
+                f"{model} reached its end of life on {lifecycle.end_of_life}: choose an Active "
+                "image model (README, Generation)"
+            )
+        until = f", end of life on {lifecycle.end_of_life}" if lifecycle.end_of_life else ""
+        return True, (
+            f"{model} is Legacy on Bedrock{until}: closed to new customers; move to an Active "
+            "image model (README, Generation)"
+        )
+    note = f"; {STABILITY_NOTE}" if family(model) == "stability" else ""
+    return False, f"{model} is {lifecycle.status.title()} on Bedrock{note}"
+
+
+def control_plane(settings: Settings) -> Settings:
+    """Settings whose `bedrock` endpoint is the runtime's when only the runtime is pointed
+    elsewhere: the local emulator serves both on one port. On AWS neither is set."""
+    if settings.endpoint("bedrock") or not settings.endpoint("bedrock-runtime"):
+        return settings
+    endpoints = {**settings.endpoints, "bedrock": settings.endpoint("bedrock-runtime") or ""}
+    return replace(settings, endpoints=endpoints)
+
+
+def check_model(
+    settings: Settings, model_id: str, client: Any | None = None, today: date | None = None
+) -> str | None:
+    """Ask GetFoundationModel (one quick call); log and return the verdict, or raise
+    ModelUnavailable. When the answer cannot be had (a role without bedrock:GetFoundationModel,
+    the control plane unreachable) that is logged and None returned: the model may still answer,
+    and the next call asks again."""
+    client = client or aws.client(
+        control_plane(settings), "bedrock", config=LIFECYCLE_BUDGET.config()
+    )
+    try:
+        details = client.get_foundation_model(modelIdentifier=model_id)["modelDetails"]
+    except client.exceptions.ResourceNotFoundException:
+        raise ModelUnavailable(
+            f"{model_id} is not offered by Bedrock in {settings.region} (unknown id, or gone "
+            "after its end of life)"
+        ) from None
+    except (ClientError, BotoCoreError) as exc:
+        hint = " (allow bedrock:GetFoundationModel)" if "AccessDenied" in str(exc) else ""
+        log.warning("cannot check %s's lifecycle%s: %s", model_id, hint, exc)
+        return None
+    legacy, message = verdict(lifecycle_of(model_id, details), today or datetime.now(UTC).date())
+    log.log(logging.WARNING if legacy else logging.INFO, message)
+    return message

@@ -1,0 +1,1 @@
+"""An image's life after ingest: deletion everywhere it reached, and duplicates."""

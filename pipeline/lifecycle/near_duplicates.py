@@ -1,0 +1,133 @@
+"""Near-duplicates: an image whose vector is at least `near_duplicate_threshold` (cosine) from
+an earlier image of the same prompt and model is recorded `near_duplicate_of` that image's
+group root, when its embedding is committed. Earlier means (created_at, image_id) order, so
+two runs or a replay pick the same root; the root is the earliest such image, or the root
+it already points to, so a group has one root and never a chain.
+
+The check reads the prompt's shards once per commit (the run has just listed its own) and
+compares the run's new rows with every row in blocks, so its memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.embedding.compaction import merge_tables
+from pipeline.lifecycle.deletion import Deleter
+from pipeline.settings import Settings
+from pipeline.storage.images_table import DELETED, EMBEDDED, ImageStore
+from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.shards import ShardStore
+
+BLOCK = 256  # new rows compared with every row at a time: BLOCK x rows float32 scores
+COLUMNS = ["image_id", "embedding", "created_at"]
+
+
+@dataclass(frozen=True)
+class Committed:
+    """An image a run committed (or tried to): its id, version and prompt."""
+
+    image_id: str
+    etag: str
+    prompt: str | None
+
+
+def nearest_earlier(new_ids: Sequence[str], table: pa.Table, threshold: float) -> dict[str, str]:
+    """For each new id, the earliest other row that sorts before it in (created_at, image_id)
+    with cosine >= threshold. Rows are L2-normalized. Pure."""
+    ids = table.column("image_id").to_pylist()
+    vectors = table.column("embedding").combine_chunks()
+    matrix = vectors.values.to_numpy(zero_copy_only=False).reshape(len(ids), -1)
+    created = table.column("created_at").to_pylist()
+    order = {image_id: (created[n], image_id) for n, image_id in enumerate(ids)}
+    row = {image_id: n for n, image_id in enumerate(ids)}
+    present = [i for i in new_ids if i in row]
+    found: dict[str, str] = {}
+    for start in range(0, len(present), BLOCK):
+        block = present[start : start + BLOCK]
+        scores = matrix[[row[i] for i in block]] @ matrix.T
+        for n, image_id in enumerate(block):
+            hits = np.flatnonzero(scores[n] >= np.float32(threshold))
+            earlier = [ids[h] for h in hits if order[ids[h]] < order[image_id]]
+            if earlier:
+                found[image_id] = min(earlier, key=order.__getitem__)
+    return found
+
+
+class RunLifecycle:
+    """What an embedding run's commit owes the lifecycle: images deleted during the run lose
+    what the commit wrote for them, and new images get their `near_duplicate_of`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        images: ImageStore,
+        manifests: ManifestStore,
+        shards: ShardStore,
+        deleter: Deleter | None = None,
+    ) -> None:
+        self.threshold = settings.near_duplicate_threshold
+        self.images = images
+        self.manifests = manifests
+        self.shards = shards
+        self.deleter = deleter or Deleter(settings, images=images, manifests=manifests)
+
+    def after_commit(
+        self, model_id: str, committed: list[Committed], refused: list[Committed]
+    ) -> dict[str, int]:
+        """`committed`: images whose status the commit set; `refused`: those whose record
+        refused it (replaced, or deleted during the run)."""
+        settled = 0
+        for image in refused:
+            record = self.images.get(image.image_id)
+            if record is not None and record.get("status") == DELETED:
+                self.deleter.settle(image.image_id, image.prompt)
+                settled += 1
+        near = 0
+        for prompt in sorted({c.prompt for c in committed if c.prompt}):
+            mine = [c for c in committed if c.prompt == prompt]
+            near += self.mark(prompt, model_id, mine)
+        return {"deleted_during_run": settled, "near_duplicates": near}
+
+    def mark(self, prompt: str, model_id: str, new: list[Committed]) -> int:
+        """Record `near_duplicate_of` on the new images of one prompt that have an earlier
+        near-duplicate; returns how many."""
+        manifest = self.manifests.get(prompt, model_id)
+        if manifest is None or not manifest.shards:
+            return 0
+        tables = [self.shards.read(k, COLUMNS) for k in manifest.shards]
+        table = merge_tables(tables, manifest.tombstones)
+        nearest = nearest_earlier([c.image_id for c in new], table, self.threshold)
+        if not nearest:
+            return 0
+        targets = sorted(set(nearest.values()))
+        records = self.images.batch_get(targets, ["status", "prompt", "near_duplicate_of"])
+        groups: dict[str, str | None] = {}
+
+        def group(image_id: str) -> str | None:
+            """The root of the image's group; None when its earlier image is nobody's root
+            (a replaced or deleted row). Earlier images resolve first: no chains."""
+            if image_id not in groups:
+                earlier = nearest[image_id]
+                record = records.get(earlier) or {}
+                if record.get("status") != EMBEDDED or record.get("prompt") != prompt:
+                    groups[image_id] = None
+                elif earlier in nearest:
+                    groups[image_id] = group(earlier) or earlier
+                else:
+                    groups[image_id] = record.get("near_duplicate_of") or earlier
+            return groups[image_id]
+
+        etags = {c.image_id: c.etag for c in new}
+        marked = 0
+        for image_id in sorted(nearest):
+            root = group(image_id)
+            if root and self.images.set_outcome(
+                image_id, etags[image_id], {"near_duplicate_of": root}
+            ):
+                marked += 1
+        return marked

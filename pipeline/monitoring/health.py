@@ -1,0 +1,131 @@
+"""One look at the whole pipeline: images by status and source, queue depths, the oldest
+pending image; and the rules that call it unhealthy."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline import aws
+from pipeline.settings import Settings
+from pipeline.storage.dynamodb_codec import deserialize_item
+
+PENDING = "pending"
+DEPTH_ATTRIBUTES = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When the pipeline counts as unhealthy (the pipeline_health DAG's params)."""
+
+    max_pending_minutes: float = 60.0
+    max_dlq_messages: int = 0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    checked_at: str
+    images: dict[str, dict[str, int]]  # status -> source -> count
+    queues: dict[str, int]  # queue name -> messages (visible + in flight + delayed)
+    oldest_pending: dict[str, Any] | None = None  # image_id, created_at, age_minutes
+    dead_letter_queues: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def summarize_images(
+    items: Iterable[Mapping[str, Any]], now: datetime
+) -> tuple[dict[str, dict[str, int]], dict[str, Any] | None]:
+    """Counts by status and source, and the pending image recorded first."""
+    counts: Counter[tuple[str, str]] = Counter()
+    oldest: Mapping[str, Any] | None = None
+    for item in items:
+        status, source = str(item.get("status", "?")), str(item.get("source", "?"))
+        counts[status, source] += 1
+        if status == PENDING and (oldest is None or item["created_at"] < oldest["created_at"]):
+            oldest = item
+    by_status: dict[str, dict[str, int]] = {}
+    for (status, source), count in sorted(counts.items()):
+        by_status.setdefault(status, {})[source] = count
+    if oldest is None:
+        return by_status, None
+    age = (now - parse_time(oldest["created_at"])).total_seconds() / 60
+    return by_status, {
+        "image_id": oldest["image_id"],
+        "created_at": oldest["created_at"],
+        "age_minutes": round(age, 1),
+    }
+
+
+def problems(report: HealthReport, thresholds: Thresholds) -> list[str]:
+    """Why the pipeline is unhealthy, one sentence each; empty when it is healthy."""
+    found = []
+    for name in report.dead_letter_queues:
+        depth = report.queues.get(name, 0)
+        if depth > thresholds.max_dlq_messages:
+            found.append(
+                f"dead-letter queue {name} holds {depth} message(s) (allowed "
+                f"{thresholds.max_dlq_messages}): events that failed 5 times; read them, fix "
+                "the cause, then redrive (the redrive_dlq DAG or `imgsim redrive`)"
+            )
+    oldest = report.oldest_pending
+    if oldest and oldest["age_minutes"] > thresholds.max_pending_minutes:
+        found.append(
+            f"image {oldest['image_id']} has been pending for {oldest['age_minutes']:.0f} min "
+            f"(recorded {oldest['created_at']}; allowed {thresholds.max_pending_minutes:g} "
+            "min): check the embed_images runs"
+        )
+    return found
+
+
+class PipelineProbe:
+    """Reads the Images table and the queues (a paginated Scan of four small attributes:
+    it reads the whole table, fine at a few hundred thousand images every few minutes)."""
+
+    def __init__(self, settings: Settings, dynamodb: Any | None = None, sqs: Any | None = None):
+        self.settings = settings
+        self.dynamodb = dynamodb or aws.client(settings, "dynamodb")
+        self.sqs = sqs or aws.client(settings, "sqs")
+
+    def image_items(self) -> Iterable[dict[str, Any]]:
+        pages = self.dynamodb.get_paginator("scan").paginate(
+            TableName=self.settings.images_table,
+            ProjectionExpression="image_id, #s, #src, created_at",
+            ExpressionAttributeNames={"#s": "status", "#src": "source"},
+        )
+        for page in pages:
+            yield from (deserialize_item(item) for item in page.get("Items", []))
+
+    def queue_names(self) -> tuple[list[str], list[str]]:
+        """The pipeline's queues and, of those, the dead-letter queues."""
+        s = self.settings
+        dlqs = [f"{s.ingest_queue}-dlq", f"{s.embed_queue}-dlq"]
+        return [s.ingest_queue, s.embed_queue, *dlqs], dlqs
+
+    def depth(self, name: str) -> int:
+        url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=DEPTH_ATTRIBUTES)
+        return sum(int(attributes["Attributes"].get(a, 0)) for a in DEPTH_ATTRIBUTES)
+
+    def report(self, now: datetime) -> HealthReport:
+        images, oldest = summarize_images(self.image_items(), now)
+        names, dlqs = self.queue_names()
+        return HealthReport(
+            checked_at=now.isoformat(timespec="seconds"),
+            images=images,
+            queues={name: self.depth(name) for name in names},
+            oldest_pending=oldest,
+            dead_letter_queues=dlqs,
+        )

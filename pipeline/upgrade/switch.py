@@ -1,0 +1,51 @@
+"""The end of a backfill: count each prompt's embedded images that have the new model's vector,
+and point every complete prompt at the new model (a compare-and-set on its pointer)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pipeline.storage.active_models import ActiveModels
+from pipeline.storage.images_table import ImageStore, embedded_with
+
+log = logging.getLogger(__name__)
+
+
+def progress(images: ImageStore, prompt: str, model_id: str) -> dict[str, int]:
+    """done/total: the prompt's embedded images with a vector of `model_id`, of all of them."""
+    records = images.embedded(prompt)
+    return {
+        "done": sum(embedded_with(r, model_id, strict=True) for r in records),
+        "total": len(records),
+    }
+
+
+def switch_complete(
+    images: ImageStore, active: ActiveModels, plan: dict[str, Any], at: str
+) -> dict[str, dict[str, Any]]:
+    """Per prompt of the plan: done/total, and the active model after switching the complete
+    ones. A prompt with an image still missing its vector (failed, or embedded meanwhile by the
+    old model) keeps its pointer: a re-run of the backfill embeds what is missing."""
+    model_id = plan["model_id"]
+    report = {}
+    for prompt, planned in sorted(plan["prompts"].items()):
+        counts = progress(images, prompt, model_id)
+        complete = counts["done"] == counts["total"] > 0  # nothing embedded: nothing to switch
+        if complete and active.get(prompt) != model_id:  # a re-run writes nothing
+            switched = active.switch(prompt, planned["old_model"], model_id, at)
+            if not switched:
+                log.warning(
+                    "prompt %r: the pointer no longer names %s; left as it is",
+                    prompt,
+                    planned["old_model"],
+                )
+        report[prompt] = {**counts, "complete": complete, "active_model": active.get(prompt)}
+        log.info(
+            "prompt %r: %s/%s with %s, active %s",
+            prompt,
+            *counts.values(),
+            model_id,
+            report[prompt]["active_model"],
+        )
+    return report

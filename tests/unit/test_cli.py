@@ -1,0 +1,150 @@
+"""The imgsim CLI without a stack: which files an upload sends, the exit codes scripts rely on
+when nothing runs or the arguments are wrong, and the per-prompt rows of `campaign run`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli.app import app
+from pipeline.cli.campaigns import prompt_rows
+from pipeline.cli.errors import NOT_RUNNING, USAGE, CliError
+from pipeline.cli.files import collect_files
+from pipeline.local.processes import free_port
+from tests.helpers import image_bytes
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """`imgsim ...` with an empty local-stack directory (no stack) and no URLs set."""
+    monkeypatch.setenv("IMGSIM_LOCAL_DIR", str(tmp_path / "local"))
+    for name in ("IMGSIM_API_URL", "IMGSIM_AIRFLOW_URL", "IMGSIM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return lambda *args: CliRunner().invoke(app, list(args))
+
+
+def test_folders_give_their_images_and_named_files_are_sent_as_given(tmp_path):
+    (tmp_path / "a" / "deeper").mkdir(parents=True)
+    (tmp_path / "a" / "one.JPG").write_bytes(image_bytes())
+    (tmp_path / "a" / "deeper" / "two.png").write_bytes(image_bytes("PNG"))
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    named = tmp_path / "named.txt"
+    named.write_text("sent anyway: the API says why it is refused")
+
+    files = collect_files([tmp_path / "a", named, tmp_path / "a" / "one.JPG"])
+
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == [
+        "a/deeper/two.png",
+        "a/one.JPG",
+        "named.txt",
+    ]
+
+
+def test_no_image_among_the_paths_is_a_usage_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(CliError) as missing:
+        collect_files([tmp_path / "nope.jpg"])
+    assert missing.value.exit_code == USAGE and "no such file" in str(missing.value)
+    with pytest.raises(CliError) as empty:
+        collect_files([tmp_path])
+    assert empty.value.exit_code == USAGE
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["similar", "some-id", "--prompt", "a cat"],
+        ["prompts"],
+        ["campaign", "run", "demo"],
+        ["--json", "status"],
+    ],
+)
+def test_without_a_stack_commands_exit_3_with_the_reason(run, args):
+    result = run(*args)
+    assert result.exit_code == NOT_RUNNING, result.output
+    assert "imgsim up" in result.output
+
+
+def test_upload_checks_its_paths_before_the_stack(run, tmp_path):
+    result = run("upload", str(tmp_path / "missing.jpg"))
+    assert result.exit_code == USAGE
+    assert "no such file or folder" in result.output
+
+
+def test_usage_errors_exit_2(run):
+    assert run("similar", "some-id").exit_code == USAGE  # --prompt is required
+    assert run("similar", "x", "--prompt", "p", "-k", "0").exit_code == USAGE
+    assert run("no-such-command").exit_code == USAGE
+
+
+def test_an_api_that_does_not_answer_exits_3(run):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run("--api-url", url, "similar", "some-id", "--prompt", "a cat")
+    assert result.exit_code == NOT_RUNNING
+    assert f"cannot reach the API at {url}" in result.output
+
+
+def test_down_without_a_stack_says_so(run):
+    result = run("--json", "down")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"stopped": False}
+
+
+def test_help_lists_the_exit_codes(run):
+    result = run("--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # rich wraps the epilog to the terminal's width
+    assert "Exit codes: 0 success" in text and "3 the stack is not running" in text
+
+
+def test_campaign_rows_follow_the_mapped_tasks_in_plan_order():
+    rows = prompt_rows(
+        ["a fox", "a moth", "a cat"],
+        {0: "success", 1: "running"},
+        {
+            0: {
+                "outcomes": [
+                    {"status": "generated"},
+                    {"status": "generated"},
+                    {"status": "refused"},
+                ]
+            }
+        },
+    )
+    assert rows == [
+        {
+            "prompt": "a fox",
+            "state": "success",
+            "generated": 2,
+            "existing": 0,
+            "refused": 1,
+            "failed": 0,
+        },
+        {
+            "prompt": "a moth",
+            "state": "running",
+            "generated": None,
+            "existing": None,
+            "refused": None,
+            "failed": None,
+        },
+        {
+            "prompt": "a cat",
+            "state": "waiting",
+            "generated": None,
+            "existing": None,
+            "refused": None,
+            "failed": None,
+        },
+    ]
+
+
+def test_eval_wants_a_model_or_the_stack_and_a_labelled_folder(run, tmp_path):
+    assert run("eval", "samples/photos").exit_code == USAGE
+    (tmp_path / "flat.jpg").write_bytes(image_bytes())
+    result = run("eval", str(tmp_path), "--model", "color-layout-v1")
+    assert result.exit_code == USAGE
+    assert "one sub-folder per label" in result.output
