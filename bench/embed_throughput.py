@@ -2,13 +2,17 @@
 
     python bench/embed_throughput.py [--images 256] [--config vit-b-32] [--no-onnx]
     python bench/embed_throughput.py --family efficientnet-lite0 [--images 256]
+    python bench/embed_throughput.py --batch-size 256 --precision fp16 --no-onnx   # on a GPU
 
 Measured on the same randomly initialised CLIP (ViT-B/32 shapes by default; random weights
 cost exactly what trained ones do) over generated JPEGs held in memory:
   handler      predict_fn over all images: decode + CLIP preprocessing in worker threads,
                overlapped with batched forward passes (the batch-transform path)
   one-per-call predict_fn with one image per call (the seed design's real-time pattern)
-  ceiling      forward passes only, on tensors preprocessed beforehand
+  ceiling      forward passes only, on tensors preprocessed beforehand (on the GPU when
+               torch sees one; the copy to it included)
+  preparation  decode + preprocessing only, in the handler's worker threads (one per core
+               by default): with the ceiling, the two bounds; the lower one limits the handler
   onnx fp32 / int8  the handler with the job's ONNX Runtime option, and the cosine agreement
                of its vectors with torch's
 With `--family efficientnet-lite0` (ImageNet EfficientNet-Lite0, served by ONNX Runtime; not
@@ -27,6 +31,7 @@ import os
 import tarfile
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +39,23 @@ from PIL import Image, ImageDraw
 
 from sagemaker_jobs.build_model import build
 from sagemaker_jobs.clip_embed.code import inference
-from sagemaker_jobs.clip_embed.code.batch import Request
+from sagemaker_jobs.clip_embed.code.batch import Request, decode
+
+
+def on_gpu() -> bool:
+    """Whether the torch model runs on a GPU (ONNX Runtime here runs on the CPU)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def describe_machine() -> str:
+    cores = f"{os.cpu_count()} cores"
+    if on_gpu():
+        import torch
+
+        return f"{cores}, GPU {torch.cuda.get_device_name(0)}"
+    return f"{cores}, no GPU"
 
 
 def make_jpegs(n: int, seed: int = 0) -> list[bytes]:
@@ -78,8 +99,20 @@ def handler_rate(model, photos: list[bytes]) -> tuple[float, np.ndarray]:
     return speed, np.asarray([r["embedding"] for r in results], np.float32)
 
 
+def preparation_rate(model, photos: list[bytes]) -> float:
+    """Decode + preprocessing alone, in the handler's worker threads: the other bound."""
+
+    def prepare(data: bytes) -> np.ndarray:
+        return model.embedder.prepare(decode(data))
+
+    with ThreadPoolExecutor(max_workers=model.workers) as pool:
+        list(pool.map(prepare, photos[: model.workers]))
+        speed, _ = rate(len(photos), lambda: list(pool.map(prepare, photos)))
+    return speed
+
+
 def measure(model, photos: list[bytes], single_count: int) -> tuple[dict[str, float], np.ndarray]:
-    """handler, one-per-call and forward-only ceiling of one loaded model."""
+    """handler, one-per-call, forward-only ceiling and preparation-only rate of one model."""
     results: dict[str, float] = {}
     results["handler"], reference = handler_rate(model, photos)
     single = [Request(image_id="x", data=p) for p in photos[:single_count]]
@@ -87,25 +120,48 @@ def measure(model, photos: list[bytes], single_count: int) -> tuple[dict[str, fl
     results["one_per_call"], _ = rate(
         len(single), lambda: [inference.predict_fn([r], model) for r in single]
     )
-    pixels = np.stack([model.embedder.preprocess(Image.open(io.BytesIO(p))) for p in photos])
-    batch = model.batch_size
-    model.embedder.embed(pixels[:batch])
+    embedder, batch = model.embedder, model.batch_size
+    pixels = np.stack([embedder.prepare(Image.open(io.BytesIO(p))) for p in photos])
+    embedder.embed_prepared(pixels[:batch])
     results["ceiling"], _ = rate(
         len(photos),
-        lambda: [model.embedder.embed(pixels[i : i + batch]) for i in range(0, len(pixels), batch)],
+        lambda: [
+            embedder.embed_prepared(pixels[i : i + batch]) for i in range(0, len(pixels), batch)
+        ],
     )
+    results["preparation"] = preparation_rate(model, photos)
     return results, reference
 
 
-def efficientnet(args, work: Path, photos: list[bytes]) -> tuple[dict[str, float], dict]:
+def efficientnet(args, work: Path, photos: list[bytes]) -> tuple[dict[str, float], dict, bool]:
     build(work / "fp32.tar.gz", family="efficientnet-lite0")
-    results, reference = measure(load(work / "fp32.tar.gz", work), photos, args.single)
+    model = load(work / "fp32.tar.gz", work)
+    results, reference = measure(model, photos, args.single)
     build(work / "int8.tar.gz", family="efficientnet-lite0", onnx="int8", force_int8=True)
     results["int8_handler"], vectors = handler_rate(load(work / "int8.tar.gz", work), photos)
-    return results, {"int8": float((vectors * reference).sum(axis=1).min())}
+    return results, {"int8": float((vectors * reference).sum(axis=1).min())}, forward_on_gpu(model)
 
 
-def report(args, results: dict[str, float], agreement: dict, model: str) -> None:
+def bound(results: dict[str, float], forward_on_gpu: bool) -> float:
+    """The most the handler can make. With a GPU, preparation (CPU) and the forward pass (GPU)
+    overlap on different hardware: the slower of the two. Without one both need the same
+    cores, so at best their times add up: the forward-only ceiling is out of reach there
+    unless preparation is free."""
+    ceiling, preparation = results["ceiling"], results["preparation"]
+    if forward_on_gpu:
+        return min(ceiling, preparation)
+    return 1 / (1 / ceiling + 1 / preparation)
+
+
+def forward_on_gpu(model) -> bool:
+    device = getattr(model.embedder, "device", None)
+    if device is not None:
+        return bool(device.type == "cuda")
+    session = getattr(model.embedder, "session", None)
+    return session is not None and session.get_providers()[0] == "CUDAExecutionProvider"
+
+
+def report(args, results: dict[str, float], agreement: dict, model: str, gpu: bool) -> None:
     ceiling, single_rate = results["ceiling"], results["one_per_call"]
     print(f"{'path':<14}{'images/s':>10}{'vs ceiling':>12}{'vs one-per-call':>17}")
     for name, speed in results.items():
@@ -119,6 +175,9 @@ def report(args, results: dict[str, float], agreement: dict, model: str) -> None
                 "model": model,
                 "images_per_s": {k: round(v, 2) for k, v in results.items()},
                 "handler_vs_ceiling": round(results["handler"] / ceiling, 3),
+                "forward_on_gpu": gpu,
+                "bound": round(bound(results, gpu), 2),
+                "handler_vs_bound": round(results["handler"] / bound(results, gpu), 3),
                 "handler_vs_one_per_call": round(results["handler"] / single_rate, 2),
                 "min_cosine": agreement,
             }
@@ -135,19 +194,25 @@ def main() -> None:
     parser.add_argument("--config", default="vit-b-32", choices=["tiny", "vit-b-32"])
     parser.add_argument("--no-onnx", action="store_true")
     parser.add_argument("--family", choices=["hf-clip", "efficientnet-lite0"], default="hf-clip")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    parser.add_argument("--workers", type=int, default=0, help="preparation threads (0: cores)")
+    parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32", help="hf-clip")
     args = parser.parse_args()
-    os.environ.setdefault("IMGSIM_BATCH_SIZE", "16")
+    os.environ["IMGSIM_BATCH_SIZE"] = str(args.batch_size)
+    os.environ["IMGSIM_DECODE_WORKERS"] = str(args.workers)
+    os.environ["IMGSIM_PRECISION"] = args.precision
+    print(f"machine: {describe_machine()}; batch {args.batch_size}")
 
     work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
     photos = make_jpegs(args.images)
     if args.family == "efficientnet-lite0":
         print(f"{args.images} JPEGs; model: efficientnet-lite0-imagenet (ONNX Runtime, not CLIP)")
-        results, agreement = efficientnet(args, work, photos)
-        report(args, results, agreement, "efficientnet-lite0-imagenet")
+        results, agreement, gpu = efficientnet(args, work, photos)
+        report(args, results, agreement, "efficientnet-lite0-imagenet", gpu)
         return
     print(
         f"{args.images} JPEGs, mean {np.mean([len(p) for p in photos]) / 1024:.0f} KiB; "
-        f"model: random-init CLIP {args.config}; torch threads: ",
+        f"model: random-init CLIP {args.config} ({args.precision}); torch threads: ",
         end="",
     )
     build(work / "torch.tar.gz", random_config=args.config, seed=0)
@@ -165,7 +230,13 @@ def main() -> None:
             results[f"onnx_{precision}"] = speed
             agreement[precision] = float((vectors * reference).sum(axis=1).min())
 
-    report(args, results, {f"onnx {k}": v for k, v in agreement.items()}, args.config)
+    report(
+        args,
+        results,
+        {f"onnx {k}": v for k, v in agreement.items()},
+        args.config,
+        forward_on_gpu(model),
+    )
 
 
 if __name__ == "__main__":

@@ -88,7 +88,6 @@ def transform_config(
     name = f"imgsim-embed-{readable}-{digest}"  # <= 63 characters, unique per run
     env = {
         "IMGSIM_BATCH_SIZE": "16",
-        "IMGSIM_DECODE_WORKERS": "2",
         **server_environment(),
         **(environment or {}),
     }

@@ -141,3 +141,27 @@ def test_fast_preprocessing_equals_clip_image_processor(model, size):
     theirs = model.embedder.processor(images=image, return_tensors="np")["pixel_values"][0]
     assert ours.shape == theirs.shape == (3, 224, 224)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_the_gpu_hand_off_uint8_crops_normalised_by_torch_gives_the_same_vectors(model):
+    """On a GPU the preparation threads hand over uint8 crops and torch normalises them on the
+    device; here the same code runs on the CPU (no GPU in CI) against the float path."""
+    embedder = model.embedder
+    assert embedder.device.type == "cpu" and embedder.prepare(Image.new("RGB", (9, 9))).dtype == (
+        np.float32
+    )
+    images = [Image.open(io.BytesIO(p)) for p in _photos(4)]
+    crops = np.stack([embedder.preprocess.fast.resize_crop(image) for image in images])
+    assert crops.dtype == np.uint8 and crops.shape == (4, 224, 224, 3)
+    floats = np.stack([embedder.preprocess(image) for image in images])
+    np.testing.assert_allclose(embedder.preprocess.fast.normalize(crops), floats, atol=1e-6)
+    np.testing.assert_allclose(embedder.embed_prepared(crops), embedder.embed(floats), atol=1e-5)
+
+
+def test_half_precision_is_refused_on_a_cpu(tiny_clip_artifact, tmp_path):
+    from sagemaker_jobs.clip_embed.code.embedders import load_embedder
+
+    with tarfile.open(tiny_clip_artifact) as tar:
+        tar.extractall(tmp_path, filter="data")
+    with pytest.raises(ValueError, match="fp16 on cuda"):
+        load_embedder(tmp_path, precision="fp16")

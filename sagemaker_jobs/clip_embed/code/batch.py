@@ -4,10 +4,8 @@ forward passes on the previous batch. One bad image yields an error line, never 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -63,19 +61,10 @@ class _Prepared:
     error: str | None = None
 
 
-def _background_priority() -> None:
-    """Run preparation threads at SCHED_IDLE: fetching overlaps the forward pass freely, and
-    CPU work (decode, preprocessing) takes only cycles the forward pass leaves idle, so it never
-    stalls the model's own threads at their synchronisation points (Linux only)."""
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-
-
 def _prepare(request: Request, fetch: Callable[[str], bytes], embedder: Embedder) -> _Prepared:
     try:
         data = request.data if request.data is not None else fetch(request.s3_uri or "")
-        return _Prepared(request, pixels=embedder.preprocess(decode(data)))
+        return _Prepared(request, pixels=embedder.prepare(decode(data)))
     except Exception as exc:  # one bad image is an error line, not a failed batch
         return _Prepared(request, error=f"{type(exc).__name__}: {exc}")
 
@@ -98,9 +87,7 @@ def _embed_iter(
     batch_size: int,
     workers: int,
 ) -> Iterator[dict[str, Any]]:
-    with ThreadPoolExecutor(
-        max_workers=workers, thread_name_prefix="prep", initializer=_background_priority
-    ) as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prep") as pool:
         pending: deque[Future[_Prepared]] = deque()
         todo = iter(requests)
         lookahead = 2 * batch_size  # decode the next batch while this one runs forward
@@ -121,7 +108,7 @@ def _embed_iter(
 
 def _forward(batch: list[_Prepared], embedder: Embedder) -> Iterator[dict[str, Any]]:
     good = [p.pixels for p in batch if p.pixels is not None]
-    vectors = iter(embedder.embed(np.stack(good)) if good else [])
+    vectors = iter(embedder.embed_prepared(np.stack(good)) if good else [])
     for prepared in batch:
         if prepared.pixels is None:
             yield {"image_id": prepared.request.image_id, "error": prepared.error}

@@ -54,11 +54,13 @@ class EmbeddingModel:
 def model_fn(model_dir: str, context: Any = None) -> EmbeddingModel:
     """Load once per container: the embedder named by the model directory's card."""
     threads = int(os.environ.get("IMGSIM_TORCH_THREADS", "0")) or None
+    precision = os.environ.get("IMGSIM_PRECISION", "fp32")
     return EmbeddingModel(
-        embedder=load_embedder(Path(model_dir), threads=threads),
+        embedder=load_embedder(Path(model_dir), threads=threads, precision=precision),
         card=read_model_card(Path(model_dir)),
         batch_size=int(os.environ.get("IMGSIM_BATCH_SIZE", "16")),
-        workers=int(os.environ.get("IMGSIM_DECODE_WORKERS", "2")),
+        # one preparation thread per core: on a GPU instance decoding is what limits the job
+        workers=int(os.environ.get("IMGSIM_DECODE_WORKERS", "0")) or os.cpu_count() or 2,
     )
 
 
