@@ -3,6 +3,7 @@ resolve its intrinsic functions where the local stack needs values (the IAM iden
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,7 +43,37 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 
 def template_body(path: Path = TEMPLATE_PATH) -> str:
-    return path.read_text()
+    """The template as moto's CloudFormation can create it (JSON, long-form intrinsics)."""
+    return json.dumps(without_lambda_versions(load_template(path)))
+
+
+def without_lambda_versions(template: dict[str, Any]) -> dict[str, Any]:
+    """moto 5.2.5 creates an AWS::Lambda::Version but cannot reference it (its Ref is not a
+    string), so locally each version is dropped and what referenced it names the function's
+    ARN instead. Nothing local invokes through API Gateway (the local API serves the handler),
+    so the stack behaves the same. Pure."""
+    resources = template["Resources"]
+    versions = {
+        name: resource["Properties"]["FunctionName"]["Ref"]
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Lambda::Version"
+    }
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if isinstance(node, str):
+            for version, function in versions.items():
+                node = node.replace("${" + version + "}", "${" + function + ".Arn}")
+            return node
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Ref"} and node["Ref"] in versions:
+            return {"Fn::GetAtt": [versions[node["Ref"]], "Arn"]}
+        return {key: rewrite(value) for key, value in node.items()}
+
+    kept = {name: r for name, r in resources.items() if name not in versions}
+    return rewrite({**template, "Resources": kept})
 
 
 def resolve(node: Any, refs: Mapping[str, str], attributes: Mapping[str, str]) -> Any:

@@ -1,5 +1,7 @@
 """infra/template.yaml: lint-clean, and declaring what DESIGN.md asks of it."""
 
+import json
+
 from cfnlint.api import lint_file
 
 from pipeline.local.cfn_template import TEMPLATE_PATH, load_template, resolve
@@ -276,3 +278,32 @@ def test_the_airflow_tasks_may_batch_write_vectors_and_redrive_both_dead_letter_
     # an operator's command, not a DAG task: retire's deletes are not the Airflow role's
     manifests = {"Fn::GetAtt": ["ShardManifestsTable", "Arn"]}
     assert "dynamodb:DeleteItem" not in _granted("AirflowTasksPolicy", manifests)
+
+
+def test_api_gateway_invokes_a_published_snapstart_version_that_each_code_version_renews():
+    function = RESOURCES["ApiFunction"]["Properties"]
+    assert function["SnapStart"] == {"ApplyOn": {"Ref": "ApiSnapStart"}}
+    assert TEMPLATE["Parameters"]["ApiSnapStart"]["Default"] == "PublishedVersions"
+    version = RESOURCES["ApiFunctionVersion"]["Properties"]
+    assert version["FunctionName"] == {"Ref": "ApiFunction"}
+    assert "${CodeVersion}" in version["Description"]["Fn::Sub"]  # a new value, a new version
+    uris = [
+        method["Properties"]["Integration"]["Uri"]["Fn::Sub"]
+        for method in _of_type("AWS::ApiGateway::Method").values()
+        if "Integration" in method["Properties"]
+    ]
+    assert len(uris) == 5 and all("functions/${ApiFunctionVersion}/invocations" in u for u in uris)
+    permission = RESOURCES["ApiInvokePermission"]["Properties"]
+    assert permission["FunctionName"] == {"Ref": "ApiFunctionVersion"}
+
+
+def test_the_local_stack_s_copy_names_the_function_where_moto_cannot_reference_a_version():
+    from pipeline.local.cfn_template import without_lambda_versions
+
+    local = without_lambda_versions(TEMPLATE)
+    assert "ApiFunctionVersion" not in local["Resources"]
+    permission = local["Resources"]["ApiInvokePermission"]["Properties"]
+    assert permission["FunctionName"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
+    assert "${ApiFunctionVersion}" not in json.dumps(local)
+    assert "functions/${ApiFunction.Arn}/invocations" in json.dumps(local)
+    assert "ApiFunctionVersion" in RESOURCES  # the template itself is untouched
