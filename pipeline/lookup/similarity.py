@@ -88,12 +88,13 @@ class SimilarityService:
             normalized,
             k,
             min_score,
-            after,
+            after.position if after else None,
             image_id,
             dedupe=dedupe,
+            carried=after.groups if after else (),
         )
-        last = page.pop("last")
-        next_cursor = encode_cursor(last, digest) if page["next_cursor"] else None
+        last, groups = page.pop("last"), page.pop("groups")
+        next_cursor = encode_cursor(last, digest, groups) if page["next_cursor"] else None
         return page | {"image_id": image_id, "next_cursor": next_cursor}
 
     def query_vector(
@@ -150,9 +151,11 @@ class SimilarityService:
         after: Position | int | None,
         exclude: str | None,
         dedupe: bool = False,
+        carried: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """The k best current candidates after `after` (None or 0: from the top), with
-        `next_cursor` true when more follow and `last`, the position of the page's last row.
+        `next_cursor` true when more follow, `last`, the position of the page's last row, and
+        `groups`, what the next page's cursor carries (see Visibility).
 
         A candidate is current when its Images record is embedded, for this prompt and model:
         a replaced object's record is pending or failed (or embedded from the new version,
@@ -177,6 +180,7 @@ class SimilarityService:
                 dedupe,
                 query_group,
                 lambda ids: self._current_ids(ids, prompt, model_id),
+                carried,
             )
             page, more, total = self._current(
                 candidates, vector, model_id, prompt, k, min_score, position, exclude, visible
@@ -200,6 +204,7 @@ class SimilarityService:
             "candidates": total,
             "next_cursor": more,
             "last": (page[-1][1], page[-1][0]) if page else None,
+            "groups": visible.groups_for_next_page([i for i, _, _ in page]),
         }
 
     def _current(

@@ -185,6 +185,9 @@ def test_near_duplicates_are_recorded_at_commit_and_dedupe_keeps_one_per_group(w
     after = world.similar("coffee", prompt, dedupe="true")
     best_copy = next(i for i in everything if i in {"reenc", "small"})
     assert after == [i for i in everything if i in {best_copy, "rocket", "astronaut"}]
+    # page by page too: the group shown through its best copy is carried in the cursor, so
+    # the other copy never shows on a later page
+    assert _paged(world, "coffee", prompt) == after
 
 
 def _paged(world: World, image_id: str, prompt: str) -> list[str]:
