@@ -11,6 +11,13 @@ back to the queue with a growing SQS delay (`attempt` 1, 2, ...: 30 s, 60 s, the
 120 s, 8 attempts; `on_failure_callback` of every task), so they are embedded within about two
 minutes of SageMaker coming back instead of waiting for the schedule.
 
+After a model upgrade switched a prompt to a new model (`reembed`), this DAG still embeds the
+prompt's new images with its own model (`model_data_url`), so they get no vector of the prompt's
+active model: `follow_up` lists, per new artifact, the prompts the commit wrote that point at
+another model (the artifact is on the pointer), and `trigger_reembed` (the standard provider's
+`TriggerDagRunOperator`, mapped over that list) triggers one `reembed` run for each. The list
+is empty unless an upgrade happened: nothing is mapped, the task is skipped, the run succeeds.
+
 The transform job is waited for in the triggerer (`deferrable=True`): no worker slot is held
 while SageMaker works. `dag.test()` runs the deferred trigger in line, `airflow standalone`
 runs it in its triggerer; both poll the SageMaker emulator's DescribeTransformJob locally.
@@ -23,7 +30,9 @@ SDK) and `IMGSIM_TRANSFORM_POLL_SECONDS` (how often the triggerer asks about the
 
 **What a run reports**: `gather`'s return value (images planned, records repaired; skipped when
 nothing is pending), and `commit`'s log and the extra of its `imgsim_embeddings` asset event
-(Assets view): images embedded, images failed with each reason, shards written.
+(Assets view): images embedded, images failed with each reason, shards written, the model and
+the prompts; `follow_up`'s return value (the `reembed` confs) and each `trigger_reembed`
+instance's link to the run it triggered.
 
 **When it fails**: the failed task's log says why. `gather` or `commit`: S3/DynamoDB access
 (the `aws_default` connection). `transform_config`: a param is missing (`model_data_url`,
@@ -31,7 +40,9 @@ nothing is pending), and `commit`'s log and the extra of its `imgsim_embeddings`
 also the job's CloudWatch logs). The run's images are re-requested on their own (see above);
 once the cause is fixed, clear the failed task or let the next run embed them. An image that
 failed to embed (status `failed`, reason on its record) is not retried: upload it again.
-`pipeline_health` turns red when images wait too long.
+`pipeline_health` turns red when images wait too long. `follow_up` or `trigger_reembed` (the
+images are embedded already; only the switched prompts' re-embedding is missing): clear the
+task, or trigger `reembed` by hand with the conf in `follow_up`'s log.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import (
     Asset,
     AssetOrTimeSchedule,
@@ -229,9 +241,30 @@ def embed_images() -> None:
         context["outlet_events"][embeddings_asset].extra = report
         return report
 
+    @task
+    def follow_up(report: dict[str, Any]) -> list[dict[str, Any]]:
+        """The `reembed` confs for prompts the commit wrote whose pointer names another model."""
+        from pipeline.airflow_connection import settings_from_connection
+        from pipeline.storage.active_models import ActiveModels
+        from pipeline.upgrade.follow_up import follow_up_runs
+
+        runs = follow_up_runs(ActiveModels(settings_from_connection(AWS_CONN_ID)), report)
+        for conf in runs:
+            log.info("switched prompts embedded with %s: reembed %s", report["model_id"], conf)
+        return runs
+
     config = transform_config()
     transform = transform_operator(config)
-    gather() >> config >> transform >> commit()
+    report = commit()
+    gather() >> config >> transform >> report
+    TriggerDagRunOperator.partial(
+        task_id="trigger_reembed",
+        trigger_dag_id="reembed",
+        # one run per embed run and conf: a retried task finds it and is skipped
+        trigger_run_id="{{ run_id }}__reembed_{{ ti.map_index }}",
+        logical_date=None,
+        skip_when_already_exists=True,
+    ).expand(conf=follow_up(report))  # type: ignore[arg-type]  # an XComArg: the dict at run time
 
 
 embed_images_dag = embed_images()

@@ -7,8 +7,15 @@ batch   mapped once per batch: transform_config -> the provider's SageMakerTrans
         (the same batch transform as embed_images, deferrable) -> commit (shards under the new
         `model=` prefix, manifests, vectors, record notes);
 switch  per prompt, done/total; a complete prompt's pointer moves to the new model (a
-        conditional write), an incomplete one stays (re-run this DAG: it plans only what is
-        missing). The per-prompt report is the extra of an `imgsim_model_upgrade` asset event.
+        conditional write that also records `model_data_url`), an incomplete one stays (re-run
+        this DAG: it plans only what is missing). The per-prompt report is the extra of an
+        `imgsim_model_upgrade` asset event.
+
+Triggered by hand for an upgrade, and by `embed_images` (`trigger_reembed`) when it embedded
+new images of already-switched prompts with its own, older model: conf `model_data_url` (the
+artifact on the prompts' pointers) and `prompts`, the other params from their defaults. Such a
+run plans only those images and leaves the pointers, which already name the new model, as they
+are; the images become candidates of their prompts' lookups when its commits end.
 
 Progress in the Airflow UI: the mapped `batch` instances (done / total batches), each commit's
 log line, and the switch's asset event. Logic lives in `pipeline/upgrade/`.

@@ -197,7 +197,14 @@ class EmbeddingRun:
         targets = [Target(**t) for t in plan["targets"]]
         run_at = plan["run_at"]
         if not targets:
-            return {"embedded": 0, "failed": 0, "shards": [], "failures": []}
+            return {
+                "embedded": 0,
+                "failed": 0,
+                "shards": [],
+                "failures": [],
+                "model_id": None,
+                "prompts": [],
+            }
         results = self._outputs(targets, int(plan["part_lines"]))
         good = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" in r]
         bad = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" not in r]
@@ -251,6 +258,9 @@ class EmbeddingRun:
             "failed": len(bad),
             "shards": sorted(key for key, _ in shards.values()),
             "failures": [{"image_id": t.image_id, "error": r.get("error")} for t, r in bad],
+            # what a model upgrade's follow-up needs: which model wrote which prompts' shards
+            "model_id": good[0][1]["model_id"] if good else None,
+            "prompts": sorted(shards),
             **lifecycle_summary,
         }
 

@@ -1,5 +1,6 @@
 """The end of a backfill: count each prompt's embedded images that have the new model's vector,
-and point every complete prompt at the new model (a compare-and-set on its pointer)."""
+and point every complete prompt at the new model (a compare-and-set on its pointer that also
+records the plan's artifact, which re-embeds the prompt's later uploads: see `follow_up`)."""
 
 from __future__ import annotations
 
@@ -26,14 +27,17 @@ def switch_complete(
 ) -> dict[str, dict[str, Any]]:
     """Per prompt of the plan: done/total, and the active model after switching the complete
     ones. A prompt with an image still missing its vector (failed, or embedded meanwhile by the
-    old model) keeps its pointer: a re-run of the backfill embeds what is missing."""
+    old model) keeps its pointer: a re-run of the backfill embeds what is missing. A prompt
+    already pointing at the new model is left as it is (a re-run, or a follow-up run)."""
     model_id = plan["model_id"]
     report = {}
     for prompt, planned in sorted(plan["prompts"].items()):
         counts = progress(images, prompt, model_id)
         complete = counts["done"] == counts["total"] > 0  # nothing embedded: nothing to switch
         if complete and active.get(prompt) != model_id:  # a re-run writes nothing
-            switched = active.switch(prompt, planned["old_model"], model_id, at)
+            switched = active.switch(
+                prompt, planned["old_model"], model_id, at, plan.get("model_data_url")
+            )
             if not switched:
                 log.warning(
                     "prompt %r: the pointer no longer names %s; left as it is",

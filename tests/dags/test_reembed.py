@@ -1,6 +1,8 @@
 """dags/reembed.py with dag.test() on the local stack: images embedded by embed_images with one
 model artifact (the tiny random CLIP) are re-embedded with another (color-layout-v1, not CLIP)
-while a thread keeps looking them up through the API handler; then the old model is retired."""
+while a thread keeps looking them up through the API handler; then the old model is retired.
+New images of a switched prompt, embedded by embed_images with the old model, are re-embedded by
+the reembed run that embed run triggers."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from lambdas.api.handler import make_handler
 from lambdas.ingest.handler import make_handler as make_ingest_handler
@@ -25,7 +28,7 @@ from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.event_pump import EventPump
 from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.lookup.similarity import SimilarityService
-from pipeline.storage.active_models import ActiveModels
+from pipeline.storage.active_models import ActiveModels, Pointer
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.keys import EMBEDDINGS_PREFIX, slug
@@ -36,6 +39,7 @@ from tests.helpers import gradient_jpeg, image_bytes
 OLD = "clip-tiny-random-init-seed0"
 NEW = "color-layout-v1"
 LOGICAL_DATE = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+LATER = LOGICAL_DATE + timedelta(hours=1)
 IMAGES = {  # image id -> prompt (None: an upload without one)
     **{f"fox{i}": "red fox" for i in range(6)},
     **{f"cup{i}": "a cup" for i in range(3)},
@@ -226,3 +230,77 @@ def test_upgrade_while_lookups_run_then_retire_the_old_model(upgrade_world, capf
     after = Lookups(settings).once()
     assert {(status, body["model_id"]) for _, status, body in after} == {(200, NEW)}
     _assert_one_model_each(settings, after)
+
+
+def _similar(handler, image_id: str, prompt: str) -> dict:
+    path = "/similarity?" + urlencode({"image_id": image_id, "prompt": prompt, "k": 20})
+    out = handler(proxy_event("GET", path, {}, b"", "127.0.0.1"), LocalLambdaContext("imgsim-api"))
+    assert out["statusCode"] == 200, out["body"]
+    return dict(json.loads(out["body"]))
+
+
+def _dag_run(dag_id: str, run_id: str):
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+        ).one_or_none()
+        if run is not None:
+            session.expunge(run)
+        return run
+
+
+def test_new_images_of_a_switched_prompt_are_reembedded_by_a_run_the_embed_run_triggers(
+    upgrade_world,
+):
+    """After "red fox" switched (and "a cup" did not), embed_images embeds a new image of each
+    with the old model and triggers one reembed run for "red fox" with the pointer's artifact;
+    that run gives the image the new vector, and the prompt's lookups find it."""
+    from dags.embed_images import embed_images_dag
+
+    settings, dag, new_uri = upgrade_world
+    assert _reembed(dag, new_uri, prompts=["red fox"]).state == "success"
+    active = ActiveModels(settings)
+    assert active.pointer("red fox") == Pointer(NEW, new_uri)
+    assert active.pointer("a cup") is None  # not upgraded: answered by the query's own model
+
+    s3 = aws.client(settings, "s3")
+    for image_id, prompt in (("foxnew", "red fox"), ("cupnew", "a cup")):
+        s3.put_object(
+            Bucket=settings.bucket,
+            Key=f"uploads/{image_id}.jpg",
+            Body=gradient_jpeg((90, 70)),
+            Metadata={"prompt": prompt},
+        )
+    EventPump(settings, make_ingest_handler(Ingestor.from_settings(settings))).drain()
+    old_uri = f"s3://{settings.bucket}/models/tiny-clip/model.tar.gz"
+    embed = embed_images_dag.test(
+        logical_date=LATER,
+        run_conf={"model_data_url": old_uri, "role_arn": LOCAL_SAGEMAKER_ROLE, "grace_minutes": 0},
+    )
+    assert embed.state == "success"
+    triggers = [ti for ti in embed.get_task_instances() if ti.task_id == "trigger_reembed"]
+    assert [(ti.map_index, ti.state) for ti in triggers] == [(0, "success")]
+
+    # the new image has only the old model's vector: no candidate of the switched prompt yet
+    handler = Lookups(settings).handler
+    answer = _similar(handler, "fox0", "red fox")
+    assert answer["model_id"] == NEW
+    assert "foxnew" not in {r["image_id"] for r in answer["results"]}
+
+    triggered = _dag_run("reembed", f"{embed.run_id}__reembed_0")
+    assert triggered is not None and triggered.state == "queued"
+    assert triggered.conf == {"model_data_url": new_uri, "prompts": ["red fox"]}
+    run = dag.test(logical_date=LATER, run_conf=triggered.conf)  # what the scheduler would run
+    assert run.state == "success"
+
+    embeddings = EmbeddingStore(settings)
+    assert embeddings.get_for_model("foxnew", NEW)["dim"] == 120
+    assert embeddings.get_for_model("cupnew", NEW) is None  # "a cup" was not upgraded
+    assert active.pointer("red fox") == Pointer(NEW, new_uri)  # left as it was
+    answer = _similar(handler, "fox0", "red fox")
+    assert answer["model_id"] == NEW
+    assert "foxnew" in {r["image_id"] for r in answer["results"]}
+    assert {r["image_id"] for r in _similar(handler, "cup0", "a cup")["results"]} >= {"cupnew"}
