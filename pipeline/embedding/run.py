@@ -10,8 +10,10 @@ When a run fails for good (a task failed after its retries), `rerequest` puts it
 are still pending back on the embed queue with a backoff (see `embed_requests`): a later run
 embeds them once the service is back, under its own run id. A run that failed before commit
 listed nothing; a commit that failed before its manifest update left an orphan shard that
-compaction removes (one that failed for good between the manifest and the Images status is
-not covered: the image's rows would be listed twice).
+compaction removes; one that failed for good between the manifest and the Images status left
+its shard listed and its images pending, so the next run lists their rows a second time:
+lookups keep one row per image (a later shard's row wins) and compaction keeps one
+(tests/integration/test_embedding_run.py).
 
 Every key and value is derived from the run id and the run's own timestamp, so a retried task
 or a re-run DAG run overwrites with identical content: no duplicate rows, no extra records.
