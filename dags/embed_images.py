@@ -243,15 +243,18 @@ def embed_images() -> None:
 
     @task
     def follow_up(report: dict[str, Any]) -> list[dict[str, Any]]:
-        """The `reembed` confs for prompts the commit wrote whose pointer names another model."""
+        """The `reembed` runs (conf and run id) for prompts the commit wrote whose pointer
+        names another model."""
         from pipeline.airflow_connection import settings_from_connection
+        from pipeline.embedding.transform_params import transform_settings
         from pipeline.storage.active_models import ActiveModels
-        from pipeline.upgrade.follow_up import follow_up_runs
+        from pipeline.upgrade.follow_up import follow_up_runs, triggers
 
+        context = get_current_context()
         runs = follow_up_runs(ActiveModels(settings_from_connection(AWS_CONN_ID)), report)
         for conf in runs:
             log.info("switched prompts embedded with %s: reembed %s", report["model_id"], conf)
-        return runs
+        return triggers(runs, context["run_id"], transform_settings(context["params"]))
 
     config = transform_config()
     transform = transform_operator(config)
@@ -260,11 +263,10 @@ def embed_images() -> None:
     TriggerDagRunOperator.partial(
         task_id="trigger_reembed",
         trigger_dag_id="reembed",
-        # one run per embed run and conf: a retried task finds it and is skipped
-        trigger_run_id="{{ run_id }}__reembed_{{ ti.map_index }}",
         logical_date=None,
-        skip_when_already_exists=True,
-    ).expand(conf=follow_up(report))  # type: ignore[arg-type]  # an XComArg: the dict at run time
+        skip_when_already_exists=True,  # a retried task finds its run (the id names the conf)
+        fail_when_dag_is_paused=True,  # a paused reembed would leave the run queued, unseen
+    ).expand_kwargs(follow_up(report))  # type: ignore[arg-type]  # an XComArg: a list at run time
 
 
 embed_images_dag = embed_images()

@@ -38,6 +38,14 @@ def transform_params() -> dict[str, Any]:
     }
 
 
+TRANSFORM_PARAMS = ("role_arn", "image_uri", "framework_version", "instance_type", "instance_count")
+
+
+def transform_settings(params: Any) -> dict[str, Any]:
+    """The transform params of a run's params, to hand on to a run this one starts."""
+    return {name: params[name] for name in TRANSFORM_PARAMS}
+
+
 def transform_operator(config: Any, **extra: Any) -> Any:
     """The provider's operator, deferred to the triggerer while the job runs; `config` is the
     XComArg of the task that builds the job's configuration."""

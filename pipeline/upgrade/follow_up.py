@@ -10,6 +10,8 @@ or moved by hand) asks for nothing: nothing says which artifact would re-embed i
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -31,3 +33,18 @@ def follow_up_runs(active: ActiveModels, report: Mapping[str, Any]) -> list[dict
         if pointer and pointer.model_id != embedded_with and pointer.model_data_url:
             prompts[pointer.model_data_url].append(prompt)
     return [{"model_data_url": url, "prompts": found} for url, found in sorted(prompts.items())]
+
+
+def triggers(
+    runs: list[dict[str, Any]], run_id: str, transform: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """TriggerDagRunOperator kwargs per run: the conf carries the embed run's own transform
+    params (role, image, instances: a reembed run started with defaults could not run where
+    the embed run was given them by conf), and the triggered run id derives from the run and
+    the conf, so a retried or cleared task finds its run instead of adding one. Pure."""
+    kwargs = []
+    for run in runs:
+        conf = {**transform, **run}
+        digest = hashlib.sha256(json.dumps(conf, sort_keys=True).encode()).hexdigest()[:12]
+        kwargs.append({"conf": conf, "trigger_run_id": f"{run_id}__reembed_{digest}"})
+    return kwargs

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from lambdas.api.handler import make_handler
 from lambdas.ingest.handler import make_handler as make_ingest_handler
@@ -239,17 +239,26 @@ def _similar(handler, image_id: str, prompt: str) -> dict:
     return dict(json.loads(out["body"]))
 
 
-def _dag_run(dag_id: str, run_id: str):
+def _dag_runs(dag_id: str, run_id_prefix: str) -> list:
     from airflow.models import DagRun
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        run = session.scalars(
-            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
-        ).one_or_none()
-        if run is not None:
+        runs = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id.startswith(run_id_prefix))
+        ).all()
+        for run in runs:
             session.expunge(run)
-        return run
+        return list(runs)
+
+
+def _unpause(dag_id: str) -> None:
+    """As it is once an operator has run it (a trigger of a paused DAG fails on purpose)."""
+    from airflow.models import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=False))
 
 
 def test_new_images_of_a_switched_prompt_are_reembedded_by_a_run_the_embed_run_triggers(
@@ -276,6 +285,7 @@ def test_new_images_of_a_switched_prompt_are_reembedded_by_a_run_the_embed_run_t
         )
     EventPump(settings, make_ingest_handler(Ingestor.from_settings(settings))).drain()
     old_uri = f"s3://{settings.bucket}/models/tiny-clip/model.tar.gz"
+    _unpause("reembed")
     embed = embed_images_dag.test(
         logical_date=LATER,
         run_conf={"model_data_url": old_uri, "role_arn": LOCAL_SAGEMAKER_ROLE, "grace_minutes": 0},
@@ -290,9 +300,10 @@ def test_new_images_of_a_switched_prompt_are_reembedded_by_a_run_the_embed_run_t
     assert answer["model_id"] == NEW
     assert "foxnew" not in {r["image_id"] for r in answer["results"]}
 
-    triggered = _dag_run("reembed", f"{embed.run_id}__reembed_0")
-    assert triggered is not None and triggered.state == "queued"
-    assert triggered.conf == {"model_data_url": new_uri, "prompts": ["red fox"]}
+    [triggered] = _dag_runs("reembed", f"{embed.run_id}__reembed_")
+    assert triggered.state == "queued"
+    assert (triggered.conf["model_data_url"], triggered.conf["prompts"]) == (new_uri, ["red fox"])
+    assert triggered.conf["role_arn"] == LOCAL_SAGEMAKER_ROLE  # the embed run's, by conf
     run = dag.test(logical_date=LATER, run_conf=triggered.conf)  # what the scheduler would run
     assert run.state == "success"
 

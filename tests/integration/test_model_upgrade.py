@@ -16,11 +16,12 @@ from pipeline.errors import ApiError
 from pipeline.local.embed_endpoint import ensure_endpoint
 from pipeline.lookup.on_demand import OnDemandQueries
 from pipeline.lookup.similarity import SimilarityService
-from pipeline.storage.active_models import ActiveModels
+from pipeline.storage.active_models import ActiveModels, Pointer
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import EMBEDDED, ImageRecord, ImageStore
 from pipeline.storage.manifests_table import ManifestStore
 from pipeline.upgrade.backfill import Backfill
+from pipeline.upgrade.follow_up import follow_up_runs
 from pipeline.upgrade.retire import Retirement, RetireRefused
 from sagemaker_jobs.build_model import build
 from tests.helpers import commit_shard, embedded_records, gradient_jpeg
@@ -204,3 +205,23 @@ def test_a_retried_plan_names_the_same_batches_a_different_plan_new_ones(world):
     assert len(first) == 3 and names(8) == first
     assert not set(names(5)) & set(first)
     assert ActiveModels(world).get(PROMPT) == NEW  # planning never moves a pointer back
+
+
+def test_a_commit_calls_for_a_reembed_run_per_artifact_of_its_switched_prompts(stack):
+    active = ActiveModels(stack.settings)
+    at = "2026-11-02T00:00:00.000Z"
+    new_url, other_url = "s3://b/models/new/model.tar.gz", "s3://b/models/other/model.tar.gz"
+    assert active.pin("pinned", "new", at) == "new"  # no artifact: nothing says what re-embeds
+    assert active.switch("same", None, "old", at, "s3://b/old.tar.gz")  # the run's own model
+    assert active.switch("fox", None, "new", at) and active.switch("fox", "new", "new", at, new_url)
+    assert active.switch("cup", None, "new", at, new_url)
+    assert active.switch("moth", None, "other", at, other_url)
+    assert active.pointer("fox") == Pointer("new", new_url)
+    assert active.model_data_url("pinned") is None and active.pointer("nothing") is None
+    report = {"model_id": "old", "prompts": ["pinned", "same", "fox", "cup", "moth", "nothing"]}
+    assert follow_up_runs(active, report) == [
+        {"model_data_url": new_url, "prompts": ["cup", "fox"]},
+        {"model_data_url": other_url, "prompts": ["moth"]},
+    ]
+    assert follow_up_runs(active, {"model_id": "new", "prompts": ["fox", "cup"]}) == []
+    assert follow_up_runs(active, {"model_id": None, "prompts": []}) == []  # nothing embedded

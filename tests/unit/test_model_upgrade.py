@@ -1,15 +1,13 @@
 """The pure parts of a model upgrade: which images a backfill needs, its batches, which model a
-prompt was answered by before it, and which reembed runs a commit calls for after a switch (on
-a pointer table of the local stack)."""
+prompt was answered by before it, and the kwargs of the reembed runs a commit triggers."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.storage.active_models import ActiveModels, Pointer
 from pipeline.storage.images_table import embedded_with
 from pipeline.upgrade.backfill import batches, previous_model
-from pipeline.upgrade.follow_up import follow_up_runs
+from pipeline.upgrade.follow_up import triggers
 
 
 def _record(image_id: str, prompt: str | None, **extra: object) -> dict:
@@ -48,21 +46,13 @@ def test_the_previous_model_is_the_pointer_else_the_other_model_with_most_rows()
     assert previous_model(None, {"new": 5}, "new") is None
 
 
-def test_a_commit_calls_for_a_reembed_run_per_artifact_of_its_switched_prompts(stack):
-    active = ActiveModels(stack.settings)
-    at = "2026-11-02T00:00:00.000Z"
-    new_url, other_url = "s3://b/models/new/model.tar.gz", "s3://b/models/other/model.tar.gz"
-    assert active.pin("pinned", "new", at) == "new"  # no artifact: nothing says what re-embeds
-    assert active.switch("same", None, "old", at, "s3://b/old.tar.gz")  # the run's own model
-    assert active.switch("fox", None, "new", at) and active.switch("fox", "new", "new", at, new_url)
-    assert active.switch("cup", None, "new", at, new_url)
-    assert active.switch("moth", None, "other", at, other_url)
-    assert active.pointer("fox") == Pointer("new", new_url)
-    assert active.model_data_url("pinned") is None and active.pointer("nothing") is None
-    report = {"model_id": "old", "prompts": ["pinned", "same", "fox", "cup", "moth", "nothing"]}
-    assert follow_up_runs(active, report) == [
-        {"model_data_url": new_url, "prompts": ["cup", "fox"]},
-        {"model_data_url": other_url, "prompts": ["moth"]},
-    ]
-    assert follow_up_runs(active, {"model_id": "new", "prompts": ["fox", "cup"]}) == []
-    assert follow_up_runs(active, {"model_id": None, "prompts": []}) == []  # nothing embedded
+def test_each_triggered_reembed_run_carries_the_transform_params_and_a_conf_derived_id():
+    runs = [{"model_data_url": "s3://b/new.tar.gz", "prompts": ["cup", "fox"]}]
+    transform = {"role_arn": "arn:aws:iam::1:role/sm", "instance_type": "ml.g5.xlarge"}
+    [kwargs] = triggers(runs, "asset_triggered__2026", transform)
+    assert kwargs["conf"] == {**transform, **runs[0]}
+    assert kwargs["trigger_run_id"].startswith("asset_triggered__2026__reembed_")
+    assert triggers(runs, "asset_triggered__2026", transform) == [kwargs]  # a retry: same id
+    [other] = triggers([{**runs[0], "prompts": ["cup"]}], "asset_triggered__2026", transform)
+    assert other["trigger_run_id"] != kwargs["trigger_run_id"]  # another conf: another run
+    assert triggers([], "r", transform) == []
