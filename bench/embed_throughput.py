@@ -11,7 +11,7 @@ cost exactly what trained ones do) over generated JPEGs held in memory:
   one-per-call predict_fn with one image per call (the seed design's real-time pattern)
   ceiling      forward passes only, on tensors preprocessed beforehand (on the GPU when
                torch sees one; the copy to it included)
-  preparation  decode + preprocessing only, in the handler's worker threads (one per core
+  preparation  decode + preprocessing only, in the handler's worker threads (one per core up to 8
                by default): with the ceiling, the two bounds; the lower one limits the handler
   onnx fp32 / int8  the handler with the job's ONNX Runtime option, and the cosine agreement
                of its vectors with torch's
@@ -92,14 +92,14 @@ def rate(count: int, fn) -> tuple[float, object]:
     return count / (time.perf_counter() - start), result
 
 
-def handler_rate(model, photos: list[bytes]) -> tuple[float, np.ndarray]:
+def handler_rate(model: inference.EmbeddingModel, photos: list[bytes]) -> tuple[float, np.ndarray]:
     requests = [Request(image_id=str(i), data=p) for i, p in enumerate(photos)]
     inference.predict_fn(requests[: model.batch_size], model)  # warm-up
     speed, results = rate(len(photos), lambda: inference.predict_fn(requests, model))
     return speed, np.asarray([r["embedding"] for r in results], np.float32)
 
 
-def preparation_rate(model, photos: list[bytes]) -> float:
+def preparation_rate(model: inference.EmbeddingModel, photos: list[bytes]) -> float:
     """Decode + preprocessing alone, in the handler's worker threads: the other bound."""
 
     def prepare(data: bytes) -> np.ndarray:
@@ -111,7 +111,9 @@ def preparation_rate(model, photos: list[bytes]) -> float:
     return speed
 
 
-def measure(model, photos: list[bytes], single_count: int) -> tuple[dict[str, float], np.ndarray]:
+def measure(
+    model: inference.EmbeddingModel, photos: list[bytes], single_count: int
+) -> tuple[dict[str, float], np.ndarray]:
     """handler, one-per-call, forward-only ceiling and preparation-only rate of one model."""
     results: dict[str, float] = {}
     results["handler"], reference = handler_rate(model, photos)
@@ -153,7 +155,7 @@ def bound(results: dict[str, float], forward_on_gpu: bool) -> float:
     return 1 / (1 / ceiling + 1 / preparation)
 
 
-def forward_on_gpu(model) -> bool:
+def forward_on_gpu(model: inference.EmbeddingModel) -> bool:
     device = getattr(model.embedder, "device", None)
     if device is not None:
         return bool(device.type == "cuda")

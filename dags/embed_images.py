@@ -224,6 +224,7 @@ def embed_images() -> None:
             params["instance_count"],
             params["image_uri"],
             framework_version=params["framework_version"],
+            environment=params["model_environment"],
         )
 
     @task(outlets=[embeddings_asset])

@@ -116,6 +116,7 @@ def reembed() -> None:
             params["instance_count"],
             params["image_uri"],
             framework_version=params["framework_version"],
+            environment=params["model_environment"],
         )
 
     @task

@@ -35,10 +35,24 @@ def transform_params() -> dict[str, Any]:
         ),
         "instance_type": Param("ml.m5.xlarge", type="string"),
         "instance_count": Param(1, type="integer", minimum=1),
+        "model_environment": Param(
+            {},
+            type="object",
+            additionalProperties={"type": "string"},
+            description="extra environment of the serving container, e.g. on a GPU instance "
+            '{"IMGSIM_BATCH_SIZE": "256", "IMGSIM_PRECISION": "fp16"}',
+        ),
     }
 
 
-TRANSFORM_PARAMS = ("role_arn", "image_uri", "framework_version", "instance_type", "instance_count")
+TRANSFORM_PARAMS = (
+    "role_arn",
+    "image_uri",
+    "framework_version",
+    "instance_type",
+    "instance_count",
+    "model_environment",
+)
 
 
 def transform_settings(params: Any) -> dict[str, Any]:

@@ -38,6 +38,8 @@ MAX_CURSOR_CHARS = 512 + 20 * MAX_GROUPS
 
 
 class Cursor(NamedTuple):
+    """Where the next page starts, and the dedupe groups earlier pages showed via a member."""
+
     position: Position
     groups: tuple[str, ...] = ()  # group_token()s, oldest first
 

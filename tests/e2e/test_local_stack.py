@@ -172,16 +172,30 @@ def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
         family += [parent, *parent.children(recursive=True)]
     assert len(family) > len(pids)  # Airflow runs a scheduler, triggerer, workers, ...
 
-    # `down` of another (empty) stack directory touches nothing of ours (the recorded
-    # processes: their children include short-lived task runners that end on their own)
+    # `down` of another (empty) stack directory touches nothing of ours: the recorded
+    # processes and Airflow's long-lived ones (task runners come and go on their own)
+    long_lived = [p for p in family if _airflow_part(p) or p.pid in pids]
+    assert {_airflow_part(p) for p in long_lived} >= {"scheduler", "triggerer", "dag-processor"}
     stack.cli("down", env={**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path)})
-    assert all(_still_running(psutil.Process(pid)) for pid in pids)
+    assert all(_still_running(p) for p in long_lived)
 
     assert stack.cli("down").strip() == "stopped"
     _, alive = psutil.wait_procs(family, timeout=10)
     running = [p for p in alive if _still_running(p)]
     assert running == [], [(p.pid, p.cmdline()) for p in running]
     assert json.loads(stack.cli("status")) == {"running": False}
+
+
+def _airflow_part(process: psutil.Process) -> str | None:
+    """ "scheduler", "triggerer", ... for Airflow's own long-lived processes, else None."""
+    try:
+        words = " ".join(process.cmdline()).split()
+    except psutil.Error:
+        return None
+    for part in ("scheduler", "triggerer", "dag-processor", "api_server"):
+        if any(w.endswith("airflow") for w in words) and part in words:
+            return part
+    return None
 
 
 def _still_running(process: psutil.Process) -> bool:

@@ -40,10 +40,15 @@ def test_a_run_split_into_parts_embeds_every_image(stack, sagemaker_emulator, ti
     summary = run.gather([], pending_before="9999", run_at="2026-11-22T00:00:00.000Z", part_lines=2)
     assert (summary["count"], summary["parts"]) == (5, 3)
     config = transform_config(
-        run, f"s3://{settings.bucket}/models/tiny.tar.gz", "arn:aws:iam::123456789012:role/sm"
+        run,
+        f"s3://{settings.bucket}/models/tiny.tar.gz",
+        "arn:aws:iam::123456789012:role/sm",
+        environment={"IMGSIM_BATCH_SIZE": "3"},  # the DAGs' model_environment param
     )
     sm = boto3.client("sagemaker", endpoint_url=sagemaker_emulator, region_name="us-east-1")
     sm.create_model(**config["Model"])
+    model = sm.describe_model(ModelName=config["Model"]["ModelName"])
+    assert model["PrimaryContainer"]["Environment"]["IMGSIM_BATCH_SIZE"] == "3"
     sm.create_transform_job(**config["Transform"])
     name = config["Transform"]["TransformJobName"]
     deadline = time.monotonic() + 120

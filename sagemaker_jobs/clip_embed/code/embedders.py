@@ -49,9 +49,11 @@ class PreparesPixels:
     preprocess: Any
 
     def prepare(self, image: Image.Image) -> np.ndarray:
+        """What a preparation thread hands over for one image."""
         return np.asarray(self.preprocess(image))
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        """The vectors of a stack of what `prepare` returned."""
         return self.embed(batch)  # type: ignore[attr-defined]
 
 
@@ -218,6 +220,8 @@ class ClipEmbedder(PreparesPixels):
         return self.preprocess.fast.resize_crop(image)
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 crops (a GPU's hand-off) normalised on the device; float pixels (the CPU's, or
+        an unusual processor configuration's) go straight to `embed`."""
         if batch.dtype != np.uint8:
             return self.embed(batch)
         fast, torch = self.preprocess.fast, self._torch

@@ -51,6 +51,17 @@ class EmbeddingModel:
         return response["Body"].read()
 
 
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """One preparation thread per core the process may use, at most 8: on a GPU instance
+    decoding is what limits the job, and beyond about 8 threads they contend for the GIL
+    (bench/embed_throughput.py, README "Throughput")."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(usable or 1, MAX_DEFAULT_WORKERS))
+
+
 def model_fn(model_dir: str, context: Any = None) -> EmbeddingModel:
     """Load once per container: the embedder named by the model directory's card."""
     threads = int(os.environ.get("IMGSIM_TORCH_THREADS", "0")) or None
@@ -59,8 +70,7 @@ def model_fn(model_dir: str, context: Any = None) -> EmbeddingModel:
         embedder=load_embedder(Path(model_dir), threads=threads, precision=precision),
         card=read_model_card(Path(model_dir)),
         batch_size=int(os.environ.get("IMGSIM_BATCH_SIZE", "16")),
-        # one preparation thread per core: on a GPU instance decoding is what limits the job
-        workers=int(os.environ.get("IMGSIM_DECODE_WORKERS", "0")) or os.cpu_count() or 2,
+        workers=int(os.environ.get("IMGSIM_DECODE_WORKERS", "0")) or default_workers(),
     )
 
 
