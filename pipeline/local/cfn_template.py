@@ -47,16 +47,19 @@ def template_body(path: Path = TEMPLATE_PATH) -> str:
     return json.dumps(without_lambda_versions(load_template(path)))
 
 
+LAMBDA_QUALIFIERS = ("AWS::Lambda::Version", "AWS::Lambda::Alias")
+
+
 def without_lambda_versions(template: dict[str, Any]) -> dict[str, Any]:
     """moto 5.2.5 creates an AWS::Lambda::Version but cannot reference it (its Ref is not a
-    string), so locally each version is dropped and what referenced it names the function's
-    ARN instead. Nothing local invokes through API Gateway (the local API serves the handler),
-    so the stack behaves the same. Pure."""
+    string) and has no AWS::Lambda::Alias, so locally each version and alias is dropped and
+    what referenced it names the function's ARN instead. Nothing local invokes through API
+    Gateway (the local API serves the handler), so the stack behaves the same. Pure."""
     resources = template["Resources"]
     versions = {
         name: resource["Properties"]["FunctionName"]["Ref"]
         for name, resource in resources.items()
-        if resource["Type"] == "AWS::Lambda::Version"
+        if resource["Type"] in LAMBDA_QUALIFIERS
     }
 
     def rewrite(node: Any) -> Any:

@@ -280,30 +280,35 @@ def test_the_airflow_tasks_may_batch_write_vectors_and_redrive_both_dead_letter_
     assert "dynamodb:DeleteItem" not in _granted("AirflowTasksPolicy", manifests)
 
 
-def test_api_gateway_invokes_a_published_snapstart_version_that_each_code_version_renews():
+def test_api_gateway_invokes_an_alias_on_a_published_snapstart_version_each_code_key_renews():
     function = RESOURCES["ApiFunction"]["Properties"]
     assert function["SnapStart"] == {"ApplyOn": {"Ref": "ApiSnapStart"}}
+    assert function["Code"]["S3Key"] == {"Ref": "CodeKey"}  # a new key: new code
     assert TEMPLATE["Parameters"]["ApiSnapStart"]["Default"] == "PublishedVersions"
-    version = RESOURCES["ApiFunctionVersion"]["Properties"]
-    assert version["FunctionName"] == {"Ref": "ApiFunction"}
-    assert "${CodeVersion}" in version["Description"]["Fn::Sub"]  # a new value, a new version
+    version = RESOURCES["ApiFunctionVersion"]
+    assert version["Properties"]["FunctionName"] == {"Ref": "ApiFunction"}
+    assert "${CodeKey}" in version["Properties"]["Description"]["Fn::Sub"]  # and a new version
+    assert version["UpdateReplacePolicy"] == "Retain"  # the one the alias left, for a rollback
+    alias = RESOURCES["ApiFunctionAlias"]["Properties"]
+    assert alias["FunctionVersion"] == {"Fn::GetAtt": ["ApiFunctionVersion", "Version"]}
+    # the alias's ARN never changes: the stage's deployment keeps invoking the current version
     uris = [
         method["Properties"]["Integration"]["Uri"]["Fn::Sub"]
         for method in _of_type("AWS::ApiGateway::Method").values()
         if "Integration" in method["Properties"]
     ]
-    assert len(uris) == 5 and all("functions/${ApiFunctionVersion}/invocations" in u for u in uris)
+    assert len(uris) == 5 and all("functions/${ApiFunctionAlias}/invocations" in u for u in uris)
     permission = RESOURCES["ApiInvokePermission"]["Properties"]
-    assert permission["FunctionName"] == {"Ref": "ApiFunctionVersion"}
+    assert permission["FunctionName"] == {"Ref": "ApiFunctionAlias"}
 
 
 def test_the_local_stack_s_copy_names_the_function_where_moto_cannot_reference_a_version():
     from pipeline.local.cfn_template import without_lambda_versions
 
     local = without_lambda_versions(TEMPLATE)
-    assert "ApiFunctionVersion" not in local["Resources"]
+    assert not {"ApiFunctionVersion", "ApiFunctionAlias"} & set(local["Resources"])
     permission = local["Resources"]["ApiInvokePermission"]["Properties"]
     assert permission["FunctionName"] == {"Fn::GetAtt": ["ApiFunction", "Arn"]}
-    assert "${ApiFunctionVersion}" not in json.dumps(local)
+    assert "${ApiFunctionAlias}" not in json.dumps(local)
     assert "functions/${ApiFunction.Arn}/invocations" in json.dumps(local)
-    assert "ApiFunctionVersion" in RESOURCES  # the template itself is untouched
+    assert "ApiFunctionAlias" in RESOURCES  # the template itself is untouched
