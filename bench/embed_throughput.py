@@ -230,15 +230,13 @@ def main() -> None:
             build(artifact, random_config=args.config, seed=0, onnx=precision)
             speed, vectors = handler_rate(load(artifact, work), photos)
             results[f"onnx_{precision}"] = speed
-            agreement[precision] = float((vectors * reference).sum(axis=1).min())
+            agreement[f"onnx {precision}"] = float((vectors * reference).sum(axis=1).min())
+    if args.precision == "fp16":  # the same model_id as fp32 vectors: how far apart are they?
+        os.environ["IMGSIM_PRECISION"] = "fp32"
+        _, vectors = handler_rate(load(work / "torch.tar.gz", work), photos)
+        agreement["fp16 vs fp32"] = float((vectors * reference).sum(axis=1).min())
 
-    report(
-        args,
-        results,
-        {f"onnx {k}": v for k, v in agreement.items()},
-        args.config,
-        forward_on_gpu(model),
-    )
+    report(args, results, agreement, args.config, forward_on_gpu(model))
 
 
 if __name__ == "__main__":
