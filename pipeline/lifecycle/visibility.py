@@ -45,6 +45,7 @@ class Visibility:
         self.query_group = query_group
         self.current = current  # ids -> those whose record is current for the query
         self.carried = carried  # group_token()s of groups earlier pages showed via a member
+        self._carried = frozenset(carried)  # a forged cursor may carry hundreds
         self.seen: set[str] = set()
         self.through_members: dict[str, str] = {}  # member id -> its group's token
 
@@ -63,7 +64,7 @@ class Visibility:
         present = self._present_roots({g for i, g in zip(ids, groups, strict=True) if g != i})
         for n, (image_id, group) in enumerate(zip(ids, groups, strict=True)):
             hidden = group == self.query_group or group in self.seen
-            if group != image_id and (group in present or group_token(group) in self.carried):
+            if group != image_id and (group in present or group_token(group) in self._carried):
                 hidden = True
             if kept[n] and not hidden:
                 self.seen.add(group)
