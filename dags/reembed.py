@@ -13,7 +13,7 @@ switch  per prompt, done/total; a complete prompt's pointer moves to the new mod
 
 Triggered by hand for an upgrade, and by `embed_images` (`trigger_reembed`) when it embedded
 new images of already-switched prompts with its own, older model: conf `model_data_url` (the
-artifact on the prompts' pointers) and `prompts`, the other params from their defaults. Such a
+artifact on the prompts' pointers), `prompts` and the embed run's own transform params. Such a
 run plans only those images and leaves the pointers, which already name the new model, as they
 are; the images become candidates of their prompts' lookups when its commits end.
 
