@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import psutil
 import requests
@@ -46,11 +47,19 @@ def _processes(status: dict) -> list[psutil.Process]:
     return family
 
 
-def _asset_triggered_successes(airflow_url: str) -> int:
-    runs = requests.get(f"{airflow_url}/api/v2/dags/embed_images/dagRuns", timeout=30).json()
-    return sum(
-        r["run_type"] == "asset_triggered" and r["state"] == "success" for r in runs["dag_runs"]
-    )
+def _asset_triggered_successes(airflow_url: str, timeout: float = 120) -> int:
+    """Queue-triggered embed runs that succeeded, waiting for the first: the images are
+    embedded at `commit`, a little before the run's last tasks (`follow_up`) end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = requests.get(f"{airflow_url}/api/v2/dags/embed_images/dagRuns", timeout=30)
+        succeeded = sum(
+            r["run_type"] == "asset_triggered" and r["state"] == "success"
+            for r in runs.json()["dag_runs"]
+        )
+        if succeeded or time.monotonic() > deadline:
+            return succeeded
+        time.sleep(2)
 
 
 def test_up_uploads_embedded_by_airflow_a_lookup_in_the_gallery_then_down(tmp_path):
