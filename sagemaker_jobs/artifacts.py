@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +54,14 @@ def cached_artifact(name: str, cache_dir: Path) -> tuple[Path, str]:
     arguments = NAMED[name]
     path = Path(cache_dir) / f"{name}-{content_key(arguments)}.tar.gz"
     if not path.exists():
-        partial = path.with_suffix(".partial")
-        model_id = build(partial, **arguments)
-        if model_id != name:
-            raise RuntimeError(f"{name!r} built a model with id {model_id!r}")
-        partial.rename(path)
+        # a partial file of this process's own: two processes building the same artifact at
+        # once (two stacks coming up) each rename a whole file into place, the same content
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            model_id = build(partial, **arguments)
+            if model_id != name:
+                raise RuntimeError(f"{name!r} built a model with id {model_id!r}")
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
     return path, name
