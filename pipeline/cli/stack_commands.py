@@ -3,6 +3,7 @@ service's health."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
@@ -29,10 +30,14 @@ DESCRIPTIONS = {
 }
 
 
+PROBE_SECONDS = 10  # a busy machine's first answer of a just-started Airflow can take seconds
+SETTLE_SECONDS = 90  # how long `up` waits for every part to say healthy before reporting
+
+
 def probe(name: str, url: str) -> str:
     """`healthy`, or why not, from one HTTP request."""
     try:
-        response = requests.get(f"{url}{HEALTH_PATHS[name]}", timeout=3)
+        response = requests.get(f"{url}{HEALTH_PATHS[name]}", timeout=PROBE_SECONDS)
     except requests.RequestException as exc:
         return f"no answer ({type(exc).__name__})"
     if name == "airflow":
@@ -82,7 +87,19 @@ def show_status(config: LocalConfig, out: Output) -> None:
 def start(config: LocalConfig, out: Output) -> None:
     with out.busy("starting the local stack (moto, emulators, API, Airflow) ..."):
         stack.up(config)
+        settle(config)
     show_status(config, out)
+
+
+def settle(config: LocalConfig) -> None:
+    """Wait until every running part answers healthy (or SETTLE_SECONDS pass): a part that
+    has just started, on a busy machine, is not yet a fault worth reporting."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        services = rows(stack.status(config))
+        if all(s["health"] == "healthy" for s in services):
+            return
+        time.sleep(2)
 
 
 def stop(config: LocalConfig, out: Output) -> None:
