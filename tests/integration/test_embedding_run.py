@@ -20,7 +20,7 @@ from pipeline.lookup.similarity import SimilarityService
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
-from tests.helpers import gradient_jpeg
+from tests.helpers import gradient_jpeg, transform
 
 
 def test_a_run_split_into_parts_embeds_every_image(stack, sagemaker_emulator, tiny_clip_artifact):
@@ -64,21 +64,6 @@ def test_a_run_split_into_parts_embeds_every_image(stack, sagemaker_emulator, ti
     assert {ImageStore(settings).get(f"m{i}")["status"] for i in range(5)} == {"embedded"}
 
 
-def _transform(settings, sagemaker_emulator, run: EmbeddingRun, model_uri: str) -> None:
-    config = transform_config(run, model_uri, "arn:aws:iam::123456789012:role/sm")
-    sm = boto3.client("sagemaker", endpoint_url=sagemaker_emulator, region_name="us-east-1")
-    sm.create_model(**config["Model"])
-    sm.create_transform_job(**config["Transform"])
-    name = config["Transform"]["TransformJobName"]
-    deadline = time.monotonic() + 120
-    while (job := sm.describe_transform_job(TransformJobName=name))[
-        "TransformJobStatus"
-    ] == "InProgress":
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
-    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
-
-
 def _without_table(ddb, table: str):
     """Delete a table, returning what recreates it as it was (a real failure for the writes
     that follow, not a patched method)."""
@@ -120,7 +105,7 @@ def test_a_commit_failed_after_its_manifest_then_a_new_run_leaves_one_row_per_im
 
     failed = EmbeddingRun(settings, "run-edge-1")
     assert failed.gather(ids, pending_before="", run_at="2026-11-22T01:00:00.000Z")["count"] == 3
-    _transform(settings, sagemaker_emulator, failed, model_uri)
+    transform(settings, sagemaker_emulator, model_uri, failed)
     restore = _without_table(ddb, settings.embeddings_table)  # the Embeddings write fails
     try:
         with pytest.raises(ClientError, match="ResourceNotFoundException"):
@@ -134,7 +119,7 @@ def test_a_commit_failed_after_its_manifest_then_a_new_run_leaves_one_row_per_im
 
     again = EmbeddingRun(settings, "run-edge-2")
     assert again.gather(ids, pending_before="", run_at="2026-11-22T01:05:00.000Z")["count"] == 3
-    _transform(settings, sagemaker_emulator, again, model_uri)
+    transform(settings, sagemaker_emulator, model_uri, again)
     assert again.commit()["embedded"] == 3
     assert {images.get(i)["status"] for i in ids} == {"embedded"}
     assert len(manifests.get("a commit edge", model_id).shards) == 2  # the same rows twice
