@@ -162,16 +162,24 @@ def run_embedding(
     return run.commit()
 
 
-def transform(settings: Settings, sagemaker_url: str, model_uri: str, run: Any) -> None:
+def transform(
+    settings: Settings,
+    sagemaker_url: str,
+    model_uri: str,
+    run: Any,
+    environment: dict[str, str] | None = None,
+) -> str:
     """The batch transform job of an embedding run (or of a backfill's batch run, an
-    EmbeddingRun too) on the SageMaker emulator, waited for."""
+    EmbeddingRun too) on the SageMaker emulator, waited for; returns its model's name."""
     import time
 
     import boto3
 
     from pipeline.embedding.transform_config import transform_config
 
-    config = transform_config(run, model_uri, "arn:aws:iam::123456789012:role/sm")
+    config = transform_config(
+        run, model_uri, "arn:aws:iam::123456789012:role/sm", environment=environment
+    )
     sm = boto3.client("sagemaker", endpoint_url=sagemaker_url, region_name=settings.region)
     sm.create_model(**config["Model"])
     sm.create_transform_job(**config["Transform"])
@@ -183,3 +191,4 @@ def transform(settings: Settings, sagemaker_url: str, model_uri: str, run: Any) 
         assert time.monotonic() < deadline, f"transform job {name} still running"
         time.sleep(0.3)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    return str(config["Model"]["ModelName"])

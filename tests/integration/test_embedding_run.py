@@ -3,8 +3,6 @@ several files (batch transform spreads files over instances), outputs joined bac
 
 from __future__ import annotations
 
-import time
-
 import boto3
 import pytest
 from botocore.exceptions import ClientError
@@ -13,7 +11,6 @@ from lambdas.ingest.handler import make_handler
 from pipeline import aws
 from pipeline.embedding.compaction import Compactor
 from pipeline.embedding.run import EmbeddingRun
-from pipeline.embedding.transform_config import transform_config
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.event_pump import EventPump
 from pipeline.lookup.similarity import SimilarityService
@@ -39,25 +36,12 @@ def test_a_run_split_into_parts_embeds_every_image(stack, sagemaker_emulator, ti
     run = EmbeddingRun(settings, "run-parts")
     summary = run.gather([], pending_before="9999", run_at="2026-11-22T00:00:00.000Z", part_lines=2)
     assert (summary["count"], summary["parts"]) == (5, 3)
-    config = transform_config(
-        run,
-        f"s3://{settings.bucket}/models/tiny.tar.gz",
-        "arn:aws:iam::123456789012:role/sm",
-        environment={"IMGSIM_BATCH_SIZE": "3"},  # the DAGs' model_environment param
-    )
+    model_uri = f"s3://{settings.bucket}/models/tiny.tar.gz"
+    # the DAGs' model_environment param reaches the serving container
+    name = transform(settings, sagemaker_emulator, model_uri, run, {"IMGSIM_BATCH_SIZE": "3"})
     sm = boto3.client("sagemaker", endpoint_url=sagemaker_emulator, region_name="us-east-1")
-    sm.create_model(**config["Model"])
-    model = sm.describe_model(ModelName=config["Model"]["ModelName"])
+    model = sm.describe_model(ModelName=name)
     assert model["PrimaryContainer"]["Environment"]["IMGSIM_BATCH_SIZE"] == "3"
-    sm.create_transform_job(**config["Transform"])
-    name = config["Transform"]["TransformJobName"]
-    deadline = time.monotonic() + 120
-    while (job := sm.describe_transform_job(TransformJobName=name))[
-        "TransformJobStatus"
-    ] == "InProgress":
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
-    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
 
     result = run.commit()
     assert (result["embedded"], result["failed"]) == (5, 0)
