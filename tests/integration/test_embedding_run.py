@@ -20,23 +20,29 @@ from pipeline.storage.shards import ShardStore
 from tests.helpers import gradient_jpeg, transform
 
 
-def test_a_run_split_into_parts_embeds_every_image(stack, sagemaker_emulator, tiny_clip_artifact):
-    settings = stack.settings
+def _recorded(settings, ids, prompt, width, artifact, height=60) -> str:
+    """Upload one gradient JPEG per id (widths from `width` up) under `prompt`, ingest them,
+    and put the model artifact in the bucket; returns its URI."""
     s3 = aws.client(settings, "s3")
-    for i in range(5):
+    for i, image_id in enumerate(ids):
         s3.put_object(
             Bucket=settings.bucket,
-            Key=f"uploads/m{i}.jpg",
-            Body=gradient_jpeg((60 + i, 60)),
-            Metadata={"prompt": "moth"},
+            Key=f"uploads/{image_id}.jpg",
+            Body=gradient_jpeg((width + i, height)),
+            Metadata={"prompt": prompt},
         )
     EventPump(settings, make_handler(Ingestor.from_settings(settings))).drain()
-    s3.upload_file(str(tiny_clip_artifact), settings.bucket, "models/tiny.tar.gz")
+    s3.upload_file(str(artifact), settings.bucket, "models/tiny.tar.gz")
+    return f"s3://{settings.bucket}/models/tiny.tar.gz"
+
+
+def test_a_run_split_into_parts_embeds_every_image(stack, sagemaker_emulator, tiny_clip_artifact):
+    settings = stack.settings
+    model_uri = _recorded(settings, [f"m{i}" for i in range(5)], "moth", 60, tiny_clip_artifact)
 
     run = EmbeddingRun(settings, "run-parts")
     summary = run.gather([], pending_before="9999", run_at="2026-11-22T00:00:00.000Z", part_lines=2)
     assert (summary["count"], summary["parts"]) == (5, 3)
-    model_uri = f"s3://{settings.bucket}/models/tiny.tar.gz"
     # the DAGs' model_environment param reaches the serving container
     name = transform(settings, sagemaker_emulator, model_uri, run, {"IMGSIM_BATCH_SIZE": "3"})
     sm = boto3.client("sagemaker", endpoint_url=sagemaker_emulator, region_name="us-east-1")
@@ -74,18 +80,9 @@ def test_a_commit_failed_after_its_manifest_then_a_new_run_leaves_one_row_per_im
     listed, the images stay pending, the next run embeds them again into a second shard.
     Lookups see each image once (a later shard's row wins) and compaction keeps one row."""
     settings = stack.settings
-    s3, ddb = aws.client(settings, "s3"), aws.client(settings, "dynamodb")
+    ddb = aws.client(settings, "dynamodb")
     ids = [f"edge{i}" for i in range(3)]
-    for i, image_id in enumerate(ids):
-        s3.put_object(
-            Bucket=settings.bucket,
-            Key=f"uploads/{image_id}.jpg",
-            Body=gradient_jpeg((70 + i, 50)),
-            Metadata={"prompt": "a commit edge"},
-        )
-    EventPump(settings, make_handler(Ingestor.from_settings(settings))).drain()
-    s3.upload_file(str(tiny_clip_artifact), settings.bucket, "models/tiny.tar.gz")
-    model_uri = f"s3://{settings.bucket}/models/tiny.tar.gz"
+    model_uri = _recorded(settings, ids, "a commit edge", 70, tiny_clip_artifact, height=50)
 
     failed = EmbeddingRun(settings, "run-edge-1")
     assert failed.gather(ids, pending_before="", run_at="2026-11-22T01:00:00.000Z")["count"] == 3
