@@ -75,7 +75,8 @@ def warm_one(n: int, dim: int, objects: ObjectStore) -> dict:
     matrix = unit_vectors(n, dim, seed=n)
     ids = np.asarray([f"img{i:07d}" for i in range(n)], dtype=object)
     keys = np.asarray([f"uploads/img{i:07d}.jpg" for i in range(n)], dtype=object)
-    candidates = Candidates(version=1, ids=ids, matrix=matrix, s3_keys=keys)
+    etags = np.full(n, "etag", dtype=object)
+    candidates = Candidates(version=1, ids=ids, matrix=matrix, s3_keys=keys, etags=etags)
     queries = unit_vectors(64, dim, seed=7)
     repeats = 40 if n >= 1_000_000 else 200
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from PIL import Image
@@ -60,9 +60,11 @@ def commit_shard(
     run_id: str,
     vectors: dict[str, Any],
     embeddings_for: set[str] | None = None,
+    etags: Mapping[str, str] | None = None,
 ) -> str:
     """What an embedding run leaves for one prompt: a shard, its manifest entry, and the
-    Embeddings items (vectors are L2-normalized here)."""
+    Embeddings items (vectors are L2-normalized here), of the object versions `etags`
+    (default: "etag-<id>", as `embedded_image` records)."""
     from datetime import UTC, datetime
 
     import numpy as np
@@ -73,11 +75,15 @@ def commit_shard(
     from pipeline.storage.shards import ShardRow, ShardStore, rows_table
 
     normalized = {i: (np.asarray(v, np.float32) / np.linalg.norm(v)) for i, v in vectors.items()}
+
+    def etag_of(image_id: str) -> str:
+        return etags[image_id] if etags is not None else "etag-" + image_id
+
     dim = len(next(iter(normalized.values())))
     key = shard_key(model_id, prompt, run_id)
     created = datetime(2026, 11, 1, tzinfo=UTC)
     table = rows_table(
-        [ShardRow(i, v, created, f"uploads/{i}.jpg") for i, v in normalized.items()],
+        [ShardRow(i, v, created, f"uploads/{i}.jpg", etag_of(i)) for i, v in normalized.items()],
         dim,
         model_id,
         prompt,
@@ -90,7 +96,7 @@ def commit_shard(
     for image_id, vector in normalized.items():
         if embeddings_for is not None and image_id not in embeddings_for:
             continue
-        store.put(image_id, model_id, vector, key, "etag-" + image_id, "2026-11-01T00:00:00Z")
+        store.put(image_id, model_id, vector, key, etag_of(image_id), "2026-11-01T00:00:00Z")
     return key
 
 

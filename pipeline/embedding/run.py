@@ -32,6 +32,7 @@ import numpy as np
 
 from pipeline import aws
 from pipeline.embedding.embed_requests import MAX_ATTEMPTS, retry_delay
+from pipeline.embedding.superseded import SupersededRows
 from pipeline.lifecycle.near_duplicates import Committed, RunLifecycle
 from pipeline.settings import Settings
 from pipeline.storage.embed_queue import EmbedQueue
@@ -241,14 +242,17 @@ class EmbeddingRun:
             for target, result in good
         ]
         # An image deleted during the run loses what was just written for it (its record
-        # refused the status); new images get their near-duplicate group.
-        lifecycle = RunLifecycle(self.settings, self.images, self.manifests, self.shards)
+        # refused the status); new images get their near-duplicate group; an image replaced
+        # and embedded again meanwhile gets its current row back in front of this run's.
+        model_id = good[0][1]["model_id"] if good else ""
         done = [Committed(t.image_id, t.etag, t.prompt) for t, _ in good]
+        refused = [c for c, ok in zip(done, marked, strict=True) if not ok]
+        lifecycle = RunLifecycle(self.settings, self.images, self.manifests, self.shards)
         lifecycle_summary = lifecycle.after_commit(
-            good[0][1]["model_id"] if good else "",
-            [c for c, ok in zip(done, marked, strict=True) if ok],
-            [c for c, ok in zip(done, marked, strict=True) if not ok],
+            model_id, [c for c, ok in zip(done, marked, strict=True) if ok], refused
         )
+        stores = (self.images, self.embeddings, self.manifests, self.shards)
+        restored = SupersededRows(*stores).restore(refused, model_id, self.run_id)
         for target, result in bad:
             self.images.set_outcome(
                 target.image_id,
@@ -264,6 +268,7 @@ class EmbeddingRun:
             "model_id": good[0][1]["model_id"] if good else None,
             "prompts": sorted(shards),
             **lifecycle_summary,
+            **restored,
         }
 
     def _outputs(self, targets: list[Target], part_lines: int) -> list[dict[str, Any]]:
@@ -296,6 +301,7 @@ class EmbeddingRun:
                         embedding=np.asarray(result["embedding"], "f4"),
                         created_at=parse_time(target.created_at),
                         s3_key=target.s3_key,
+                        source_etag=target.etag,
                     )
                 )
         written = {}

@@ -122,7 +122,7 @@ class Duplicates:
         image_id = record["image_id"]
         key = shard_key(model_id, prompt, copy_run_id(image_id))
         created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
-        row = ShardRow(image_id, embedding, created, record["s3_key"])
+        row = ShardRow(image_id, embedding, created, record["s3_key"], record["etag"])
         table = rows_table([row], len(embedding), model_id, prompt)
         self.shards.write(key, table)
         self.manifests.update(prompt, model_id, lambda m: m.with_shard(key, 1, [image_id]))

@@ -32,6 +32,7 @@ class ShardData:
     ids: np.ndarray  # object array of str
     matrix: np.ndarray  # (rows, dim) float32, C-contiguous
     s3_keys: np.ndarray
+    etags: np.ndarray  # the object version each vector came from (None: an older shard)
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,16 @@ class Candidates:
     ids: np.ndarray
     matrix: np.ndarray
     s3_keys: np.ndarray
+    etags: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        """The matrix, and the id and key strings the object arrays point to."""
-        strings = sum(sys.getsizeof(x) for x in self.ids) + sum(map(sys.getsizeof, self.s3_keys))
-        return int(self.matrix.nbytes + self.ids.nbytes + self.s3_keys.nbytes + strings)
+        """The matrix, and the strings the object arrays point to."""
+        strings = sum(
+            sum(map(sys.getsizeof, column)) for column in (self.ids, self.s3_keys, self.etags)
+        )
+        arrays = self.ids.nbytes + self.s3_keys.nbytes + self.etags.nbytes
+        return int(self.matrix.nbytes + arrays + strings)
 
 
 def shard_data(table: pa.Table) -> ShardData:
@@ -56,6 +61,11 @@ def shard_data(table: pa.Table) -> ShardData:
         ids=table.column("image_id").to_numpy(),
         matrix=np.ascontiguousarray(matrix.reshape(-1, dim)),
         s3_keys=table.column("s3_key").to_numpy(),
+        etags=(
+            table.column("source_etag").to_numpy(zero_copy_only=False)
+            if "source_etag" in table.column_names
+            else np.full(table.num_rows, None, object)
+        ),
     )
 
 
@@ -64,11 +74,12 @@ def combine(shards: list[ShardData], version: int) -> Candidates:
     ids = np.concatenate([s.ids for s in shards])
     matrix = np.concatenate([s.matrix for s in shards]) if len(shards) > 1 else shards[0].matrix
     s3_keys = np.concatenate([s.s3_keys for s in shards])
+    etags = np.concatenate([s.etags for s in shards])
     _, first_of_reversed = np.unique(ids[::-1], return_index=True)
     if first_of_reversed.size != ids.size:
         keep = np.sort(ids.size - 1 - first_of_reversed)
-        ids, matrix, s3_keys = ids[keep], matrix[keep], s3_keys[keep]
-    return Candidates(version=version, ids=ids, matrix=matrix, s3_keys=s3_keys)
+        ids, matrix, s3_keys, etags = ids[keep], matrix[keep], s3_keys[keep], etags[keep]
+    return Candidates(version=version, ids=ids, matrix=matrix, s3_keys=s3_keys, etags=etags)
 
 
 class CandidateCache:
@@ -122,7 +133,10 @@ class CandidateCache:
         for k, shard in zip(keys, shards, strict=True):
             end = start + len(shard.ids)
             self._shards[k] = ShardData(
-                combined.ids[start:end], combined.matrix[start:end], combined.s3_keys[start:end]
+                combined.ids[start:end],
+                combined.matrix[start:end],
+                combined.s3_keys[start:end],
+                combined.etags[start:end],
             )
             start = end
 

@@ -4,7 +4,10 @@ Query path dependencies are numpy, pyarrow and boto3 only (no torch, no Pillow).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
+
+import numpy as np
 
 from pipeline.errors import ApiError
 from pipeline.lifecycle.visibility import GROUP_ATTRIBUTES, Visibility, group_of
@@ -22,8 +25,8 @@ from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
 
 MAX_K = 100
-CANDIDATE_COLUMNS = ["image_id", "embedding", "s3_key"]
-CURRENT_ATTRIBUTES = ["status", "prompt", "embedding_model_id", "embedded_models"]
+CANDIDATE_COLUMNS = ["image_id", "embedding", "s3_key", "source_etag"]
+CURRENT_ATTRIBUTES = ["status", "prompt", "etag", "embedding_model_id", "embedded_models"]
 MAX_ATTEMPTS = 3  # cuts of one page when runs keep committing to the prompt meanwhile
 
 
@@ -179,7 +182,7 @@ class SimilarityService:
                 candidates.ids,
                 dedupe,
                 query_group,
-                lambda ids: self._current_ids(ids, prompt, model_id),
+                partial(self._current_ids, prompt=prompt, model_id=model_id, candidates=candidates),
                 carried,
             )
             page, more, total = self._current(
@@ -232,7 +235,11 @@ class SimilarityService:
             if not ranked.ids:
                 break
             records = self.images.batch_get(ranked.ids, CURRENT_ATTRIBUTES + GROUP_ATTRIBUTES)
-            current = [i for i in ranked.ids if _current(records.get(i), prompt, model_id)]
+            current = [
+                i
+                for i, row in zip(ranked.ids, ranked.rows, strict=True)
+                if _current(records.get(i), prompt, model_id, candidates.etags[row])
+            ]
             shown = dict(zip(current, visible.keep(current, records), strict=True))
             for i, s, row in zip(ranked.ids, ranked.scores, ranked.rows, strict=True):
                 if shown.get(i, False):
@@ -244,16 +251,24 @@ class SimilarityService:
                 break
         return found[:k], len(found) > k, total or 0
 
-    def _current_ids(self, ids: list[str], prompt: str, model_id: str) -> set[str]:
+    def _current_ids(
+        self, ids: list[str], prompt: str, model_id: str, candidates: Candidates
+    ) -> set[str]:
         records = self.images.batch_get(ids, CURRENT_ATTRIBUTES)
-        return {i for i in ids if _current(records.get(i), prompt, model_id)}
+        etags = {i: candidates.etags[np.flatnonzero(candidates.ids == i)[0]] for i in ids}
+        return {i for i in ids if _current(records.get(i), prompt, model_id, etags[i])}
 
 
-def _current(record: dict[str, Any] | None, prompt: str, model_id: str) -> bool:
-    """The image's current object version is the one embedded into this prompt's shards."""
+def _current(
+    record: dict[str, Any] | None, prompt: str, model_id: str, row_etag: str | None
+) -> bool:
+    """The image's current object version is the one this row's vector came from, and it is
+    embedded into this prompt with this model. A row without an ETag (a shard written
+    before rows carried one) is checked by the record alone."""
     return (
         record is not None
         and record.get("status") == EMBEDDED
         and record.get("prompt") == prompt
         and embedded_with(record, model_id)
+        and (row_etag is None or record.get("etag") == row_etag)
     )

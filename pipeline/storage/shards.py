@@ -17,13 +17,18 @@ ROW_GROUP_ROWS = 16_384
 
 
 def shard_schema(dim: int, model_id: str, prompt: str) -> pa.Schema:
-    """DESIGN.md section 2: vectors L2-normalized float32; file metadata names the model."""
+    """DESIGN.md section 2: vectors L2-normalized float32; file metadata names the model.
+
+    `source_etag` is the ETag of the object version the vector came from: a lookup shows a
+    row only while the image's record still names that version. Nullable because shards
+    written before the column existed lack it (their rows are checked by status only)."""
     return pa.schema(
         [
             pa.field("image_id", pa.string(), nullable=False),
             pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
             pa.field("created_at", pa.timestamp("ms", tz="UTC"), nullable=False),
             pa.field("s3_key", pa.string(), nullable=False),
+            pa.field("source_etag", pa.string(), nullable=True),
         ],
         metadata={"model_id": model_id, "dim": str(dim), "prompt": prompt},
     )
@@ -35,6 +40,7 @@ class ShardRow:
     embedding: np.ndarray
     created_at: datetime
     s3_key: str
+    source_etag: str
 
 
 def rows_table(rows: Sequence[ShardRow], dim: int, model_id: str, prompt: str) -> pa.Table:
@@ -55,6 +61,7 @@ def rows_table(rows: Sequence[ShardRow], dim: int, model_id: str, prompt: str) -
             vectors,
             pa.array([r.created_at for r in ordered], pa.timestamp("ms", tz="UTC")),
             pa.array([r.s3_key for r in ordered], pa.string()),
+            pa.array([r.source_etag for r in ordered], pa.string()),
         ],
         schema=shard_schema(dim, model_id, prompt),
     )
@@ -93,7 +100,11 @@ class ShardStore(ObjectStore):
         )
 
     def read(self, key: str, columns: list[str] | None = None) -> pa.Table:
+        """The shard, or those of `columns` it has (older shards lack `source_etag`)."""
         body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        if columns is not None:
+            present = pq.read_schema(pa.BufferReader(body)).names
+            columns = [c for c in columns if c in present]
         return pq.read_table(pa.BufferReader(body), columns=columns)
 
     def delete(self, key: str) -> None:

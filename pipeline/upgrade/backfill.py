@@ -288,6 +288,7 @@ class Backfill:
                         embedding=np.asarray(result["embedding"], "f4"),
                         created_at=parse_time(target.created_at),
                         s3_key=target.s3_key,
+                        source_etag=target.etag,
                     )
                 )
         written = {}

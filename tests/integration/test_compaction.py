@@ -27,7 +27,10 @@ def _commit_run(settings, run_id: str, rows: dict[str, int], prompt: str = PROMP
     """What an embedding run leaves: a shard, its manifest entry, the Embeddings items."""
     key = shard_key(MODEL, prompt, run_id)
     table = rows_table(
-        [ShardRow(i, _vec(s), T0, f"uploads/{i}.jpg") for i, s in rows.items()], 8, MODEL, prompt
+        [ShardRow(i, _vec(s), T0, f"uploads/{i}.jpg", "etag") for i, s in rows.items()],
+        8,
+        MODEL,
+        prompt,
     )
     ShardStore(settings).write(key, table)
     ManifestStore(settings).update(prompt, MODEL, lambda m: m.with_shard(key, table.num_rows, rows))
@@ -36,12 +39,32 @@ def _commit_run(settings, run_id: str, rows: dict[str, int], prompt: str = PROMP
     return key
 
 
+def test_a_shard_written_before_rows_carried_an_etag_still_merges_and_reads(stack):
+    """Older shards have no `source_etag` column: merged with newer ones it is null there,
+    and a read that asks for it gets the columns the file has."""
+    new = rows_table([ShardRow("x", _vec(1), T0, "k", "e1")], 8, MODEL, PROMPT)
+    old = rows_table([ShardRow("y", _vec(2), T0, "k", "e2")], 8, MODEL, PROMPT)
+    old = old.drop_columns(["source_etag"])
+    merged = merge_tables([old, new])
+    assert merged.column("source_etag").to_pylist() == ["e1", None]  # x, y
+    shards = ShardStore(stack.settings)
+    shards.write("shards/legacy.parquet", old)
+    read = shards.read("shards/legacy.parquet", ["image_id", "source_etag"])
+    assert read.column_names == ["image_id"]
+
+
 def test_merge_tables_keeps_the_last_row_per_image():
     a = rows_table(
-        [ShardRow("x", _vec(1), T0, "k"), ShardRow("y", _vec(2), T0, "k")], 8, MODEL, PROMPT
+        [ShardRow("x", _vec(1), T0, "k", "e"), ShardRow("y", _vec(2), T0, "k", "e")],
+        8,
+        MODEL,
+        PROMPT,
     )
     b = rows_table(
-        [ShardRow("x", _vec(3), T0, "k"), ShardRow("w", _vec(4), T0, "k")], 8, MODEL, PROMPT
+        [ShardRow("x", _vec(3), T0, "k", "e"), ShardRow("w", _vec(4), T0, "k", "e")],
+        8,
+        MODEL,
+        PROMPT,
     )
     merged = merge_tables([a, b])
     assert merged.column("image_id").to_pylist() == ["w", "x", "y"]

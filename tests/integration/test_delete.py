@@ -82,7 +82,7 @@ def _embed_by_hand(settings: Settings, runs: list[list[str]], etags: dict[str, s
     images, vectors = ImageStore(settings), EmbeddingStore(settings)
     for n, names in enumerate(runs):
         chunk = {i: rng.standard_normal(8) for i in names}
-        key = commit_shard(settings, PROMPT, MODEL, f"run-{n}", chunk, embeddings_for=set())
+        key = commit_shard(settings, PROMPT, MODEL, f"run-{n}", chunk, set(), etags)
         for image_id, v in chunk.items():
             unit = np.asarray(v / np.linalg.norm(v), np.float32)
             vectors.put(image_id, MODEL, unit, key, etags[image_id], "2026-11-22T00:00:00Z")
@@ -374,7 +374,7 @@ def test_an_image_deleted_then_uploaded_again_under_its_key_is_found_once_embedd
 
     vector = np.linspace(-1, 1, 8).astype(np.float32)
     vector /= np.linalg.norm(vector)
-    key = commit_shard(settings, PROMPT, MODEL, "run-again", {"b": vector}, embeddings_for=set())
+    key = commit_shard(settings, PROMPT, MODEL, "run-again", {"b": vector}, set(), {"b": etag})
     EmbeddingStore(settings).put("b", MODEL, vector, key, etag, "2026-11-22T00:01:00Z")
     outcome = {"status": "embedded", "embedding_model_id": MODEL}
     assert ImageStore(settings).set_outcome("b", etag, outcome)

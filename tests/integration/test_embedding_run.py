@@ -3,7 +3,10 @@ several files (batch transform spreads files over instances), outputs joined bac
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import boto3
+import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
@@ -11,12 +14,15 @@ from lambdas.ingest.handler import make_handler
 from pipeline import aws
 from pipeline.embedding.compaction import Compactor
 from pipeline.embedding.run import EmbeddingRun
+from pipeline.embedding.superseded import SupersededRows
 from pipeline.ingest.ingestor import Ingestor
+from pipeline.lifecycle.near_duplicates import Committed
 from pipeline.local.event_pump import EventPump
 from pipeline.lookup.similarity import SimilarityService
+from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
-from pipeline.storage.shards import ShardStore
+from pipeline.storage.shards import ShardRow, ShardStore, rows_table
 from tests.helpers import gradient_jpeg, transform
 
 
@@ -115,3 +121,71 @@ def test_a_commit_failed_after_its_manifest_then_a_new_run_leaves_one_row_per_im
     assert (len(manifest.shards), manifest.rows) == (1, 3)
     rows = ShardStore(settings).read(manifest.shards[0]).column("image_id").to_pylist()
     assert rows == ids
+
+
+def test_a_run_committing_a_replaced_version_after_its_successor_leaves_the_current_one(
+    stack, sagemaker_emulator, tiny_clip_artifact
+):
+    """A slow run embeds r1, r1 is replaced, a fast run embeds the new version and commits
+    first; the slow one commits last. Its row of the old version comes later in the manifest
+    and its Embeddings write replaced the fast one's: lookups never show the old vector, and
+    r1 goes back to pending until a run embeds the current version again. When the current
+    version's vector is still stored (the writes landed the other way), its row is listed
+    again instead."""
+    settings = stack.settings
+    prompt, model_id = "out of order", "clip-tiny-random-init-seed0"
+    ids = ["r0", "r1", "r2"]
+    model_uri = _recorded(settings, ids, prompt, 90, tiny_clip_artifact, height=40)
+    images, embeddings = ImageStore(settings), EmbeddingStore(settings)
+    similarity = SimilarityService.from_settings(settings)
+
+    def score_of_r1() -> float | None:
+        page = similarity.lookup("r0", prompt, k=10)
+        return next((r["similarity"] for r in page["results"] if r["image_id"] == "r1"), None)
+
+    def expected_score() -> float:
+        query, current = embeddings.get("r0")["embedding"], embeddings.get("r1")["embedding"]
+        assert embeddings.get("r1")["source_etag"] == images.get("r1")["etag"]
+        return float(np.dot(query, current))
+
+    first = EmbeddingRun(settings, "run-first")
+    assert first.gather(["r0", "r2"], pending_before="", run_at="2026-11-22T01:59:00.000Z")
+    transform(settings, sagemaker_emulator, model_uri, first)
+    assert first.commit()["embedded"] == 2
+    slow = EmbeddingRun(settings, "run-slow")
+    assert slow.gather(["r1"], pending_before="", run_at="2026-11-22T02:00:00.000Z")["count"] == 1
+    transform(settings, sagemaker_emulator, model_uri, slow)
+    old_etag = images.get("r1")["etag"]
+    _recorded(settings, ["r1"], prompt, 30, tiny_clip_artifact, height=90)  # replaced
+    fast = EmbeddingRun(settings, "run-fast")
+    assert fast.gather(["r1"], pending_before="", run_at="2026-11-22T02:01:00.000Z")["count"] == 1
+    transform(settings, sagemaker_emulator, model_uri, fast)
+    assert fast.commit()["embedded"] == 1
+    assert score_of_r1() == pytest.approx(expected_score(), abs=1e-5)
+
+    summary = slow.commit()
+    assert (summary["embedded"], summary["reopened"], summary["relisted"]) == (1, 1, 0)
+    assert images.get("r1")["status"] == "pending"
+    stale = embeddings.get("r1")
+    assert stale["source_etag"] == old_etag  # the slow commit's write replaced the fast one's
+    assert score_of_r1() is None  # neither vector is shown: the old one is not current
+
+    # the next run embeds the current version again (the stale item is not taken for it)
+    again = EmbeddingRun(settings, "run-again")
+    assert again.gather(["r1"], pending_before="", run_at="2026-11-22T02:05:00.000Z")["count"] == 1
+    transform(settings, sagemaker_emulator, model_uri, again)
+    assert again.commit()["embedded"] == 1
+    assert score_of_r1() == pytest.approx(expected_score(), abs=1e-5)
+
+    # the other order of the Embeddings writes: a stale row listed last, the current item kept
+    shards, manifests = ShardStore(settings), ManifestStore(settings)
+    row = ShardRow("r1", stale["embedding"], datetime.now(UTC), "uploads/r1.jpg", old_etag)
+    shards.write("embeddings/late-stale.parquet", rows_table([row], 32, model_id, prompt))
+    manifests.update(
+        prompt, model_id, lambda m: m.with_shard("embeddings/late-stale.parquet", 1, ["r1"])
+    )
+    assert score_of_r1() is None
+    restored = SupersededRows(images, embeddings, manifests, shards)
+    refused = Committed("r1", old_etag, prompt)
+    assert restored.restore([refused], model_id, "run-slow") == {"relisted": 1, "reopened": 0}
+    assert score_of_r1() == pytest.approx(expected_score(), abs=1e-5)

@@ -282,6 +282,34 @@ def test_a_replaced_image_is_never_returned_and_pages_stay_full(world):
     assert all(len(page) == 7 for page in pages[:-1]) and 0 < len(pages[-1]) <= 7
 
 
+def test_a_row_of_an_earlier_version_is_never_returned_even_when_the_image_is_embedded(world):
+    settings, api, _, vectors = world
+    replaced = _reference(vectors, "img010", 10)[1]
+
+    def shown() -> list[str]:
+        body = _get(api, image_id="img010", prompt=PROMPT, k=10).json()
+        return [r["image_id"] for r in body["results"]]
+
+    # re-uploaded and embedded again: its record names the new version, whose row is not in
+    # the shards yet; the old version's row (still there) must not stand in for it
+    _replace(settings, replaced, status="embedded")
+    assert replaced not in shown()
+    # the new version's row arrives: shown with its new vector (a copy of the query's)
+    commit_shard(
+        settings,
+        PROMPT,
+        MODEL,
+        "run-new",
+        {replaced: vectors["img010"]},
+        etags={replaced: "etag-new-" + replaced},
+    )
+    assert shown()[:2] == sorted(["img399", replaced])  # both tie at 1.0 with the query
+    # a run that embedded the old version commits last (out of order): its row is the
+    # later one, and still never shown
+    commit_shard(settings, PROMPT, MODEL, "run-stale", {replaced: vectors[replaced]})
+    assert replaced not in shown()
+
+
 def test_a_cursor_pages_on_across_new_shards_and_compaction(world):
     settings, api, _, vectors = world
     query = dict(image_id="img020", prompt=PROMPT, k=40)

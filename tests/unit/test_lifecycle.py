@@ -52,7 +52,7 @@ def _unit(*values: float) -> np.ndarray:
 
 def _table(rows: dict[str, tuple[np.ndarray, int]]):
     shard_rows = [
-        ShardRow(i, v, T0 + timedelta(seconds=minute), f"uploads/{i}.jpg")
+        ShardRow(i, v, T0 + timedelta(seconds=minute), f"uploads/{i}.jpg", "etag-" + i)
         for i, (v, minute) in rows.items()
     ]
     return rows_table(shard_rows, 3, "m", "p")

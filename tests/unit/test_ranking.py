@@ -1,8 +1,11 @@
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 
-from pipeline.lookup.candidates import ShardData, combine
+from pipeline.lookup.candidates import ShardData, combine, shard_data
 from pipeline.lookup.ranking import exact_scores, rank
+from pipeline.storage.shards import ShardRow, rows_table
 
 
 def _reference(matrix, ids, query, exclude=None, min_score=None):
@@ -80,10 +83,21 @@ def test_combine_keeps_the_last_row_of_a_repeated_image():
     def shard(ids, value):
         matrix = np.full((len(ids), 2), value, np.float32)
         return ShardData(
-            np.asarray(ids, dtype=object), matrix, np.asarray([f"k/{i}" for i in ids], dtype=object)
+            np.asarray(ids, dtype=object),
+            matrix,
+            np.asarray([f"k/{i}" for i in ids], dtype=object),
+            np.asarray([f"e{value:g}" for _ in ids], dtype=object),
         )
 
     combined = combine([shard(["a", "b"], 1.0), shard(["b", "c"], 2.0)], version=3)
     assert combined.ids.tolist() == ["a", "b", "c"]
     assert combined.matrix[:, 0].tolist() == [1.0, 2.0, 2.0]
+    assert combined.etags.tolist() == ["e1", "e2", "e2"]  # each row keeps its own version
     assert combined.version == 3
+
+
+def test_rows_of_a_shard_without_etags_are_of_an_unknown_version():
+    row = ShardRow("a", np.ones(2, np.float32), datetime(2026, 11, 1, tzinfo=UTC), "k", "e")
+    table = rows_table([row], 2, "m", "p")
+    assert shard_data(table).etags.tolist() == ["e"]
+    assert shard_data(table.drop_columns(["source_etag"])).etags.tolist() == [None]
