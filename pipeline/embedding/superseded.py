@@ -1,6 +1,8 @@
 """Rows a commit lists for an object version that was replaced, and embedded again, before the
-commit: the run's row comes later in the manifest than the current version's, so it is the one
-lookups read, and they leave the image out (the row's `source_etag` is not the record's).
+commit: the run's row may come later in the manifest than the current version's, and then it
+is the one lookups read, so they leave the image out (the row's `source_etag` is not the
+record's). Listing the current row again when it already came last only adds a duplicate row
+that compaction merges.
 
 Runs of one DAG do not overlap, but an embedding run, a copy's one-row shard (ingest) and a
 model upgrade's batches can commit rows of one image in any order. The commit then puts the
