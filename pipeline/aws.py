@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from functools import cache
 from typing import Any
 
 import boto3
@@ -10,6 +12,17 @@ from botocore.config import Config
 from pipeline.settings import Settings
 
 _RETRIES = Config(retries={"max_attempts": 5, "mode": "adaptive"})
+# Sessions are not thread-safe (their loaders fill caches lazily); the clients they make are.
+_SESSIONS = threading.Lock()
+
+
+@cache
+def _default_session() -> boto3.Session:
+    """The default chain's session, one per process: a session caches the service models and
+    endpoint data its clients load, so only a process's first client of a service pays for
+    them (about 0.1 s; the API Lambda made six clients, each from a new session, on its first
+    lookup). Its credentials are found once, as boto3's own default session does."""
+    return boto3.session.Session()
 
 
 def client(
@@ -18,10 +31,9 @@ def client(
     session: boto3.Session | None = None,
     config: Config | None = None,
 ) -> Any:
-    """A boto3 client for `service`, pointed at its local endpoint when one is set. Its
+    """A new boto3 client for `service`, pointed at its local endpoint when one is set. Its
     credentials come from `session`, else the settings' session (an Airflow task's
     connection), else boto3's default chain."""
-    session = session or settings.session or boto3.session.Session()
     config = _RETRIES.merge(config) if config else _RETRIES
     if service == "s3":
         # Presigned URLs in SigV4: SigV2 is deprecated for S3 and refused in newer regions.
@@ -29,12 +41,14 @@ def client(
     if service == "s3" and settings.endpoint("s3"):
         # Path-style keeps presigned URLs on the loopback host instead of <bucket>.host.
         config = config.merge(Config(s3={"addressing_style": "path"}))
-    return session.client(
-        service,
-        region_name=settings.region,
-        endpoint_url=settings.endpoint(service),
-        config=config,
-    )
+    with _SESSIONS:
+        session = session or settings.session or _default_session()
+        return session.client(
+            service,
+            region_name=settings.region,
+            endpoint_url=settings.endpoint(service),
+            config=config,
+        )
 
 
 class Adapter:
