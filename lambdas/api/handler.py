@@ -21,6 +21,7 @@ def make_handler(ingestor: Ingestor, similarity: SimilarityService | None = None
     # time, and each thread of the local API gets a resolver of its own over the same
     # dependencies (stores, clients and the candidate cache are shared and thread-safe).
     resolvers = threading.local()
+    resolvers.app = create_app(api)  # for this thread now: Lambda's init phase builds it
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @metrics.log_metrics
