@@ -41,8 +41,9 @@ unit: setup
 
 # Test files spread over 3 workers (pytest-xdist, whole files per worker so module fixtures are
 # shared): most of the suite waits on servers, Airflow and subprocesses, not on the 2 cores.
+# The 25 slowest steps are listed at the end, to see where the suite's time goes.
 test: setup lint browser
-	$(PY) -m pytest -n 3 --dist loadfile
+	$(PY) -m pytest -n 3 --dist loadfile --durations=25
 
 # Pin what the suite passed with: every installed distribution but the project and torch.
 lock: setup
