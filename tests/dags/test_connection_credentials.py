@@ -128,7 +128,10 @@ def test_a_dag_run_works_with_the_connection_s_identity_alone(
         key = shard_key(model, prompt, run_id)
         vector = np.ones(8, np.float32) / np.sqrt(8)
         table = rows_table(
-            [ShardRow(image_id, vector, when, f"uploads/{image_id}.jpg")], 8, model, prompt
+            [ShardRow(image_id, vector, when, f"uploads/{image_id}.jpg", "etag-" + image_id)],
+            8,
+            model,
+            prompt,
         )
         ShardStore(task_settings).write(key, table)
         ManifestStore(task_settings).update(

@@ -206,8 +206,9 @@ def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
     assert len(family) > len(pids)  # Airflow runs a scheduler, triggerer, workers, ...
 
     # `down` of another (empty) stack directory touches nothing of ours: the recorded
-    # processes and Airflow's long-lived ones (task runners come and go on their own)
-    long_lived = [p for p in family if _airflow_part(p) or p.pid in pids]
+    # processes and Airflow's long-lived ones (task runners, and the executor's workers
+    # forked with their scheduler's command line, come and go on their own)
+    long_lived = [p for p in family if p.pid in pids or _main_airflow_part(p)]
     assert {_airflow_part(p) for p in long_lived} >= {"scheduler", "triggerer", "dag-processor"}
     stack.cli("down", env={**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path)})
     assert all(_still_running(p) for p in long_lived)
@@ -229,6 +230,16 @@ def _airflow_part(process: psutil.Process) -> str | None:
         if any(w.endswith("airflow") for w in words) and part in words:
             return part
     return None
+
+
+def _main_airflow_part(process: psutil.Process) -> bool:
+    """One of Airflow's parts, not a process it forked with the same command line."""
+    part = _airflow_part(process)
+    try:
+        parent = process.parent()
+    except psutil.Error:
+        return False
+    return part is not None and (parent is None or _airflow_part(parent) != part)
 
 
 def _still_running(process: psutil.Process) -> bool:
