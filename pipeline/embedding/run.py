@@ -36,11 +36,11 @@ from pipeline.embedding.superseded import SupersededRows
 from pipeline.lifecycle.near_duplicates import Committed, RunLifecycle
 from pipeline.settings import Settings
 from pipeline.storage.embed_queue import EmbedQueue
-from pipeline.storage.embeddings_table import EmbeddingStore
-from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING, ImageStore
+from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING
 from pipeline.storage.keys import embed_run_prefix, input_part, shard_key
-from pipeline.storage.manifests_table import Manifest, ManifestStore
-from pipeline.storage.shards import ShardRow, ShardStore, rows_table
+from pipeline.storage.manifests_table import Manifest
+from pipeline.storage.run_stores import RunStores
+from pipeline.storage.shards import ShardRow, rows_table
 
 PART_LINES = 1000  # batch transform spreads input *files* over instances: several per run
 
@@ -64,19 +64,17 @@ class EmbeddingRun:
         settings: Settings,
         run_id: str,
         s3: Any | None = None,
-        images: ImageStore | None = None,
-        embeddings: EmbeddingStore | None = None,
-        manifests: ManifestStore | None = None,
-        shards: ShardStore | None = None,
+        stores: RunStores | None = None,
     ) -> None:
         self.settings = settings
         self.run_id = run_id
         self.prefix = embed_run_prefix(run_id)
         self._s3 = s3 or aws.client(settings, "s3")
-        self.images = images or ImageStore(settings)
-        self.embeddings = embeddings or EmbeddingStore(settings)
-        self.manifests = manifests or ManifestStore(settings)
-        self.shards = shards or ShardStore(settings)
+        self.stores = stores or RunStores.from_settings(settings)
+        self.images = self.stores.images
+        self.embeddings = self.stores.embeddings
+        self.manifests = self.stores.manifests
+        self.shards = self.stores.shards
 
     @property
     def input_uri(self) -> str:
@@ -251,8 +249,7 @@ class EmbeddingRun:
         lifecycle_summary = lifecycle.after_commit(
             model_id, [c for c, ok in zip(done, marked, strict=True) if ok], refused
         )
-        stores = (self.images, self.embeddings, self.manifests, self.shards)
-        restored = SupersededRows(*stores).restore(refused, model_id, self.run_id)
+        restored = SupersededRows(self.stores).restore(refused, model_id, self.run_id)
         for target, result in bad:
             self.images.set_outcome(
                 target.image_id,

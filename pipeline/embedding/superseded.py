@@ -21,11 +21,11 @@ from functools import partial
 from typing import Any
 
 from pipeline.lifecycle.near_duplicates import Committed
-from pipeline.storage.embeddings_table import EmbeddingStore
-from pipeline.storage.images_table import EMBEDDED, PENDING, ImageStore, embedded_with
+from pipeline.storage.images_table import EMBEDDED, PENDING, embedded_with
 from pipeline.storage.keys import shard_key
-from pipeline.storage.manifests_table import Manifest, ManifestStore
-from pipeline.storage.shards import ShardRow, ShardStore, rows_table
+from pipeline.storage.manifests_table import Manifest
+from pipeline.storage.run_stores import RunStores
+from pipeline.storage.shards import ShardRow, rows_table
 
 
 def superseded(image: Committed, record: dict[str, Any] | None, model_id: str) -> bool:
@@ -42,17 +42,11 @@ def superseded(image: Committed, record: dict[str, Any] | None, model_id: str) -
 
 
 class SupersededRows:
-    def __init__(
-        self,
-        images: ImageStore,
-        embeddings: EmbeddingStore,
-        manifests: ManifestStore,
-        shards: ShardStore,
-    ) -> None:
-        self.images = images
-        self.embeddings = embeddings
-        self.manifests = manifests
-        self.shards = shards
+    def __init__(self, stores: RunStores) -> None:
+        self.images = stores.images
+        self.embeddings = stores.embeddings
+        self.manifests = stores.manifests
+        self.shards = stores.shards
 
     def restore(self, refused: Iterable[Committed], model_id: str, run_id: str) -> dict[str, int]:
         """For the images whose record refused the run's status: how many current rows were

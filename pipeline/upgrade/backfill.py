@@ -36,11 +36,11 @@ from pipeline.lifecycle.deletion import Deleter
 from pipeline.prompts import checked_prompt
 from pipeline.settings import Settings
 from pipeline.storage.active_models import ActiveModels
-from pipeline.storage.embeddings_table import EmbeddingStore
-from pipeline.storage.images_table import DELETED, ImageStore, embedded_with
+from pipeline.storage.images_table import DELETED, embedded_with
 from pipeline.storage.keys import input_part, reembed_batch_run, reembed_plan_key, shard_key
-from pipeline.storage.manifests_table import Manifest, ManifestStore
-from pipeline.storage.shards import ShardRow, ShardStore, rows_table
+from pipeline.storage.manifests_table import Manifest
+from pipeline.storage.run_stores import RunStores
+from pipeline.storage.shards import ShardRow, rows_table
 from pipeline.upgrade.artifact import model_id_of
 
 log = logging.getLogger(__name__)
@@ -82,19 +82,17 @@ class Backfill:
         settings: Settings,
         run_id: str,
         s3: Any | None = None,
-        images: ImageStore | None = None,
-        embeddings: EmbeddingStore | None = None,
-        manifests: ManifestStore | None = None,
-        shards: ShardStore | None = None,
+        stores: RunStores | None = None,
         active: ActiveModels | None = None,
     ) -> None:
         self.settings = settings
         self.run_id = run_id
         self._s3 = s3 or aws.client(settings, "s3")
-        self.images = images or ImageStore(settings)
-        self.embeddings = embeddings or EmbeddingStore(settings)
-        self.manifests = manifests or ManifestStore(settings)
-        self.shards = shards or ShardStore(settings)
+        self.stores = stores or RunStores.from_settings(settings)
+        self.images = self.stores.images
+        self.embeddings = self.stores.embeddings
+        self.manifests = self.stores.manifests
+        self.shards = self.stores.shards
         self.active = active or ActiveModels(settings)
         self._generation: str | None = None
 
@@ -109,10 +107,7 @@ class Backfill:
             self.settings,
             reembed_batch_run(f"{self.run_id}.{self._generation}", batch),
             s3=self._s3,
-            images=self.images,
-            embeddings=self.embeddings,
-            manifests=self.manifests,
-            shards=self.shards,
+            stores=self.stores,
         )
 
     # -------------------------------------------------------------------- plan

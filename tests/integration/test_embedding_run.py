@@ -22,6 +22,7 @@ from pipeline.lookup.similarity import SimilarityService
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.run_stores import RunStores
 from pipeline.storage.shards import ShardRow, ShardStore, rows_table
 from tests.helpers import gradient_jpeg, transform
 
@@ -185,7 +186,7 @@ def test_a_run_committing_a_replaced_version_after_its_successor_leaves_the_curr
         prompt, model_id, lambda m: m.with_shard("embeddings/late-stale.parquet", 1, ["r1"])
     )
     assert score_of_r1() is None
-    restored = SupersededRows(images, embeddings, manifests, shards)
+    restored = SupersededRows(RunStores(images, embeddings, manifests, shards))
     refused = Committed("r1", old_etag, prompt)
     assert restored.restore([refused], model_id, "run-slow") == {"relisted": 1, "reopened": 0}
     assert score_of_r1() == pytest.approx(expected_score(), abs=1e-5)

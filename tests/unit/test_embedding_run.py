@@ -11,6 +11,7 @@ from pipeline.embedding.run import EmbeddingRun
 from pipeline.embedding.transform_config import serving_image_uri
 from pipeline.embedding.transform_config import transform_config as build_config
 from pipeline.settings import Settings
+from pipeline.storage.run_stores import RunStores
 
 
 def test_requested_ids_from_sqs_asset_events():
@@ -43,10 +44,7 @@ def _run(settings: Settings, run_id: str) -> EmbeddingRun:
         settings,
         run_id,
         s3=object(),
-        images=object(),
-        embeddings=object(),
-        manifests=object(),
-        shards=object(),
+        stores=RunStores(object(), object(), object(), object()),  # type: ignore[arg-type]
     )
 
 
