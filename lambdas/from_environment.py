@@ -1,7 +1,7 @@
 """The deployed entry point shared by the handlers: built once per container, from the
 function's environment: in Lambda's init phase, so that a SnapStart snapshot (and a
-provisioned container) already holds the clients and the app; elsewhere (an import in a test
-or a tool) on first use."""
+provisioned container) already holds the settings, the stores and the app (the stores make
+most boto3 clients on first use); elsewhere (an import in a test or a tool) on first use."""
 
 from __future__ import annotations
 

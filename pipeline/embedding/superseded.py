@@ -1,15 +1,20 @@
-"""Rows a commit lists for an object version that was replaced, and embedded again, before the
-commit: the run's row may come later in the manifest than the current version's, and then it
-is the one lookups read, so they leave the image out (the row's `source_etag` is not the
-record's). Listing the current row again when it already came last only adds a duplicate row
-that compaction merges.
+"""What an embedding run's commit leaves when an image it embedded was replaced, and the new
+version embedded, before the commit: the run's Images write is refused (ETag), but its
+Embeddings write replaced the image's own item, and its row may come later in the manifest
+than the current version's, so lookups read that row and leave the image out (its
+`source_etag` is not the record's). Runs of one DAG do not overlap, but another DAG's run, a
+model upgrade's batch or a copy's one-row shard can embed the same image meanwhile.
 
-Runs of one DAG do not overlap, but an embedding run, a copy's one-row shard (ingest) and a
-model upgrade's batches can commit rows of one image in any order. The commit then puts the
-current version back in front: it lists that version's row again, from its Embeddings item,
-or, when its own write replaced that item too, sends the image back to `pending`, so the next
-run embeds the current version (the stale item no longer matches the record, so it is not
-mistaken for a finished embedding).
+The commit puts the current version back: when the image's own Embeddings item is no longer
+the current version's (this run replaced it), the image goes back to `pending`, so the next
+run embeds the current version (the stale item does not match the record, so `gather` does
+not take it for a finished embedding); otherwise, when this run's row can stand in front of
+the current one (same prompt and model), that version's row is listed again. Listing it when
+it already came last only adds a duplicate row that compaction merges. A version that is
+embedded while the commit relists is sent back to `pending` too.
+
+A model upgrade's batch or a copy that lands late is not repaired here: the image is left out
+of that model's lookups (never shown with the old vector) until it is embedded again.
 """
 
 from __future__ import annotations
@@ -28,14 +33,18 @@ from pipeline.storage.run_stores import RunStores
 from pipeline.storage.shards import ShardRow, rows_table
 
 
-def superseded(image: Committed, record: dict[str, Any] | None, model_id: str) -> bool:
-    """Whether the record now is another version of the image, embedded with `model_id` into
-    the prompt the run wrote a row of it for. Pure."""
+def replaced_and_embedded(image: Committed, record: dict[str, Any] | None) -> bool:
+    """Whether the record now is another version of the image, embedded. Pure."""
     return (
-        record is not None
-        and bool(image.prompt)
-        and record.get("status") == EMBEDDED
-        and record.get("etag") != image.etag
+        record is not None and record.get("status") == EMBEDDED and record.get("etag") != image.etag
+    )
+
+
+def shadows(image: Committed, record: dict[str, Any], model_id: str) -> bool:
+    """Whether the run's row of the image can stand in front of the current version's: same
+    prompt, and the record is embedded with the run's model. Pure."""
+    return (
+        bool(image.prompt)
         and record.get("prompt") == image.prompt
         and embedded_with(record, model_id)
     )
@@ -55,22 +64,43 @@ class SupersededRows:
         reopened = 0
         for image in refused:
             record = self.images.get(image.image_id)
-            if record is None or not superseded(image, record, model_id):
+            if record is None or not replaced_and_embedded(image, record):
                 continue
-            row = self._current_row(record, model_id)
-            if row is not None:
-                relisted[str(image.prompt)].append(row)
-            elif self.images.set_outcome(image.image_id, record["etag"], {"status": PENDING}):
-                reopened += 1
+            own = self.embeddings.get(image.image_id)
+            if own is None or own.get("source_etag") != record["etag"]:
+                reopened += self._reopen(record["image_id"], record["etag"])
+            elif shadows(image, record, model_id):
+                row = self._current_row(record, model_id)
+                if row is not None:
+                    relisted[str(image.prompt)].append(row)
+                else:
+                    reopened += self._reopen(record["image_id"], record["etag"])
         for prompt, rows in sorted(relisted.items()):
-            key = shard_key(model_id, prompt, run_id, part="current")
-            table = rows_table(rows, len(rows[0].embedding), model_id, prompt)
-            self.shards.write(key, table)
-            ids = frozenset(row.image_id for row in rows)
-            self.manifests.update(
-                prompt, model_id, partial(Manifest.with_shard, key=key, rows=len(rows), ids=ids)
-            )
-        return {"relisted": sum(map(len, relisted.values())), "reopened": reopened}
+            self._list(rows, model_id, prompt, run_id)
+        rows = [row for rows in relisted.values() for row in rows]
+        return {"relisted": len(rows), "reopened": reopened + self._moved_on(rows)}
+
+    def _list(self, rows: list[ShardRow], model_id: str, prompt: str, run_id: str) -> None:
+        key = shard_key(model_id, prompt, run_id, part="current")
+        self.shards.write(key, rows_table(rows, len(rows[0].embedding), model_id, prompt))
+        ids = frozenset(row.image_id for row in rows)
+        self.manifests.update(
+            prompt, model_id, partial(Manifest.with_shard, key=key, rows=len(rows), ids=ids)
+        )
+
+    def _moved_on(self, rows: list[ShardRow]) -> int:
+        """Images embedded from yet another version while their rows were listed again (the
+        relisted row may now stand in front of that version's): back to pending."""
+        reopened = 0
+        for row in rows:
+            record = self.images.get(row.image_id)
+            listed = Committed(row.image_id, row.source_etag, None)
+            if record is not None and replaced_and_embedded(listed, record):
+                reopened += self._reopen(row.image_id, record["etag"])
+        return reopened
+
+    def _reopen(self, image_id: str, etag: str) -> int:
+        return int(self.images.set_outcome(image_id, etag, {"status": PENDING}))
 
     def _current_row(self, record: dict[str, Any], model_id: str) -> ShardRow | None:
         """The current version's row, when its vector of this model is still stored."""

@@ -160,9 +160,9 @@ class SimilarityService:
         `next_cursor` true when more follow, `last`, the position of the page's last row, and
         `groups`, what the next page's cursor carries (see Visibility).
 
-        A candidate is current when its Images record is embedded, for this prompt and model:
-        a replaced object's record is pending or failed (or embedded from the new version,
-        whose row a newer manifest holds), so its old row is dropped and the page refilled.
+        A candidate is current when its Images record is embedded, for this prompt and model,
+        from the object version the row's vector came from (`source_etag`): a replaced
+        object's old row is dropped and the page refilled.
         The manifest is read again after the records: if a run committed in between, the page
         is cut again from the newer version (a run lists its shard before it marks records).
         Deleted images (the manifest's tombstones) are never shown."""

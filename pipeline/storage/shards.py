@@ -16,6 +16,7 @@ from pipeline.storage.bucket import ObjectStore
 
 ROW_GROUP_ROWS = 16_384
 PARSE_THREADS = 4
+OPTIONAL_COLUMNS = frozenset({"source_etag"})  # shards written before it existed lack it
 
 
 def shard_schema(dim: int, model_id: str, prompt: str) -> pa.Schema:
@@ -102,7 +103,7 @@ class ShardStore(ObjectStore):
         )
 
     def read(self, key: str, columns: list[str] | None = None) -> pa.Table:
-        """The shard, or those of `columns` it has (older shards lack `source_etag`)."""
+        """The shard, or its `columns` (an older shard lacks the optional ones)."""
         body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return parse_shard(body, columns)
 
@@ -113,6 +114,9 @@ def parse_shard(body: bytes, columns: list[str] | None = None) -> pa.Table:
     pyarrow.dataset, which a cold lookup would wait for."""
     first = pq.ParquetFile(pa.BufferReader(body))
     present = first.schema_arrow.names
+    missing = set(columns or ()) - set(present) - OPTIONAL_COLUMNS
+    if missing:
+        raise ValueError(f"shard has no column {sorted(missing)}")
     wanted = present if columns is None else [c for c in columns if c in present]
     if first.num_row_groups < 2:
         return first.read(wanted)

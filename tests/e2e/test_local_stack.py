@@ -105,6 +105,13 @@ def _upload(exports: dict[str, str], key: str, prompt: str) -> None:
     )
 
 
+def _asset_triggered(status: dict[str, Any]) -> set[str]:
+    """The ids of embed_images runs the embed queue's asset events started."""
+    runs_url = f"{status['airflow']['url']}/api/v2/dags/embed_images/dagRuns"
+    runs = requests.get(runs_url, params={"limit": 100}, timeout=10).json()["dag_runs"]
+    return {r["dag_run_id"] for r in runs if r["run_type"] == "asset_triggered"}
+
+
 def _settled(status: dict[str, Any], settings: Settings, timeout: float = 180) -> None:
     """Wait until the embed queue is empty and no embed_images run is queued or running."""
     runs_url = f"{status['airflow']['url']}/api/v2/dags/embed_images/dagRuns"
@@ -133,7 +140,13 @@ def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
     queue.request_embedding("e2e-owl", "uploads/e2e-owl.jpg", etag)  # while it is pending
     api = exports["IMGSIM_API_URL"]
     embedded = _await_embedded(api, "e2e-owl")
+    _settled(status, settings)
+    before = _asset_triggered(status)
     queue.request_embedding("e2e-owl", "uploads/e2e-owl.jpg", etag)  # once it is embedded
+    deadline = time.monotonic() + 120
+    while not (new := _asset_triggered(status) - before) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert new, "the re-sent request triggered no run"
     _settled(status, settings)
     again = requests.get(f"{api}/images/e2e-owl", timeout=10).json()
     assert {k: v for k, v in again.items() if k != "url"} == {

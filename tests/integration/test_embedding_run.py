@@ -190,3 +190,10 @@ def test_a_run_committing_a_replaced_version_after_its_successor_leaves_the_curr
     refused = Committed("r1", old_etag, prompt)
     assert restored.restore([refused], model_id, "run-slow") == {"relisted": 1, "reopened": 0}
     assert score_of_r1() == pytest.approx(expected_score(), abs=1e-5)
+
+    # a late run of the old version under another prompt (or none): its row stands in front
+    # of nothing here, but its Embeddings write replaced the current vector: back to pending
+    embeddings.put("r1", model_id, stale["embedding"], None, old_etag, "t")
+    elsewhere = Committed("r1", old_etag, "another prompt")
+    assert restored.restore([elsewhere], model_id, "run-late") == {"relisted": 0, "reopened": 1}
+    assert images.get("r1")["status"] == "pending"
