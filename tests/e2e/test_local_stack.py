@@ -219,8 +219,8 @@ def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
     assert len(family) > len(pids)  # Airflow runs a scheduler, triggerer, workers, ...
 
     # `down` of another (empty) stack directory touches nothing of ours: the recorded
-    # processes and Airflow's long-lived ones (task runners, and the executor's workers
-    # forked with their scheduler's command line, come and go on their own)
+    # processes and Airflow's long-lived ones (task runners, and the file parsers the
+    # dag-processor and triggerer fork with their own command line, come and go on their own)
     long_lived = [p for p in family if p.pid in pids or _main_airflow_part(p)]
     assert {_airflow_part(p) for p in long_lived} >= {"scheduler", "triggerer", "dag-processor"}
     stack.cli("down", env={**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path)})
