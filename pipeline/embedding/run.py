@@ -244,11 +244,10 @@ class EmbeddingRun:
         # and embedded again meanwhile gets its current row back in front of this run's.
         model_id = good[0][1]["model_id"] if good else ""
         done = [Committed(t.image_id, t.etag, t.prompt) for t, _ in good]
+        committed = [c for c, ok in zip(done, marked, strict=True) if ok]
         refused = [c for c, ok in zip(done, marked, strict=True) if not ok]
         lifecycle = RunLifecycle(self.settings, self.images, self.manifests, self.shards)
-        lifecycle_summary = lifecycle.after_commit(
-            model_id, [c for c, ok in zip(done, marked, strict=True) if ok], refused
-        )
+        lifecycle_summary = lifecycle.after_commit(model_id, committed, refused)
         restored = SupersededRows(self.stores).restore(refused, model_id, self.run_id)
         for target, result in bad:
             self.images.set_outcome(
@@ -262,7 +261,7 @@ class EmbeddingRun:
             "shards": sorted(key for key, _ in shards.values()),
             "failures": [{"image_id": t.image_id, "error": r.get("error")} for t, r in bad],
             # what a model upgrade's follow-up needs: which model wrote which prompts' shards
-            "model_id": good[0][1]["model_id"] if good else None,
+            "model_id": model_id or None,
             "prompts": sorted(shards),
             **lifecycle_summary,
             **restored,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -107,10 +106,4 @@ class SupersededRows:
         item = self.embeddings.get_for_model(record["image_id"], model_id)
         if item is None or item.get("source_etag") != record["etag"]:
             return None
-        return ShardRow(
-            image_id=record["image_id"],
-            embedding=item["embedding"],
-            created_at=datetime.fromisoformat(record["created_at"].replace("Z", "+00:00")),
-            s3_key=record["s3_key"],
-            source_etag=record["etag"],
-        )
+        return ShardRow.of_record(record, item["embedding"])

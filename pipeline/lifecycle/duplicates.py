@@ -10,7 +10,6 @@ that is not embedded yet is embedded by the next run like any image.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from pipeline.lifecycle.deletion import Deleter
@@ -121,9 +120,9 @@ class Duplicates:
             return None
         image_id = record["image_id"]
         key = shard_key(model_id, prompt, copy_run_id(image_id))
-        created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
-        row = ShardRow(image_id, embedding, created, record["s3_key"], record["etag"])
-        table = rows_table([row], len(embedding), model_id, prompt)
+        table = rows_table(
+            [ShardRow.of_record(record, embedding)], len(embedding), model_id, prompt
+        )
         self.shards.write(key, table)
         self.manifests.update(prompt, model_id, lambda m: m.with_shard(key, 1, [image_id]))
         return key

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +45,17 @@ class ShardRow:
     created_at: datetime
     s3_key: str
     source_etag: str
+
+    @classmethod
+    def of_record(cls, record: Mapping[str, Any], embedding: np.ndarray) -> ShardRow:
+        """The row of an Images record's current version, with a vector stored for it."""
+        return cls(
+            image_id=record["image_id"],
+            embedding=embedding,
+            created_at=datetime.fromisoformat(record["created_at"].replace("Z", "+00:00")),
+            s3_key=record["s3_key"],
+            source_etag=record["etag"],
+        )
 
 
 def rows_table(rows: Sequence[ShardRow], dim: int, model_id: str, prompt: str) -> pa.Table:
