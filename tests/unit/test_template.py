@@ -240,14 +240,12 @@ def test_intrinsics_resolve_like_cloudformation():
 
 
 def _runbook() -> str:
-    readme = (TEMPLATE_PATH.parents[1] / "README.md").read_text()
-    start = readme.index("\n## Running on AWS\n")
-    return readme[start : readme.index("\n## ", start + 1)]
+    return (TEMPLATE_PATH.parents[1] / "docs" / "deploy.md").read_text()
 
 
 def test_the_runbook_names_the_template_s_parameters_and_outputs():
-    """Every `--parameter-overrides Name=value` and `OutputKey=='Name'` of README's runbook
-    exists in the template (the AWS commands themselves need an account)."""
+    """Every `--parameter-overrides Name=value` and `OutputKey=='Name'` of the runbook
+    (docs/deploy.md) exists in the template (the AWS commands themselves need an account)."""
     import re
 
     runbook = _runbook().replace("\\\n", " ")
