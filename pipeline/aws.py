@@ -31,9 +31,9 @@ def client(
     session: boto3.Session | None = None,
     config: Config | None = None,
 ) -> Any:
-    """A new boto3 client for `service`, pointed at its local endpoint when one is set. Its
-    credentials come from `session`, else the settings' session (an Airflow task's
-    connection), else boto3's default chain."""
+    """A new boto3 client for `service`, pointed at its local endpoint when one is set, in the
+    service's region (Bedrock's own for Bedrock). Its credentials come from `session`, else the
+    settings' session (an Airflow task's connection), else boto3's default chain."""
     config = _RETRIES.merge(config) if config else _RETRIES
     if service == "s3":
         # Presigned URLs in SigV4: SigV2 is deprecated for S3 and refused in newer regions.
@@ -45,7 +45,7 @@ def client(
         session = session or settings.session or _default_session()
         return session.client(
             service,
-            region_name=settings.region,
+            region_name=settings.region_of(service),
             endpoint_url=settings.endpoint(service),
             config=config,
         )

@@ -20,16 +20,28 @@ ENDPOINT_VARIABLES: dict[str, str] = {
     "bedrock-runtime": "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
     "sagemaker": "AWS_ENDPOINT_URL_SAGEMAKER",
     "sagemaker-runtime": "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+    "service-quotas": "AWS_ENDPOINT_URL_SERVICE_QUOTAS",  # `imgsim preflight`
 }
+# Bedrock's clients are made in `Settings.bedrock_region`, every other one in `region`.
+BEDROCK_SERVICES = ("bedrock", "bedrock-runtime")
 
 MB = 1024 * 1024
+# Lambda refuses a synchronous invocation whose request payload (for the API: the whole
+# API Gateway proxy event, JSON) is not smaller than this (RequestEntityTooLargeException).
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * MB
 
 
 @dataclass(frozen=True)
 class Limits:
     """Input rules of DESIGN.md section 3."""
 
-    max_body_bytes: int = 6 * MB
+    # A request body the API reads. The proxy event wraps it (its headers twice, the request
+    # context, the body as a JSON string), and Lambda's quota counts the event: this leaves
+    # room for API Gateway's largest headers (10 KiB, counted twice) and the request context.
+    max_body_bytes: int = 6_000_000
+    # One decoded image in a body or behind a URL: its base64 (4 bytes for 3) and a prompt
+    # still fit in `max_body_bytes`.
+    max_image_bytes: int = 4_400_000
     max_object_bytes: int = 32 * MB
     max_side: int = 4096
     max_pixels: int = 4096 * 4096
@@ -53,7 +65,14 @@ class Settings:
     presign_expiry_seconds: int = 900
     api_keys: tuple[str, ...] = ()  # when set, the API wants one of them in x-api-key
     embed_endpoint: str = "imgsim-embed"  # SageMaker endpoint for single-image embedding
+    # The batch transform's serving images for CPU and GPU instance types, written by
+    # `make mwaa` (MWAA's workers cannot look them up); empty: sagemaker-core looks them up.
+    serving_image_cpu: str = ""
+    serving_image_gpu: str = ""
     image_model_id: str = "stability.stable-image-core-v1:1"  # GET /images?prompt= (Active)
+    # Bedrock's own region: a model is served in some regions only (the default model in
+    # us-west-2 alone, with no cross-region inference profile), wherever the stack runs.
+    bedrock_region: str = "us-west-2"
     image_size: int = 512
     allow_https_urls: bool = False  # `url` inputs: s3:// of the bucket always, https:// if set
     near_duplicate_threshold: float = 0.95  # cosine from an earlier image of the prompt
@@ -84,10 +103,17 @@ class Settings:
     def endpoint(self, service: str) -> str | None:
         return self.endpoints.get(service)
 
+    def region_of(self, service: str) -> str:
+        """Where a client of `service` is made: Bedrock's region for Bedrock, else `region`."""
+        return self.bedrock_region if service in BEDROCK_SERVICES else self.region
+
     def with_endpoint(
-        self, url: str, services: tuple[str, ...] = ("s3", "dynamodb", "sqs", "cloudformation")
+        self,
+        url: str,
+        services: tuple[str, ...] = ("s3", "dynamodb", "sqs", "cloudformation", "service-quotas"),
     ) -> Settings:
-        """The same settings with the given services pointed at one local endpoint."""
+        """The same settings with the given services pointed at one local endpoint (moto's
+        by default)."""
         return replace(self, endpoints={**self.endpoints, **{s: url for s in services}})
 
     def to_env(self) -> dict[str, str]:
@@ -113,13 +139,17 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "presign_expiry_seconds": "IMGSIM_PRESIGN_EXPIRY_SECONDS",
     "api_keys": "IMGSIM_API_KEYS",
     "embed_endpoint": "IMGSIM_EMBED_ENDPOINT",
+    "serving_image_cpu": "IMGSIM_SERVING_IMAGE_CPU",
+    "serving_image_gpu": "IMGSIM_SERVING_IMAGE_GPU",
     "image_model_id": "IMGSIM_IMAGE_MODEL_ID",
+    "bedrock_region": "IMGSIM_BEDROCK_REGION",
     "image_size": "IMGSIM_IMAGE_SIZE",
     "allow_https_urls": "IMGSIM_ALLOW_HTTPS_URLS",
     "near_duplicate_threshold": "IMGSIM_NEAR_DUPLICATE_THRESHOLD",
 }
 LIMITS_VARIABLES: dict[str, str] = {
     "max_body_bytes": "IMGSIM_MAX_BODY_BYTES",
+    "max_image_bytes": "IMGSIM_MAX_IMAGE_BYTES",
     "max_object_bytes": "IMGSIM_MAX_OBJECT_BYTES",
     "max_side": "IMGSIM_MAX_SIDE",
     "max_pixels": "IMGSIM_MAX_PIXELS",

@@ -67,7 +67,7 @@ def store_upload(upload: Upload, ingestor: Ingestor) -> dict[str, Any]:
     """Validate, store under uploads/ and record it now (the S3 event then finds it done)."""
     limits = ingestor.settings.limits
     try:
-        info = validate_image(upload.data, limits, max_bytes=limits.max_body_bytes)
+        info = validate_image(upload.data, limits, max_bytes=limits.max_image_bytes)
     except InvalidImage as exc:
         raise ApiError(exc.http_status, exc.code, exc.message) from None
     image_id = new_image_id()

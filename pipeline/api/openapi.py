@@ -25,7 +25,7 @@ DESCRIPTION = (
     '`{"error": {"code", "message"}}`; request validation failures are 400.'
 )
 BODY_ERRORS = {
-    413: "request body over 6 MB",
+    413: "request body over 6,000,000 bytes",
     415: "the body is not JSON (Content-Type)",
 }
 KEY_ERRORS = {401: "API key missing (x-api-key)", 403: "API key not accepted"}

@@ -59,7 +59,7 @@ IDEMPOTENCY_ERRORS = {
 }
 IMAGE_ERRORS = {
     400: "missing or invalid image or URL",
-    413: "an image over 6 MB",
+    413: "an image over 4.4 MB, or a body over 6,000,000 bytes",
     415: "not a jpg/png/bmp/webp image",
     503: "the embedding endpoint cannot serve right now",
 }

@@ -22,7 +22,12 @@ from pipeline import aws
 from pipeline.generation.budget import API_BUDGET, RetryBudget
 from pipeline.generation.budget import CAMPAIGN_BUDGET as CAMPAIGN_BUDGET  # for the DAG
 from pipeline.generation.families import family, limits
-from pipeline.generation.lifecycle import STABILITY_NOTE, ModelUnavailable, check_model
+from pipeline.generation.lifecycle import (
+    STABILITY_NOTE,
+    ModelUnavailable,
+    check_model,
+    not_offered,
+)
 from pipeline.settings import Settings
 
 # Error codes that mean "busy or unavailable, try later": raised as Throttled once botocore's
@@ -192,6 +197,10 @@ class BedrockImages(aws.Adapter):
             message = exc.response["Error"].get("Message", "")
             if code == "ValidationException" and "filter" in message.lower():
                 raise Refused(message) from None
+            if code == "ValidationException" and "model identifier" in message.lower():
+                raise ModelUnavailable(
+                    not_offered(model_id, self.settings.bedrock_region)
+                ) from None
             if code in UNAVAILABLE:
                 attempts = _attempts(exc.response)
                 raise Throttled(f"{code} after {attempts} calls: {message}") from None

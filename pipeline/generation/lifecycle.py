@@ -1,7 +1,8 @@
-"""Is the image model still there? Bedrock's control plane (GetFoundationModel) reports each
-model's lifecycle: ACTIVE, or LEGACY with an end-of-life date. A Legacy model is closed to new
-customers and fails for everyone after its end of life, so a campaign's plan and the API's first
-generation check it: Legacy is logged as a warning, end of life or an unknown id is an error."""
+"""Is the image model still there? Bedrock's control plane (GetFoundationModel, asked in the
+Bedrock region) reports each model's lifecycle: ACTIVE, or LEGACY with an end-of-life date. A
+Legacy model is closed to new customers and fails for everyone after its end of life, so a
+campaign's plan and the API's first generation check it: Legacy is logged as a warning; end of
+life, an unknown id or a model not offered in the Bedrock region is an error."""
 
 from __future__ import annotations
 
@@ -20,9 +21,15 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 STABILITY_NOTE = (
-    "Stability AI models run in fewer regions than Amazon's (us-west-2 at least) and need an "
-    "AWS Marketplace subscription: request model access in the Bedrock console"
+    "Stability AI models are served in us-west-2 only and are sold through AWS Marketplace: the "
+    "first InvokeModel subscribes the account, which needs the calling role to have "
+    "aws-marketplace:Subscribe, Unsubscribe and ViewSubscriptions and the account a valid "
+    "payment method (`imgsim preflight` checks it)"
 )
+# What GetFoundationModel and InvokeModel answer for a model the region does not offer (and for
+# an unknown id): ResourceNotFound, or ValidationException "The provided model identifier is
+# invalid."
+NOT_OFFERED_CODES = ("ResourceNotFoundException", "ValidationException")
 
 
 class ModelUnavailable(Exception):
@@ -63,6 +70,15 @@ def verdict(lifecycle: Lifecycle, today: date) -> tuple[bool, str]:
     return False, f"{model} is {lifecycle.status.title()} on Bedrock{note}"
 
 
+def not_offered(model_id: str, region: str) -> str:
+    """The one message for a model that Bedrock does not offer in `region`."""
+    return (
+        f"{model_id} is not offered by Bedrock in {region} (a region that does not serve it, an "
+        "unknown id, or gone after its end of life): set the Bedrock region "
+        "(IMGSIM_BEDROCK_REGION, the template's BedrockRegion) to one the model's card lists"
+    )
+
+
 def control_plane(settings: Settings) -> Settings:
     """Settings whose `bedrock` endpoint is the runtime's when only the runtime is pointed
     elsewhere: the local emulator serves both on one port. On AWS neither is set."""
@@ -84,14 +100,14 @@ def check_model(
     )
     try:
         details = client.get_foundation_model(modelIdentifier=model_id)["modelDetails"]
-    except client.exceptions.ResourceNotFoundException:
-        raise ModelUnavailable(
-            f"{model_id} is not offered by Bedrock in {settings.region} (unknown id, or gone "
-            "after its end of life)"
-        ) from None
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in NOT_OFFERED_CODES:
+            raise ModelUnavailable(not_offered(model_id, settings.bedrock_region)) from None
         hint = " (allow bedrock:GetFoundationModel)" if "AccessDenied" in str(exc) else ""
         log.warning("cannot check %s's lifecycle%s: %s", model_id, hint, exc)
+        return None
+    except BotoCoreError as exc:
+        log.warning("cannot check %s's lifecycle: %s", model_id, exc)
         return None
     legacy, message = verdict(lifecycle_of(model_id, details), today or datetime.now(UTC).date())
     log.log(logging.WARNING if legacy else logging.INFO, message)

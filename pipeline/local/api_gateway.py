@@ -15,9 +15,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.local.loopback import LoopbackServer
+from pipeline.settings import LAMBDA_SYNC_PAYLOAD_BYTES
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024  # API Gateway refuses larger payloads itself
+# What API Gateway answers when Lambda refuses the invocation as too large
+# (RequestEntityTooLargeException): the REQUEST_TOO_LARGE gateway response, not the app's.
+LAMBDA_REFUSED_STATUS = 413
+LAMBDA_REFUSED_BODY = b'{"message": "Request Too Long"}'
 STAGE = "v1"
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,7 @@ def proxy_event(
         text, is_b64 = body.decode("utf-8"), False
     except UnicodeDecodeError:
         text, is_b64 = base64.b64encode(body).decode("ascii"), True
-    return {
+    event: dict[str, Any] = {
         "resource": "/{proxy+}",
         "path": url.path,
         "httpMethod": method,
@@ -59,6 +64,12 @@ def proxy_event(
         "body": text if body else None,
         "isBase64Encoded": is_b64,
     }
+    return event
+
+
+def invocation_payload_bytes(event: dict[str, Any]) -> int:
+    """The size of the Invoke request Lambda's quota counts: the event as compact JSON."""
+    return len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
 def _make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
@@ -82,6 +93,16 @@ def _make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
             for key, value in self.headers.items():
                 headers.setdefault(key, []).append(value)
             event = proxy_event(self.command, self.path, headers, body, self.client_address[0])
+            if invocation_payload_bytes(event) >= LAMBDA_SYNC_PAYLOAD_BYTES:
+                self._send(
+                    LAMBDA_REFUSED_STATUS,
+                    {
+                        "Content-Type": "application/json",
+                        "x-amzn-ErrorType": "BadRequestException",
+                    },
+                    LAMBDA_REFUSED_BODY,
+                )
+                return
             try:
                 result = handler(event, LocalLambdaContext("imgsim-api-local"))
             except Exception:  # API Gateway answers 502 when the function itself fails

@@ -84,7 +84,7 @@ def from_base64(encoded: str, field: str, limit: int) -> bytes:
 def from_url(
     url: str, field: str, settings: Settings, s3: Any, https: HttpsFetcher | None = None
 ) -> bytes:
-    limit = settings.limits.max_body_bytes
+    limit = settings.limits.max_image_bytes
     if url.startswith("s3://"):
         return _read_s3(url, field, settings.bucket, s3, limit)
     if url.startswith("https://") and settings.allow_https_urls:

@@ -43,7 +43,7 @@ class OnDemandQueries:
     def image(self, img: str | None, url: str | None, img_field: str, url_field: str) -> bytes:
         """The bytes of one image given as base64 (`img`) or as a `url`."""
         if img is not None:
-            return from_base64(img, img_field, self.settings.limits.max_body_bytes)
+            return from_base64(img, img_field, self.settings.limits.max_image_bytes)
         if url is not None:
             return from_url(url, url_field, self.settings, self.s3)
         raise ApiError(400, f"missing_{img_field}", f"send {img_field} (base64) or {url_field}")
@@ -121,7 +121,7 @@ class OnDemandQueries:
             queries.append(({"image_id": image_id}, item["embedding"], item["model_id"], image_id))
         for index, encoded in enumerate(images):
             result = self.embed_bytes(
-                from_base64(encoded, f"images[{index}]", self.settings.limits.max_body_bytes)
+                from_base64(encoded, f"images[{index}]", self.settings.limits.max_image_bytes)
             )
             if active is not None and result["model_id"] != active:
                 raise ApiError(

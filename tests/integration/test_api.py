@@ -4,6 +4,7 @@ the Lambda handler) against the moto stack."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -17,9 +18,10 @@ from lambdas.api.handler import make_handler
 from lambdas.ingest.handler import make_handler as make_ingest_handler
 from pipeline import aws
 from pipeline.ingest.ingestor import Ingestor
-from pipeline.local.api_gateway import LocalApi, proxy_event
+from pipeline.local.api_gateway import LocalApi, invocation_payload_bytes, proxy_event
 from pipeline.local.event_pump import EventPump
 from pipeline.local.lambda_context import LocalLambdaContext
+from pipeline.settings import LAMBDA_SYNC_PAYLOAD_BYTES, Limits
 from tests.events import api_gateway_get_image
 from tests.helpers import drain_messages, gradient_jpeg, image_bytes
 
@@ -124,10 +126,72 @@ def test_invalid_json_is_a_400(api):
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
 
 
-def test_a_body_over_6_mb_is_a_413(api):
-    response = _post(api, image_data="A" * (6 * 1024 * 1024 + 4))
+def _raw_post(api: str, body: bytes, extra: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """POST /images with exactly these headers (no client adds any), for byte-exact sizes."""
+    url = urlsplit(api)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    headers = {"Content-Type": "application/json", **(extra or {})}
+    try:
+        connection.request("POST", "/images", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _padded(payload: dict[str, str], size: int) -> bytes:
+    """The JSON of `payload` padded with trailing whitespace to exactly `size` bytes."""
+    text = json.dumps(payload).encode()
+    assert len(text) <= size
+    return text + b" " * (size - len(text))
+
+
+def test_the_largest_body_reaches_the_app_and_one_byte_more_is_its_413(api):
+    limit = Limits().max_body_bytes
+    png = _b64(image_bytes("PNG", (64, 48)))
+    # API Gateway's largest headers (10 KiB with the request line) travel twice in the event
+    headers = {"X-Padding": "p" * 9_000}
+    status, _ = _raw_post(api, _padded({"image_data": png}, limit), headers)
+    assert status == 200
+    status, body = _raw_post(api, _padded({"image_data": png}, limit + 1), headers)
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+
+
+def test_the_image_limit_is_its_own_number(api):
+    limit = Limits().max_image_bytes
+    png = image_bytes("PNG", (64, 48))
+    at_limit = png + b"\0" * (limit - len(png))  # bytes after IEND: still one PNG
+    response = _post(api, image_data=_b64(at_limit))
+    assert response.status_code == 200
+    response = _post(api, image_data=_b64(at_limit + b"\0"))
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "payload_too_large"
+    error = response.json()["error"]
+    assert error["code"] == "too_large" and str(limit) in error["message"]
+
+
+def test_an_event_over_lambdas_quota_is_refused_by_the_gateway_not_the_app(api):
+    """The smallest body whose proxy event Lambda refuses: API Gateway's 413, and the body
+    just below it is still the app's JSON 413 (so the app's limit sits below the quota)."""
+
+    def event_size(n: int) -> int:
+        headers = {
+            "Host": [f"{urlsplit(api).netloc}"],
+            "Accept-Encoding": ["identity"],
+            "Content-Length": [str(n)],
+            "Content-Type": ["application/json"],
+        }
+        event = proxy_event("POST", "/images", headers, _padded(payload, n), "127.0.0.1")
+        return invocation_payload_bytes(event)
+
+    payload = {"image_data": _b64(image_bytes("PNG", (64, 48)))}
+    refused = LAMBDA_SYNC_PAYLOAD_BYTES - (event_size(6_000_000) - 6_000_000)
+    assert event_size(refused) == LAMBDA_SYNC_PAYLOAD_BYTES
+    assert refused > Limits().max_body_bytes
+    status, body = _raw_post(api, _padded(payload, refused - 1))
+    assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
+    status, body = _raw_post(api, _padded(payload, refused))
+    assert status == 413 and json.loads(body) == {"message": "Request Too Long"}
 
 
 def test_unknown_images_and_routes_are_json_404s(api):

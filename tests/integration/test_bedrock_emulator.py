@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
 from datetime import date
 from types import SimpleNamespace
 
@@ -29,12 +32,16 @@ from pipeline.generation.bedrock import (
 from pipeline.generation.budget import LIFECYCLE_BUDGET
 from pipeline.generation.families import DEFAULT_IMAGE_MODEL
 from pipeline.generation.lifecycle import control_plane
+from pipeline.local.bedrock.catalogue import Access
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
 from pipeline.settings import Settings
 from sagemaker_jobs.clip_embed.code.embedders import ColorLayoutEmbedder
 
 TITAN = "amazon.titan-image-generator-v2:0"
 NOVA = "amazon.nova-canvas-v1:0"
+# Nova Canvas is not served in us-west-2 (the default Bedrock region, the Stability models'):
+# its tests ask in us-east-1.
+BEDROCK_REGION = {NOVA: "us-east-1"}
 # A date before Titan v2's and Nova Canvas's end of life, so their request shapes stay tested.
 BEFORE_EOL = date(2026, 1, 1)
 AFTER_EOL = date(2026, 11, 22)
@@ -57,11 +64,13 @@ def emulator(backoff):
         max_attempts: int = 6,
         today: date = BEFORE_EOL,
         budget: RetryBudget | None = None,
+        model_id: str = "",
         **behaviour,
     ) -> tuple[BedrockImages, Behaviour]:
         server = BedrockEmulator(Behaviour(today=today, **behaviour)).start()
         servers.append(server)
-        settings = Settings().with_endpoint(server.url, ("bedrock-runtime",))
+        region = BEDROCK_REGION.get(model_id, Settings.bedrock_region)
+        settings = Settings(bedrock_region=region).with_endpoint(server.url, ("bedrock-runtime",))
         budget = budget or RetryBudget(max_attempts, connect_timeout=2, read_timeout=10)
         return BedrockImages(settings, budget=budget, today=today), server.behaviour
 
@@ -79,7 +88,7 @@ def _vector(png: bytes) -> np.ndarray:
     "model_id", [TITAN, NOVA, "stability.sd3-5-large-v1:0", DEFAULT_IMAGE_MODEL]
 )
 def test_each_family_returns_a_png_named_as_a_stand_in(emulator, model_id):
-    client, _ = emulator()
+    client, _ = emulator(model_id=model_id)
     result = client.generate(model_id, "a red fox, close-up, watercolor painting", 512, 512, 7)
     image = Image.open(io.BytesIO(result.image))
     assert image.format == "PNG" and image.size == (512, 512)
@@ -183,7 +192,7 @@ def test_invalid_sizes_are_validation_errors(emulator):
 def test_each_familys_limits_are_enforced_by_the_emulator(emulator, model_id, seed, prompt_chars):
     """The client refuses out-of-range input before a call; the emulator refuses it the way
     Bedrock does, so a regression in either is caught."""
-    client, behaviour = emulator()
+    client, behaviour = emulator(model_id=model_id)
     with pytest.raises(OutOfRange):
         client.generate(model_id, "x" * prompt_chars, 512, 512, seed)
     assert behaviour.calls == 0
@@ -215,7 +224,7 @@ def test_a_legacy_model_is_a_warning_and_an_active_one_is_not(emulator, caplog):
     assert legacy.levelname == "WARNING" and "Legacy" in legacy.message
     assert "end of life on 2026-06-30" in legacy.message
     assert active.levelname == "INFO" and "Active" in active.message
-    assert "Marketplace subscription" in active.message  # a Stability model says so
+    assert "aws-marketplace:Subscribe" in active.message  # a Stability model says so
 
 
 def test_a_model_past_its_end_of_life_is_refused_before_any_call(emulator):
@@ -257,3 +266,67 @@ def test_an_unreachable_control_plane_is_a_warning_not_a_failure(emulator, caplo
     assert result.image and behaviour.calls == 1
     assert "cannot check" in caplog.text
     assert client.check(DEFAULT_IMAGE_MODEL) is None  # not remembered: asked again next time
+
+
+def test_a_model_the_bedrock_region_does_not_serve_is_unavailable_before_any_call(emulator):
+    """Nova Canvas asked in us-west-2: the lifecycle check says so and names the setting to
+    change; the emulator refuses both APIs there as Bedrock does."""
+    client, behaviour = emulator()  # us-west-2
+    with pytest.raises(ModelUnavailable, match="not offered by Bedrock in us-west-2") as gone:
+        client.generate(NOVA, "a fork", 512, 512, 1)
+    assert "IMGSIM_BEDROCK_REGION" in str(gone.value) and behaviour.calls == 0
+    body = json.dumps(request_body(NOVA, "a fork", 512, 512, 1))
+    with pytest.raises(client.client.exceptions.ValidationException, match="model identifier"):
+        client.client.invoke_model(modelId=NOVA, body=body)
+    control = aws.client(control_plane(client.settings), "bedrock")
+    with pytest.raises(control.exceptions.ValidationException, match="model identifier"):
+        control.get_foundation_model(modelIdentifier=NOVA)
+
+
+def test_an_invoke_refused_for_the_region_is_model_unavailable(emulator):
+    """When the lifecycle check could not be had, InvokeModel's own refusal says the same."""
+    client, _ = emulator()
+    client.settings = client.settings.with_endpoint("http://127.0.0.1:9", ("bedrock",))
+    with pytest.raises(ModelUnavailable, match="not offered by Bedrock in us-west-2"):
+        client.generate(NOVA, "a fork", 512, 512, 1)
+
+
+def test_the_emulator_answers_for_the_region_a_request_is_signed_for(emulator):
+    client, _ = emulator()
+    west = aws.client(control_plane(client.settings), "bedrock")
+    east = aws.client(
+        replace(control_plane(client.settings), bedrock_region="us-east-1"), "bedrock"
+    )
+    assert east.meta.region_name == "us-east-1" and west.meta.region_name == "us-west-2"
+    core = west.get_foundation_model(modelIdentifier=DEFAULT_IMAGE_MODEL)["modelDetails"]
+    assert core["modelArn"].startswith("arn:aws:bedrock:us-west-2::")
+    with pytest.raises(east.exceptions.ValidationException, match="model identifier is invalid"):
+        east.get_foundation_model(modelIdentifier=DEFAULT_IMAGE_MODEL)
+    assert east.get_foundation_model(modelIdentifier=TITAN)["modelDetails"]  # served in both
+
+
+def test_an_unsigned_request_is_answered_for_the_emulators_own_region():
+    server = BedrockEmulator(Behaviour(region="us-east-1")).start()
+    try:
+        url = f"{server.url}/foundation-models/{DEFAULT_IMAGE_MODEL}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 400
+        assert refused.value.headers["x-amzn-ErrorType"].startswith("ValidationException")
+    finally:
+        server.stop()
+
+
+def test_get_foundation_model_availability_speaks_bedrocks_protocol(emulator):
+    client, _ = emulator(access=Access(agreement="NOT_AVAILABLE", entitled=False))
+    control = aws.client(control_plane(client.settings), "bedrock")
+    answer = control.get_foundation_model_availability(modelId=DEFAULT_IMAGE_MODEL)
+    assert answer["agreementAvailability"] == {"status": "NOT_AVAILABLE"}
+    assert answer["authorizationStatus"] == "AUTHORIZED"
+    assert answer["entitlementAvailability"] == "NOT_AVAILABLE"
+    assert answer["regionAvailability"] == "AVAILABLE"
+    assert control.get_foundation_model_availability(modelId=NOVA)["regionAvailability"] == (
+        "NOT_AVAILABLE"
+    )
+    with pytest.raises(control.exceptions.ResourceNotFoundException):
+        control.get_foundation_model_availability(modelId="stability.no-such-model-v9:0")

@@ -135,7 +135,7 @@ def test_lifecycle_verdicts():
     with pytest.raises(ModelUnavailable, match="end of life on 2026-06-30"):
         verdict(titan, date(2026, 6, 30))
     legacy, message = verdict(Lifecycle("stability.sd3-5-large-v1:0", "ACTIVE"), date(2026, 1, 1))
-    assert not legacy and "Marketplace subscription" in message
+    assert not legacy and "aws-marketplace:Subscribe" in message
 
 
 def test_the_default_image_model_is_one_aws_lists_as_active():

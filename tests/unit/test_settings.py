@@ -1,5 +1,7 @@
 from dataclasses import fields, replace
 
+from pipeline import aws
+from pipeline.generation.bedrock import BedrockImages
 from pipeline.settings import LIMITS_VARIABLES, SETTINGS_VARIABLES, Limits, Settings
 
 
@@ -61,3 +63,15 @@ def test_to_env_round_trips_every_field_and_limit():
         limits=Limits(**{name: _changed(getattr(Limits(), name)) for name in LIMITS_VARIABLES}),
     ).with_endpoint("http://127.0.0.1:9")
     assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_bedrock_clients_are_made_in_the_bedrock_region():
+    """The default model is served in us-west-2 alone: Bedrock's clients go there wherever the
+    stack runs; the others stay in the stack's region."""
+    settings = Settings.from_env({"AWS_REGION": "eu-west-1"})
+    assert settings.bedrock_region == "us-west-2"
+    for service in ("bedrock", "bedrock-runtime"):
+        assert aws.client(settings, service).meta.region_name == "us-west-2"
+    assert aws.client(settings, "s3").meta.region_name == "eu-west-1"
+    moved = Settings.from_env({"AWS_REGION": "eu-west-1", "IMGSIM_BEDROCK_REGION": "us-east-1"})
+    assert BedrockImages(moved).client.meta.region_name == "us-east-1"

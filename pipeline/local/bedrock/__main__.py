@@ -16,9 +16,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--throttle-rate", type=float, default=0.0)
     parser.add_argument("--refuse-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--region", default="us-west-2", help="for requests whose signature names no region"
+    )
     args = parser.parse_args(argv)
     emulator = BedrockEmulator(
-        Behaviour(args.throttle_rate, args.refuse_rate, args.seed), args.host, args.port
+        Behaviour(args.throttle_rate, args.refuse_rate, args.seed, region=args.region),
+        args.host,
+        args.port,
     ).start()
     print(
         f"Bedrock runtime emulator (a stand-in: procedural painter) on {emulator.url}", flush=True

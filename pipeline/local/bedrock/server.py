@@ -1,9 +1,14 @@
 """The emulator's HTTP side, Bedrock's own wire protocols, so boto3's clients reach it through an
 endpoint URL: POST /model/{modelId}/invoke (bedrock-runtime InvokeModel, with each family's seed
-and prompt limits, and models past their end of life refused) and GET /foundation-models/{id}
-(the control plane's GetFoundationModel, with the model's lifecycle). It can be told to throttle
-or refuse a fraction of calls (deterministically, from a seed), to answer every call with one
-error (code, HTTP status), or to take a while to answer, for tests."""
+and prompt limits, and models past their end of life refused), GET /foundation-models/{id} (the
+control plane's GetFoundationModel, with the model's lifecycle) and GET
+/foundation-model-availability/{id} (GetFoundationModelAvailability: the account's Marketplace
+agreement, authorization, entitlement and the region's). Each request is answered for the region
+its SigV4 credential scope names (the emulator's own `region` when it names none): a model the
+region does not serve is refused as Bedrock refuses it. It can be told to throttle or refuse a
+fraction of calls (deterministically, from a seed), to answer every call with one error (code,
+HTTP status), to take a while to answer, or to play an account without model access, for
+tests."""
 
 from __future__ import annotations
 
@@ -19,12 +24,22 @@ from typing import Any
 from urllib.parse import unquote
 
 from pipeline.generation.families import family, limits
-from pipeline.local.bedrock.catalogue import model_details, past_end_of_life
+from pipeline.local.bedrock.catalogue import (
+    NOT_OFFERED,
+    Access,
+    availability,
+    model_details,
+    offered_in,
+    past_end_of_life,
+)
 from pipeline.local.bedrock.painter import paint
 from pipeline.local.loopback import AwsError, LoopbackServer
 
 _INVOKE = re.compile(r"^/model/([^/]+)/invoke$")
 _FOUNDATION_MODEL = re.compile(r"^/foundation-models/([^/]+)$")
+_AVAILABILITY = re.compile(r"^/foundation-model-availability/([^/]+)$")
+# Authorization: AWS4-HMAC-SHA256 Credential=<key id>/<date>/<region>/<service>/aws4_request, ...
+_SCOPE_REGION = re.compile(r"Credential=[^/,]+/\d{8}/([^/,]+)/")
 FILTERED = "This request has been blocked by our content filters."
 
 
@@ -39,9 +54,13 @@ class Behaviour:
         fault: tuple[str, int] | None = None,
         latency_seconds: float = 0.0,
         today: date | None = None,
+        region: str = "us-west-2",
+        access: Access | None = None,
     ):
         self.throttle_rate, self.refuse_rate, self.fault = throttle_rate, refuse_rate, fault
         self.latency_seconds = latency_seconds
+        self.region = region  # for a request whose signature names no region
+        self.access = access or Access()
         self._today = today
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -63,11 +82,26 @@ class Behaviour:
         return "paint"
 
 
-def invoke(model_id: str, body: dict[str, Any], behaviour: Behaviour) -> dict[str, Any]:
+def request_region(authorization: str | None, default: str) -> str:
+    """The region a SigV4-signed request was signed for (its credential scope), else `default`."""
+    match = _SCOPE_REGION.search(authorization or "")
+    return match.group(1) if match else default
+
+
+def _offered(model_id: str, region: str) -> None:
+    """Bedrock's refusal of a known model in a region that does not serve it."""
+    if model_details(model_id) is not None and not offered_in(model_id, region):
+        raise AwsError(*NOT_OFFERED)
+
+
+def invoke(
+    model_id: str, body: dict[str, Any], behaviour: Behaviour, region: str | None = None
+) -> dict[str, Any]:
     try:
         kind = family(model_id)
     except ValueError:
         raise AwsError("ResourceNotFoundException", f"model {model_id} not found", 404) from None
+    _offered(model_id, region or behaviour.region)
     ended = past_end_of_life(model_id, behaviour.today)
     if ended:
         raise AwsError(
@@ -153,13 +187,24 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
-            match = _FOUNDATION_MODEL.match(self.path.split("?")[0])
-            details = model_details(unquote(match.group(1))) if match else None
-            if details is None:
-                fault = AwsError("ResourceNotFoundException", "The model is not found.", 404)
+            path = self.path.split("?")[0]
+            region = request_region(self.headers.get("Authorization"), behaviour.region)
+            try:
+                if match := _AVAILABILITY.match(path):
+                    answer = availability(unquote(match.group(1)), region, behaviour.access)
+                elif match := _FOUNDATION_MODEL.match(path):
+                    model_id = unquote(match.group(1))
+                    _offered(model_id, region)
+                    details = model_details(model_id, region)
+                    answer = {"modelDetails": details} if details else None
+                else:
+                    answer = None
+                if answer is None:
+                    raise AwsError("ResourceNotFoundException", "The model is not found.", 404)
+            except AwsError as fault:
                 self._fail(fault)
                 return
-            self._send(200, json.dumps({"modelDetails": details}).encode(), {})
+            self._send(200, json.dumps(answer).encode(), {})
 
         def _fail(self, fault: AwsError) -> None:
             self._send(
@@ -174,7 +219,9 @@ def _handler(behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
             try:
                 if not match:
                     raise AwsError("UnknownOperationException", f"no operation at {self.path}", 404)
-                payload = invoke(unquote(match.group(1)), json.loads(raw or b"{}"), behaviour)
+                region = request_region(self.headers.get("Authorization"), behaviour.region)
+                body = json.loads(raw or b"{}")
+                payload = invoke(unquote(match.group(1)), body, behaviour, region)
                 self._send(200, json.dumps(payload).encode(), {})
             except AwsError as fault:
                 self._fail(fault)
