@@ -79,6 +79,16 @@ def test_bucket_notifies_the_ingest_queue_for_both_prefixes():
     assert all(c["Queue"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]} for c in configs)
 
 
+# Actions with no resource-level scope (the service authorization reference lists no resource
+# type for them): only `*` names them.
+UNSCOPED_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "aws-marketplace:Subscribe",
+    "aws-marketplace:Unsubscribe",
+    "aws-marketplace:ViewSubscriptions",
+}
+
+
 def test_function_roles_are_least_privilege():
     identities = {**_of_type("AWS::IAM::Role"), **_of_type("AWS::IAM::ManagedPolicy")}
     for name in identities:
@@ -88,8 +98,34 @@ def test_function_roles_are_least_privilege():
             assert all("*" not in a for a in actions), name
             resources = statement["Resource"]
             resources = resources if isinstance(resources, list) else [resources]
-            if actions != ["ecr:GetAuthorizationToken"]:  # has no resource-level scope
+            if not set(actions) <= UNSCOPED_ACTIONS:
                 assert "*" not in resources, name
+
+
+def test_bedrock_is_called_and_granted_in_its_own_region_with_marketplace_subscription():
+    """The default model is served in us-west-2 only: the API function is told the Bedrock
+    region, and both callers' Bedrock grants name it (not the stack's region); both may
+    subscribe the account to a third-party model on its first call."""
+    assert TEMPLATE["Parameters"]["BedrockRegion"]["Default"] == "us-west-2"
+    environment = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert environment["IMGSIM_BEDROCK_REGION"] == {"Ref": "BedrockRegion"}
+    marketplace = {
+        "aws-marketplace:Subscribe",
+        "aws-marketplace:Unsubscribe",
+        "aws-marketplace:ViewSubscriptions",
+    }
+    for caller in ("ApiFunctionRole", "AirflowTasksPolicy"):
+        statements = [
+            {**s, "Action": s["Action"] if isinstance(s["Action"], list) else [s["Action"]]}
+            for s in _statements(caller)
+        ]
+        bedrock = [s for s in statements if "bedrock:InvokeModel" in s["Action"]]
+        assert len(bedrock) == 1, caller
+        arn = bedrock[0]["Resource"]["Fn::Sub"]
+        assert ":bedrock:${BedrockRegion}::foundation-model/" in arn, caller
+        assert "bedrock:GetFoundationModel" in bedrock[0]["Action"]
+        granted = {a for s in statements for a in s["Action"] if a.startswith("aws-marketplace:")}
+        assert granted == marketplace, caller
 
 
 def test_event_source_mapping_reports_partial_batch_failures():
