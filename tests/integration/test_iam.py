@@ -182,6 +182,67 @@ def test_the_ingest_role_without_a_permission_fails_the_message(
     drain_messages(admin, admin.embed_queue)
 
 
+def _ingest_batch(enforced: EnforcedStack, identity: Identity) -> tuple[int, set[str]]:
+    """One batch of the ingest queue's messages through the handler as `identity`: how many,
+    and the ids of those it reported failed (they would come back, then reach the DLQ)."""
+    admin = enforced.admin
+    handler = make_ingest_handler(Ingestor.from_settings(enforced.settings_of(identity)))
+    messages = _receive_all(admin, admin.ingest_queue)
+    arn = enforced.values.attributes["IngestQueue.Arn"]
+    try:
+        response = handler(sqs_event(messages, arn, admin.region), LocalLambdaContext("ingest"))
+        return len(messages), {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    except BatchProcessingError:  # every message failed
+        return len(messages), {m["MessageId"] for m in messages}
+
+
+@pytest.mark.parametrize("without", [None, "dynamodb:BatchGetItem"])
+def test_an_exact_copy_after_a_model_upgrade_is_a_duplicate_under_the_ingest_role(
+    enforced: EnforcedStack, without: str | None
+) -> None:
+    """Upload A, embed it, switch its prompt to a new model (the upgrade's backfill wrote A's
+    vector of that model), upload A's bytes again: the ingest takes both of A's vectors for the
+    copy (EmbeddingStore.get_for_model: BatchGetItem on Embeddings), it is not refused into the
+    DLQ."""
+    import numpy as np
+
+    from pipeline.storage.active_models import ActiveModels
+    from pipeline.storage.embeddings_table import EmbeddingStore
+
+    admin = enforced.admin
+    prompt, original, copy = "an iam stoat", f"a{uuid.uuid4().hex[:8]}", f"c{uuid.uuid4().hex[:8]}"
+    data = gradient_jpeg((129, 77) if without is None else (130, 77))  # bytes of its own
+    ingest = enforced.identities["IngestFunctionRole"]
+    _put(admin, f"uploads/{original}.jpg", data, prompt)
+    assert _ingest_batch(enforced, ingest)[1] == set()
+    drain_messages(admin, admin.embed_queue)
+    etag = ImageStore(admin).get(original)["etag"]  # type: ignore[index]
+    # the embedding run's commit, then the upgrade's backfill and switch
+    commit_shard(admin, prompt, "m-old", "run-1", {original: np.ones(6)}, etags={original: etag})
+    now = "2026-11-22T00:00:00.000Z"
+    outcome = {"status": "embedded", "embedding_model_id": "m-old", "embedded_at": now}
+    assert ImageStore(admin).set_outcome(original, etag, outcome)
+    upgraded = np.linspace(-1, 1, 6).astype(np.float32)
+    EmbeddingStore(admin).put_model_vector(original, "m-new", upgraded, etag, now)
+    assert ImageStore(admin).add_embedded_models(original, etag, {"m-old", "m-new"})
+    assert ActiveModels(admin).pin(prompt, "m-new", now) == "m-new"
+
+    identity = enforced.identity_without("IngestFunctionRole", without) if without else ingest
+    _put(admin, f"uploads/{copy}.jpg", data, prompt)
+    count, failed = _ingest_batch(enforced, identity)
+    record = ImageStore(admin).get(copy)
+    assert record is not None and record["duplicate_of"] == original
+    if without:  # the template without the grant: the message fails (retried, then the DLQ)
+        assert (count, len(failed), record["status"]) == (1, 1, "pending")
+        drain_messages(admin, admin.embed_queue)
+        return
+    assert (count, failed) == (1, set())
+    assert record["status"] == "embedded" and set(record["embedded_models"]) == {"m-old", "m-new"}
+    vector = EmbeddingStore(admin).get_for_model(copy, "m-new")
+    assert vector is not None and np.array_equal(vector["embedding"], upgraded)
+    assert drain_messages(admin, admin.embed_queue) == []  # nothing to embed again
+
+
 def _receive_all(settings: Settings, queue: str) -> list[dict[str, Any]]:
     sqs = aws.client(settings, "sqs")
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
