@@ -19,7 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sagemaker_jobs.build_model import CODE_DIR, build
+from sagemaker_jobs import wheels
+from sagemaker_jobs.build_model import CODE_DIR, REQUIREMENTS, build
 
 HERE = Path(__file__).parent
 NAMED: dict[str, dict[str, Any]] = {
@@ -40,11 +41,20 @@ def content_key(arguments: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode())
     for source in sorted([*HERE.glob("*.py"), *CODE_DIR.glob("*.py")]):
         digest.update(source.name.encode() + source.read_bytes())
+    # the wheels the artifact carries: a new pin in constraints.txt is a new artifact
+    digest.update(" ".join(sorted(p.name for p in _wheels_of(arguments).glob("*.whl"))).encode())
     if arguments.get("family") == "efficientnet-lite0" and arguments.get("pretrained", True):
         from sagemaker_jobs.efficientnet import file_digest, weights_file
 
         digest.update(file_digest(weights_file()).encode())
     return digest.hexdigest()[:16]
+
+
+def _wheels_of(arguments: dict[str, Any]) -> Path:
+    family = {"efficientnet-lite0": "efficientnet-lite0", "color-layout-v1": "color-layout"}.get(
+        arguments.get("family", ""), "onnx-clip" if arguments.get("onnx") else "hf-clip"
+    )
+    return wheels.wheelhouse(REQUIREMENTS[family])
 
 
 def cached_artifact(name: str, cache_dir: Path) -> tuple[Path, str]:

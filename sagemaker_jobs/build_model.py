@@ -22,14 +22,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sagemaker_jobs import wheels
+
 CODE_DIR = Path(__file__).parent / "clip_embed" / "code"
 MODEL_CARD = "imgsim_model.json"
 FAMILIES = ("hf-clip", "efficientnet-lite0", "color-layout-v1")
 
-# What code/requirements.txt lists for each family (the card's `family`): the serving
-# container installs it beside its own torch, so a family that serves with ONNX Runtime
-# names it, and only the CLIP families need transformers (its image processor).
-_BASE = ["pillow>=13,<14", "numpy>=2", "boto3>=1.34"]
+# What code/requirements.txt installs for each family (the card's `family`), from wheels the
+# artifact carries (`sagemaker_jobs.wheels`): the serving container has its own torch, so a
+# family that serves with ONNX Runtime names it, and only the CLIP families need transformers
+# (its image processor). boto3 (the handler's S3 reads) is not vendored: the image always has
+# it, as the inference toolkit that serves the model requires it.
+_BASE = ["pillow>=13,<14", "numpy>=2"]
 _ORT = "onnxruntime>=1.31,<2"
 REQUIREMENTS = {
     "hf-clip": ["transformers>=5,<6", *_BASE],
@@ -108,12 +112,6 @@ def write_card(model_dir: Path, model_id: str, family: str, **extra: Any) -> Non
     (model_dir / MODEL_CARD).write_text(json.dumps(card, indent=1))
 
 
-def requirements_txt(family: str) -> str:
-    lines = REQUIREMENTS[family]
-    header = f"# Installed by the serving container for the {family} family.\n"
-    return header + "".join(f"{line}\n" for line in lines)
-
-
 def to_onnx(model_dir: Path, model_id: str, precision: str) -> tuple[str, dict[str, str]]:
     """Replace the torch weights by the ONNX image tower. fp32 keeps the model_id (its vectors
     match torch's to ~1e-6); int8 vectors differ slightly, so they get a model_id of their own
@@ -133,15 +131,19 @@ def to_onnx(model_dir: Path, model_id: str, precision: str) -> tuple[str, dict[s
 
 def pack(model_dir: Path, output: Path, family: str) -> Path:
     """model.tar.gz with the model files at the root and the inference code under code/, with
-    the requirements of the family."""
+    the family's requirements and the wheels they install from (code/wheels/)."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    requirements = requirements_txt(family).encode()
+    wheel_dir = wheels.wheelhouse(REQUIREMENTS[family])
+    pins = wheels.pinned(REQUIREMENTS[family], wheel_dir)
+    requirements = wheels.requirements_txt(family, pins).encode()
     with tarfile.open(output, "w:gz", compresslevel=1) as tar:
         for path in sorted(model_dir.iterdir()):
             tar.add(path, arcname=path.name)
         for path in sorted(CODE_DIR.iterdir()):
             if path.suffix == ".py":
                 tar.add(path, arcname=f"code/{path.name}")
+        for path in sorted(wheel_dir.glob("*.whl")):
+            tar.add(path, arcname=f"code/{wheels.WHEELS_DIR}/{path.name}")
         info = tarfile.TarInfo("code/requirements.txt")
         info.size = len(requirements)
         tar.addfile(info, io.BytesIO(requirements))

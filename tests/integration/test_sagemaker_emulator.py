@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import time
 
 import boto3
@@ -372,3 +374,81 @@ def test_payload_limits_are_validated_when_the_job_is_created(sm, stack, model_u
         sm.create_transform_job(**request)
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert "must not exceed 100 MB" in refused.value.response["Error"]["Message"]
+
+
+SERVING_IMAGE_URI = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6-cpu-py312"
+
+
+def _isolated_model(sm, name, model_uri):
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": SERVING_IMAGE_URI, "ModelDataUrl": model_uri},
+        EnableNetworkIsolation=True,
+    )
+
+
+def test_an_isolated_endpoint_serves_an_artifact_that_carries_its_wheels(
+    sm, color_layout_uri, sagemaker_emulator
+):
+    _isolated_model(sm, "m-iso1", color_layout_uri)
+    assert sm.describe_model(ModelName="m-iso1")["EnableNetworkIsolation"] is True
+    sm.create_endpoint_config(
+        EndpointConfigName="cfg-iso1",
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": "m-iso1", "InstanceType": "ml.m5.large"}
+        ],
+    )
+    sm.create_endpoint(EndpointName="ep-iso1", EndpointConfigName="cfg-iso1")
+    endpoint = _wait_endpoint(sm, "ep-iso1", "Creating")
+    assert endpoint["EndpointStatus"] == "InService", endpoint.get("FailureReason")
+    runtime = boto3.client(
+        "sagemaker-runtime", endpoint_url=sagemaker_emulator, region_name="us-east-1"
+    )
+    assert _model_id(runtime, "ep-iso1") == "color-layout-v1"
+
+
+def _needing_an_index(artifact, out):
+    """The artifact with the requirements.txt of old: ranges and no wheels beside them."""
+    with tarfile.open(artifact) as src, tarfile.open(out, "w:gz") as dst:
+        for member in src.getmembers():
+            if member.name == "code/requirements.txt" or member.name.startswith("code/wheels/"):
+                continue
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        requirements = b"pillow>=13,<14\nnumpy>=2\n"
+        info = tarfile.TarInfo("code/requirements.txt")
+        info.size = len(requirements)
+        dst.addfile(info, io.BytesIO(requirements))
+    return out
+
+
+def test_an_isolated_model_whose_requirements_need_an_index_fails_its_job_with_the_reason(
+    sm, stack, tmp_path
+):
+    settings = stack.settings
+    s3 = aws.client(settings, "s3")
+    build(tmp_path / "color.tar.gz", family="color-layout-v1")
+    artifact = _needing_an_index(tmp_path / "color.tar.gz", tmp_path / "index.tar.gz")
+    s3.upload_file(str(artifact), settings.bucket, "models/index/model.tar.gz")
+    model_uri = f"s3://{settings.bucket}/models/index/model.tar.gz"
+    s3.put_object(Bucket=settings.bucket, Key="uploads/iso.jpg", Body=gradient_jpeg())
+    line = {"image_id": "iso", "s3_uri": f"s3://{settings.bucket}/uploads/iso.jpg"}
+    s3.put_object(Bucket=settings.bucket, Key="manifests/iso/in.jsonl", Body=json.dumps(line))
+
+    _isolated_model(sm, "m-iso2", model_uri)
+    sm.create_transform_job(**_job_request("job-iso2", "m-iso2", settings.bucket, "manifests/iso/"))
+    job = _wait(sm, "job-iso2")
+    assert job["TransformJobStatus"] == "Failed"
+    reason = job["FailureReason"]
+    assert "EnableNetworkIsolation" in reason and "no package index" in reason
+    assert "pillow" in reason  # pip's own words: no version found without an index
+
+    # without isolation the container installs from the index: the same artifact runs
+    sm.create_model(
+        ModelName="m-iso3",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
+        PrimaryContainer={"Image": SERVING_IMAGE_URI, "ModelDataUrl": model_uri},
+    )
+    sm.create_transform_job(**_job_request("job-iso3", "m-iso3", settings.bucket, "manifests/iso/"))
+    job = _wait(sm, "job-iso3")
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")

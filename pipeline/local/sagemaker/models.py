@@ -1,5 +1,6 @@
 """Model artifacts: download model.tar.gz once, unpack it, and load its code/inference.py
-through the four SageMaker functions."""
+through the four SageMaker functions (after checking, for a model with network isolation, that
+its requirements install without an index: `requirements`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.local.sagemaker.payloads import split_s3_uri
+from pipeline.local.sagemaker.requirements import check_offline_install
 
 HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn")
 
@@ -39,18 +41,23 @@ class ModelCache:
         self._s3 = s3
         self._work = work_dir
         self._lock = threading.Lock()
-        self._loaded: dict[str, LoadedModel] = {}
+        self._loaded: dict[tuple[str, bool], LoadedModel] = {}
 
-    def load(self, model_data_url: str) -> LoadedModel:
+    def load(self, model_data_url: str, isolated: bool = False, image_uri: str = "") -> LoadedModel:
+        """The model, loaded once; `isolated` (the model's EnableNetworkIsolation) first checks
+        that its code/requirements.txt installs without an index on `image_uri`."""
         bucket, key = split_s3_uri(model_data_url)
         etag = self._s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
         cache_key = hashlib.sha256(f"{model_data_url}|{etag}".encode()).hexdigest()[:16]
         with self._lock:
-            if cache_key not in self._loaded:
-                self._loaded[cache_key] = self._load(bucket, key, cache_key)
-            return self._loaded[cache_key]
+            if (cache_key, isolated) not in self._loaded:
+                loaded = self._load(bucket, key, cache_key, image_uri if isolated else None)
+                self._loaded[cache_key, isolated] = loaded
+            return self._loaded[cache_key, isolated]
 
-    def _load(self, bucket: str, key: str, cache_key: str) -> LoadedModel:
+    def _load(
+        self, bucket: str, key: str, cache_key: str, isolated_image: str | None
+    ) -> LoadedModel:
         model_dir = self._work / cache_key
         if not (model_dir / "code" / "inference.py").exists():
             model_dir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +66,8 @@ class ModelCache:
             with tarfile.open(archive) as tar:
                 tar.extractall(model_dir, filter="data")
             archive.unlink()
+        if isolated_image is not None:
+            check_offline_install(model_dir / "code", isolated_image)
         module = import_handler(model_dir / "code", f"imgsim_sm_model_{cache_key}")
         missing = [name for name in HANDLERS if not hasattr(module, name)]
         if missing:

@@ -64,6 +64,7 @@ class SageMakerService:
                 "ModelArn",
                 "CreationTime",
                 "ExecutionRoleArn",
+                "EnableNetworkIsolation",
             )
             if k in model
         }
@@ -81,7 +82,13 @@ class SageMakerService:
         return self.models[name]
 
     def _load(self, model_name: str) -> LoadedModel:
-        return self._cache.load(self._model(model_name)["PrimaryContainer"]["ModelDataUrl"])
+        model = self._model(model_name)
+        container = model["PrimaryContainer"]
+        return self._cache.load(
+            container["ModelDataUrl"],
+            isolated=bool(model.get("EnableNetworkIsolation")),
+            image_uri=container.get("Image", ""),
+        )
 
     # ---------------------------------------------------------------- transform jobs
     def CreateTransformJob(self, req: dict[str, Any]) -> dict[str, Any]:
