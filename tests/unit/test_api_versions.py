@@ -1,0 +1,64 @@
+"""Every change of the API function's code or configuration reaches the alias API Gateway
+invokes: the template keys the published version on a digest of both (pipeline.local.api_versions).
+moto deploys no versions or aliases, so this is checked on the template and the digest."""
+
+from __future__ import annotations
+
+import copy
+
+from pipeline.local.api_versions import main, version_digest
+from pipeline.local.cfn_template import load_template, resolve
+
+TEMPLATE = load_template()
+CODE = b"PK\x03\x04 the code package"
+DEPLOY = {
+    "BucketName": "my-imgsim-bucket",
+    "CodeBucket": "my-artifacts",
+    "CodeKey": "imgsim/imgsim-0123456789abcdef.zip",
+    "DependenciesLayerArn": "arn:aws:lambda:us-west-2:1:layer:imgsim-deps:1",
+}
+
+
+def _description(**parameters: str) -> str:
+    version = TEMPLATE["Resources"]["ApiFunctionVersion"]["Properties"]
+    return resolve(version["Description"], parameters, {})
+
+
+def test_a_new_digest_replaces_the_version_the_alias_names() -> None:
+    """CloudFormation replaces an AWS::Lambda::Version whose properties change: a new digest
+    with the same CodeKey is a new version, and the alias follows it."""
+    resources = TEMPLATE["Resources"]
+    assert "ApiVersionDigest" in TEMPLATE["Parameters"]
+    code_key = DEPLOY["CodeKey"]
+    assert _description(CodeKey=code_key, ApiVersionDigest="aaaa") != _description(
+        CodeKey=code_key, ApiVersionDigest="bbbb"
+    )
+    alias = resources["ApiFunctionAlias"]["Properties"]
+    assert alias["FunctionVersion"] == {"Fn::GetAtt": ["ApiFunctionVersion", "Version"]}
+    assert resources["ApiFunctionVersion"]["UpdateReplacePolicy"] == "Retain"  # pruned by us
+
+
+def test_the_digest_changes_with_the_code_and_with_each_configuration_change() -> None:
+    base = version_digest(CODE, DEPLOY, TEMPLATE)
+    assert base == version_digest(CODE, dict(reversed(DEPLOY.items())), TEMPLATE)
+    changed = {
+        "code": version_digest(CODE + b"!", DEPLOY, TEMPLATE),
+        "model": version_digest(
+            CODE, {**DEPLOY, "ImageModelId": "amazon.nova-canvas-v1:0"}, TEMPLATE
+        ),
+        "layer": version_digest(CODE, {**DEPLOY, "DependenciesLayerArn": "arn:...:2"}, TEMPLATE),
+        "endpoint": version_digest(CODE, {**DEPLOY, "EmbedEndpointName": "other"}, TEMPLATE),
+    }
+    edited = copy.deepcopy(TEMPLATE)
+    edited["Resources"]["ApiFunction"]["Properties"]["MemorySize"] = 2048  # a template edit
+    changed["template"] = version_digest(CODE, DEPLOY, edited)
+    assert base not in changed.values()
+    assert len(set(changed.values())) == len(changed)
+    assert all(len(d) == 16 and int(d, 16) >= 0 for d in changed.values())
+
+
+def test_the_command_prints_the_digest_of_a_deploy(tmp_path, capsys) -> None:
+    package = tmp_path / "imgsim.zip"
+    package.write_bytes(CODE)
+    main(["digest", str(package), *(f"{k}={v}" for k, v in DEPLOY.items())])
+    assert capsys.readouterr().out.strip() == version_digest(CODE, DEPLOY, TEMPLATE)
