@@ -3,6 +3,7 @@ package, which does the work."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,9 +16,12 @@ from pipeline.cli import campaigns, evaluation, images, pipeline_commands, stack
 from pipeline.cli.errors import EXIT_CODES, CliError
 from pipeline.cli.files import collect_files
 from pipeline.cli.output import Output
+from pipeline.cli.preflight import preflight as run_preflight
 from pipeline.cli.target import Target
+from pipeline.embedding.transform_params import DEFAULT_INSTANCE_TYPE
 from pipeline.local.config import LocalConfig
 from pipeline.monitoring.health import Thresholds
+from pipeline.preflight.probes import Plan
 
 EPILOG = "Exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
 
@@ -191,6 +195,42 @@ def redrive(
     """Move a dead-letter queue's messages back to its queue (as the redrive_dlq DAG does)."""
     session = _session(ctx)
     pipeline_commands.redrive(session.target.settings(), queue.value, limit, session.out)
+
+
+@app.command()
+def preflight(
+    ctx: typer.Context,
+    model_id: Annotated[
+        str | None, typer.Option(help="the image model (default: IMGSIM_IMAGE_MODEL_ID)")
+    ] = None,
+    bedrock_region: Annotated[
+        str | None,
+        typer.Option(help="where Bedrock is called (default: IMGSIM_BEDROCK_REGION)"),
+    ] = None,
+    transform_instance_type: Annotated[str, typer.Option()] = DEFAULT_INSTANCE_TYPE,
+    transform_instance_count: Annotated[int, typer.Option(min=1)] = 1,
+    mwaa_environment: Annotated[
+        str | None,
+        typer.Option(
+            envvar="IMGSIM_MWAA_ENVIRONMENT",
+            help="an existing MWAA environment whose Airflow version to check",
+        ),
+    ] = None,
+) -> None:
+    """Before deploying: the model offered and Active in the Bedrock region, model access
+    (Marketplace), the SageMaker transform quota, the MWAA version; each failure with its fix
+    (read-only calls; exit 1 when one fails)."""
+    session = _session(ctx)
+    settings = session.target.settings()
+    if bedrock_region:
+        settings = replace(settings, bedrock_region=bedrock_region)
+    plan = Plan(
+        model_id or settings.image_model_id,
+        transform_instance_type,
+        transform_instance_count,
+        mwaa_environment,
+    )
+    run_preflight(settings, plan, session.out)
 
 
 @app.command("eval")

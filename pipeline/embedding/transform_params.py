@@ -10,6 +10,7 @@ from typing import Any
 
 AWS_CONN_ID = "aws_default"
 TRANSFORM_WAIT = timedelta(hours=24)  # the longest a transform job is waited for
+DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"  # `imgsim preflight` checks its quota
 
 
 def transform_params() -> dict[str, Any]:
@@ -33,7 +34,7 @@ def transform_params() -> dict[str, Any]:
             description="PyTorch version of the looked-up serving image (transformers 5 "
             "needs 2.6 or later)",
         ),
-        "instance_type": Param("ml.m5.xlarge", type="string"),
+        "instance_type": Param(DEFAULT_INSTANCE_TYPE, type="string"),
         "instance_count": Param(1, type="integer", minimum=1),
         "model_environment": Param(
             {},

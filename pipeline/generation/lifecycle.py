@@ -70,13 +70,22 @@ def verdict(lifecycle: Lifecycle, today: date) -> tuple[bool, str]:
     return False, f"{model} is {lifecycle.status.title()} on Bedrock{note}"
 
 
-def not_offered(model_id: str, region: str) -> str:
-    """The one message for a model that Bedrock does not offer in `region`."""
+REGION_FIX = (
+    "set the Bedrock region (IMGSIM_BEDROCK_REGION, the template's BedrockRegion) to one the "
+    "model's card lists"
+)
+
+
+def not_offered_reason(model_id: str, region: str) -> str:
     return (
         f"{model_id} is not offered by Bedrock in {region} (a region that does not serve it, an "
-        "unknown id, or gone after its end of life): set the Bedrock region "
-        "(IMGSIM_BEDROCK_REGION, the template's BedrockRegion) to one the model's card lists"
+        "unknown id, or gone after its end of life)"
     )
+
+
+def not_offered(model_id: str, region: str) -> str:
+    """The one message for a model that Bedrock does not offer in `region`, with its fix."""
+    return f"{not_offered_reason(model_id, region)}: {REGION_FIX}"
 
 
 def control_plane(settings: Settings) -> Settings:
