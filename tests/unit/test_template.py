@@ -285,6 +285,8 @@ def test_the_runbook_names_the_template_s_parameters_and_outputs():
     import re
 
     runbook = _runbook().replace("\\\n", " ")
+    for name, value in re.findall(r'^(\w+)="([^"]*)"$', runbook, re.MULTILINE):
+        runbook = runbook.replace(f"${name} ", f"{value} ")  # PARAMS="..." then $PARAMS
     overrides = [
         name
         for line in runbook.splitlines()
