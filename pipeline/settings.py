@@ -21,6 +21,7 @@ ENDPOINT_VARIABLES: dict[str, str] = {
     "sagemaker": "AWS_ENDPOINT_URL_SAGEMAKER",
     "sagemaker-runtime": "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
     "service-quotas": "AWS_ENDPOINT_URL_SERVICE_QUOTAS",  # `imgsim preflight`
+    "mwaa": "AWS_ENDPOINT_URL_MWAA",  # InvokeRestApi: `imgsim campaign run` on MWAA
 }
 # Bedrock's clients are made in `Settings.bedrock_region`, every other one in `region`.
 BEDROCK_SERVICES = ("bedrock", "bedrock-runtime")

@@ -108,8 +108,8 @@ def run_campaign(
     if state != "success":
         failed = ", ".join(watch.failed) or "?"
         raise CliError(
-            f"run {run_id} failed (failed tasks: {failed}; their logs in the Airflow UI at "
-            f"{airflow.base_url}/dags/{dag_id}/runs/{run_id})",
+            f"run {run_id} failed (failed tasks: {failed}; their logs in "
+            f"{airflow.run_page(dag_id, run_id)})",
             FAILED,
         )
     return result

@@ -20,6 +20,7 @@ HEALTH_PATHS = {
     "sagemaker": "/",
     "bedrock": "/",
     "airflow": "/api/v2/monitor/health",
+    "mwaa": "/",
 }
 DESCRIPTIONS = {
     "moto": "S3, SQS, DynamoDB (moto)",
@@ -27,6 +28,7 @@ DESCRIPTIONS = {
     "sagemaker": "SageMaker emulator",
     "bedrock": "Bedrock emulator (painter)",
     "airflow": "Airflow 3 standalone",
+    "mwaa": "MWAA emulator (InvokeRestApi to Airflow)",
 }
 
 

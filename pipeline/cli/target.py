@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pipeline.cli.airflow_api import AirflowClient, access_token
+from botocore.config import Config
+
+from pipeline import aws
+from pipeline.cli.airflow_api import AirflowClient, HttpTransport, MwaaTransport, access_token
 from pipeline.cli.errors import NOT_RUNNING, CliError
 from pipeline.cli.http_api import ApiClient
 from pipeline.local.config import LOCAL_CREDENTIALS, LocalConfig, local_settings
@@ -24,6 +27,7 @@ class Target:
     airflow_token: str | None = None
     airflow_username: str | None = None
     airflow_password: str | None = None
+    mwaa_environment: str | None = None  # Airflow through MWAA's InvokeRestApi (IAM-signed)
 
     def local_state(self) -> StackState | None:
         """The local stack's state when every process it started is alive."""
@@ -43,6 +47,8 @@ class Target:
         return ApiClient(url, self.api_key)
 
     def airflow(self) -> AirflowClient:
+        if self.mwaa_environment:
+            return self.mwaa_airflow(self.mwaa_environment)
         url = self.airflow_url or getattr(self.local_state(), "airflow_url", None)
         if not url:
             raise CliError(
@@ -53,7 +59,16 @@ class Target:
         token = self.airflow_token
         if not token and self.airflow_username and self.airflow_password:
             token = access_token(url, self.airflow_username, self.airflow_password)
-        return AirflowClient(url, token)
+        return AirflowClient(HttpTransport(url, token), url)
+
+    def mwaa_airflow(self, environment: str) -> AirflowClient:
+        """The environment's Airflow through InvokeRestApi: MWAA's endpoint for the region, or
+        a local one (AWS_ENDPOINT_URL_MWAA; the local stack's emulator while it runs)."""
+        settings = self.settings()
+        # a local endpoint takes no `env.` host prefix (MWAA's REST API host on AWS)
+        local = Config(inject_host_prefix=False) if settings.endpoint("mwaa") else None
+        client = aws.client(settings, "mwaa", config=local)
+        return AirflowClient(MwaaTransport(environment, client), f"MWAA environment {environment}")
 
     def settings(self) -> Settings:
         """AWS-side settings: the local stack's endpoints when it runs, else the environment."""

@@ -25,6 +25,7 @@ class LocalConfig:
     sagemaker_port: int = 4580
     bedrock_port: int = 4590
     airflow_port: int = 8080
+    mwaa_port: int = 4600  # the MWAA emulator in front of Airflow (InvokeRestApi)
     airflow: bool = True
     stack_name: str = "imgsim-local"
     # the model `up` serves (sagemaker_jobs.artifacts names): ImageNet EfficientNet-Lite0 by
@@ -41,6 +42,7 @@ class LocalConfig:
             sagemaker_port=int(env.get("IMGSIM_LOCAL_SAGEMAKER_PORT", 4580)),
             bedrock_port=int(env.get("IMGSIM_LOCAL_BEDROCK_PORT", 4590)),
             airflow_port=int(env.get("IMGSIM_LOCAL_AIRFLOW_PORT", 8080)),
+            mwaa_port=int(env.get("IMGSIM_LOCAL_MWAA_PORT", 4600)),
             airflow=env.get("IMGSIM_LOCAL_AIRFLOW", "1").lower() not in ("0", "false", "no"),
             model=env.get("IMGSIM_LOCAL_MODEL", "efficientnet-lite0-imagenet"),
         )
@@ -66,6 +68,10 @@ class LocalConfig:
         return f"http://{self.host}:{self.airflow_port}"
 
     @property
+    def mwaa_url(self) -> str:
+        return f"http://{self.host}:{self.mwaa_port}"
+
+    @property
     def state_file(self) -> Path:
         return self.state_dir / "stack.json"
 
@@ -80,6 +86,7 @@ def local_settings(config: LocalConfig, env: dict[str, str] | None = None) -> Se
         .with_endpoint(config.moto_url)
         .with_endpoint(config.sagemaker_url, services=("sagemaker", "sagemaker-runtime"))
         .with_endpoint(config.bedrock_url, services=("bedrock-runtime",))
+        .with_endpoint(config.mwaa_url, services=("mwaa",))
     )
 
 

@@ -62,7 +62,7 @@ def up(config: LocalConfig) -> StackState:
             60,
             f"the local API on {config.api_url}",
         )
-        airflow_pid = None
+        airflow_pid = mwaa_pid = None
         if config.airflow:
             queue_url = aws.client(settings, "sqs").get_queue_url(QueueName=settings.embed_queue)[
                 "QueueUrl"
@@ -81,6 +81,9 @@ def up(config: LocalConfig) -> StackState:
                 ),
                 config.state_dir / "airflow.log",
             )
+            started.append(airflow_pid)
+            mwaa_pid = _start_mwaa(config, env)
+            started.append(mwaa_pid)
     except BaseException:
         for pid in reversed(started):
             stop_group(pid)
@@ -98,6 +101,8 @@ def up(config: LocalConfig) -> StackState:
         bedrock_url=config.bedrock_url,
         airflow_pid=airflow_pid,
         airflow_url=config.airflow_url if airflow_pid else None,
+        mwaa_pid=mwaa_pid,
+        mwaa_url=config.mwaa_url if mwaa_pid else None,
     )
     write_state(config, state)
     return state
@@ -129,12 +134,26 @@ def _start_sagemaker(config: LocalConfig, env: dict[str, str]) -> int:
     return proc.pid
 
 
+def _start_mwaa(config: LocalConfig, env: dict[str, str]) -> int:
+    """The MWAA emulator in front of the stack's Airflow, answering for the stack's name."""
+    command = [sys.executable, "-m", "pipeline.local.mwaa", "--port", str(config.mwaa_port)]
+    command += ["--environment", config.stack_name, "--airflow-url", config.airflow_url]
+    proc = start_group(command, config.state_dir / "mwaa.log", env=env, cwd=REPO_ROOT)
+    try:
+        wait_until(lambda: requests.get(config.mwaa_url, timeout=2).ok, 60, "the MWAA emulator")
+    except BaseException:
+        stop_group(proc.pid)
+        raise
+    return proc.pid
+
+
 def down(config: LocalConfig) -> bool:
     """Stop what `up` started (by the process groups it recorded). The recording stays."""
     state = read_state(config)
     if state is None:
         return False
     for pid in (
+        state.mwaa_pid,
         state.airflow_pid,
         state.services_pid,
         state.bedrock_pid,
@@ -157,6 +176,7 @@ def status(config: LocalConfig) -> dict[str, object]:
         "sagemaker": state.sagemaker_url,
         "bedrock": state.bedrock_url,
         "airflow": state.airflow_url,
+        "mwaa": state.mwaa_url,
     }
     parts = {
         name: {"pid": pid, "url": urls[name], "alive": is_alive(pid)}

@@ -20,6 +20,8 @@ class StackState:
     bedrock_url: str
     airflow_pid: int | None = None
     airflow_url: str | None = None
+    mwaa_pid: int | None = None  # the MWAA emulator, which runs with Airflow
+    mwaa_url: str | None = None
 
     def pids(self) -> dict[str, int]:
         pids = {
@@ -30,6 +32,8 @@ class StackState:
         }
         if self.airflow_pid:
             pids["airflow"] = self.airflow_pid
+        if self.mwaa_pid:
+            pids["mwaa"] = self.mwaa_pid
         return pids
 
 

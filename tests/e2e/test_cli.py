@@ -26,7 +26,7 @@ def imgsim(tmp_path_factory) -> Iterator:
         "IMGSIM_LOCAL_MODEL": "color-layout-v1",
         **{
             f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
-            for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW")
+            for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW", "MWAA")
         },
     }
     env.pop("AIRFLOW_HOME", None)
@@ -50,7 +50,7 @@ def test_the_cli_drives_the_whole_stack(imgsim, tmp_path):
     status = json.loads(up.stdout)
     assert status["running"] is True
     assert {s["service"]: s["health"] for s in status["services"]} == dict.fromkeys(
-        ("moto", "api", "sagemaker", "bedrock", "airflow"), "healthy"
+        ("moto", "api", "sagemaker", "bedrock", "airflow", "mwaa"), "healthy"
     )
 
     photo = tmp_path / "owl.jpg"

@@ -41,7 +41,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 
 def _processes(status: dict) -> list[psutil.Process]:
     family = []
-    for part in ("moto", "api", "sagemaker", "bedrock", "airflow"):
+    for part in ("moto", "api", "sagemaker", "bedrock", "airflow", "mwaa"):
         parent = psutil.Process(status[part]["pid"])
         family += [parent, *parent.children(recursive=True)]
     return family
@@ -68,7 +68,7 @@ def test_up_uploads_embedded_by_airflow_a_lookup_in_the_gallery_then_down(tmp_pa
         "IMGSIM_LOCAL_DIR": str(tmp_path / "stack"),
         **{
             f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
-            for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW")
+            for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW", "MWAA")
         },
     }
     env.pop("AIRFLOW_HOME", None)

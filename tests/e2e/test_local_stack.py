@@ -67,7 +67,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "IMGSIM_LOCAL_DIR": str(tmp_path_factory.mktemp("stack")),
         **{
             f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
-            for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW")
+            for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW", "MWAA")
         },
     }
     env.pop("AIRFLOW_HOME", None)
@@ -206,12 +206,44 @@ def test_the_demo_campaign_runs_in_airflow_and_its_images_embed(local_stack):
     assert all(r["status"] == "embedded" for r in generated)
 
 
+def test_campaign_run_reaches_airflow_through_mwaa_invoke_rest_api(local_stack, stack):
+    """`imgsim campaign run` with an MWAA environment named: every Airflow call is an
+    IAM-signed InvokeRestApi to the stack's MWAA emulator (the direct URL it is also given is
+    closed), and Airflow's refusals come back through it as on AWS."""
+    env = {
+        **stack.env,
+        "IMGSIM_MWAA_ENVIRONMENT": "imgsim-local",
+        "IMGSIM_AIRFLOW_URL": "http://127.0.0.1:9",
+    }
+
+    def imgsim(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "pipeline.cli", "--json", *args]
+        return subprocess.run(
+            command, env={**env, **extra}, capture_output=True, text=True, timeout=900
+        )
+
+    campaign = imgsim("campaign", "run", "demo", "--wait", "--timeout", "600")
+    assert campaign.returncode == 0, campaign.stderr[-3000:]
+    report = json.loads(campaign.stdout)
+    assert report["state"] == "success"
+    assert [p["prompt"] for p in report["prompts"]] == ["a cup of coffee", "a red fox"]
+    assert report["summary"]["generated"] + report["summary"]["existing"] == 6
+
+    missing = imgsim("campaign", "run", "no-such-campaign")
+    assert missing.returncode == 1 and "Airflow has no DAG generate_no-such-campaign" in (
+        missing.stderr
+    )
+    elsewhere = imgsim("campaign", "run", "demo", IMGSIM_MWAA_ENVIRONMENT="other-env")
+    assert elsewhere.returncode == 1 and "ResourceNotFoundException" in elsewhere.stderr
+
+
 def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
     """The real `down`, as a user runs it: every process group the state file recorded and
     every descendant (Airflow's scheduler, triggerer, task runners, ...) is gone after it.
     Other tests still pass after this one: their fixture brings the stack up again."""
     status, _ = local_stack
-    pids = [status[part]["pid"] for part in ("moto", "api", "sagemaker", "bedrock", "airflow")]
+    parts = ("moto", "api", "sagemaker", "bedrock", "airflow", "mwaa")
+    pids = [status[part]["pid"] for part in parts]
     family = []
     for pid in pids:
         parent = psutil.Process(pid)
