@@ -86,6 +86,13 @@ def main_options(
     airflow_password: Annotated[
         str | None, typer.Option(envvar="IMGSIM_AIRFLOW_PASSWORD", show_default=False)
     ] = None,
+    mwaa_environment: Annotated[
+        str | None,
+        typer.Option(
+            envvar="IMGSIM_MWAA_ENVIRONMENT",
+            help="reach Airflow through this MWAA environment (InvokeRestApi, IAM-signed)",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print results as JSON (progress goes to stderr)")
     ] = False,
@@ -98,6 +105,7 @@ def main_options(
         airflow_token=airflow_token,
         airflow_username=airflow_username,
         airflow_password=airflow_password,
+        mwaa_environment=mwaa_environment,
     )
     ctx.obj = Session(target, Output(as_json=as_json))
 
