@@ -1,15 +1,24 @@
 """The SageMaker batch transform configuration of one embedding run (what the DAG hands to the
-provider's SageMakerTransformOperator), and the serving container it runs in."""
+provider's SageMakerTransformOperator), and the serving container it runs in.
+
+The serving image depends on the region and on whether the instance type has a GPU. sagemaker-core
+knows the images (`image_uris`), but it needs a newer boto3 than MWAA's, so MWAA's workers do not
+have it: `make mwaa` resolves the CPU and the GPU image into settings (`serving_image_cpu`,
+`serving_image_gpu`) and a task picks one by the run's instance type. Where the settings name
+none (the local stack), sagemaker-core looks the image up."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from pipeline.embedding.run import EmbeddingRun
+from pipeline.embedding.serving_image import SERVING_IMAGE
+from pipeline.settings import Settings
 
 # The serving container's PyTorch: transformers 5 (code/requirements.txt) needs 2.6 or later.
-FRAMEWORK_VERSION = "2.6"
+FRAMEWORK_VERSION = SERVING_IMAGE.framework_version
 
 MB = 1024 * 1024
 # Batch transform packs as many manifest lines into one request as MaxPayloadInMB holds (1 MB
@@ -53,8 +62,8 @@ def serving_image_uri(
 ) -> str:
     """The SageMaker PyTorch inference image for a region (registry account, partition host
     name, cpu/gpu tag from the instance type, Python tag), as the SageMaker SDK's own image
-    tables know it: no ECR URI is written by hand. Imported here only: DAG tasks need it, the
-    Lambda package does not ship it."""
+    tables know it: no ECR URI is written by hand. sagemaker-core is imported here only: it is
+    in neither the Lambda package nor MWAA's requirements."""
     from sagemaker.core import image_uris
 
     return str(
@@ -68,6 +77,59 @@ def serving_image_uri(
     )
 
 
+# An instance type of each processor kind the images come in, to look its image up with.
+PROCESSOR_INSTANCE_TYPES = {"cpu": "ml.m5.xlarge", "gpu": "ml.g5.xlarge"}
+# sagemaker-core's reading of an instance type: "ml.<family>.<size>"
+INSTANCE_TYPE = re.compile(r"ml\.([a-z\d-]+)\.\w+")
+
+
+def processor(instance_type: str) -> str:
+    """ "gpu" or "cpu": the image an instance type needs, told the way sagemaker-core's
+    image_uris tells it (a family starting with g or p has GPUs)."""
+    match = INSTANCE_TYPE.fullmatch(instance_type)
+    if not match:
+        raise ValueError(
+            f"instance_type {instance_type!r} is not a SageMaker instance type "
+            "(ml.<family>.<size>, e.g. ml.m5.xlarge)"
+        )
+    family = match[1]
+    if family.startswith(("inf", "trn")):
+        raise ValueError(
+            f"instance_type {instance_type}: Inferentia and Trainium need a Neuron image; "
+            "pass it as the image_uri param"
+        )
+    return "gpu" if family[0] in "gp" else "cpu"
+
+
+def serving_image_uris(region: str, framework_version: str = FRAMEWORK_VERSION) -> dict[str, str]:
+    """The CPU and GPU serving images of a region, looked up with sagemaker-core: what `make
+    mwaa` writes into settings."""
+    return {
+        kind: serving_image_uri(region, instance_type, framework_version)
+        for kind, instance_type in PROCESSOR_INSTANCE_TYPES.items()
+    }
+
+
+def configured_image_uri(
+    settings: Settings, instance_type: str, framework_version: str = FRAMEWORK_VERSION
+) -> str:
+    """The serving image for `instance_type`: the settings' image of its processor kind, or,
+    where the settings name none (or the run asks another PyTorch version than they were
+    resolved for), sagemaker-core's lookup, where it is installed."""
+    kind = processor(instance_type)
+    configured = settings.serving_image_gpu if kind == "gpu" else settings.serving_image_cpu
+    if configured and framework_version == FRAMEWORK_VERSION:
+        return configured
+    try:
+        return serving_image_uri(settings.region, instance_type, framework_version)
+    except ImportError:
+        raise ValueError(
+            f"no {kind.upper()} serving image of PyTorch {framework_version} is configured: set "
+            f"IMGSIM_SERVING_IMAGE_{kind.upper()} (`make mwaa` writes both for PyTorch "
+            f"{FRAMEWORK_VERSION}) or pass the image_uri param"
+        ) from None
+
+
 def transform_config(
     run: EmbeddingRun,
     model_data_url: str,
@@ -79,10 +141,9 @@ def transform_config(
     framework_version: str = FRAMEWORK_VERSION,
 ) -> dict[str, Any]:
     """The SageMakerTransformOperator config for a run: deterministic names per run. Without an
-    `image_uri`, the SageMaker PyTorch inference image for the run's region is used."""
-    image_uri = image_uri or serving_image_uri(
-        run.settings.region, instance_type, framework_version
-    )
+    `image_uri`, the SageMaker PyTorch inference image for the run's region and the instance
+    type's processor (`configured_image_uri`)."""
+    image_uri = image_uri or configured_image_uri(run.settings, instance_type, framework_version)
     readable = "".join(c if c.isalnum() else "-" for c in run.run_id)[:32].strip("-")
     digest = hashlib.sha256(run.run_id.encode()).hexdigest()[:8]
     name = f"imgsim-embed-{readable}-{digest}"  # <= 63 characters, unique per run
