@@ -69,6 +69,10 @@ def test_deploy_creates_an_endpoint_that_answers_a_vector(settings, artifacts):
     assert model["PrimaryContainer"]["ModelDataUrl"] == artifacts[TINY]
     # no image given: the SageMaker PyTorch inference image of the region
     assert model["PrimaryContainer"]["Image"] == serving_image_uri(settings.region, "ml.m5.large")
+    # isolated (the emulator checked that the artifact installs without an index), one worker
+    assert model["EnableNetworkIsolation"] is True
+    env = model["PrimaryContainer"]["Environment"]
+    assert env["SAGEMAKER_TS_MIN_WORKERS"] == env["SAGEMAKER_TS_MAX_WORKERS"] == "1"
     result = _embed(settings)
     assert result["model_id"] == TINY and len(result["embedding"]) == 32
 
