@@ -165,3 +165,29 @@ def test_half_precision_is_refused_on_a_cpu(tiny_clip_artifact, tmp_path):
         tar.extractall(tmp_path, filter="data")
     with pytest.raises(ValueError, match="fp16 on cuda"):
         load_embedder(tmp_path, precision="fp16")
+
+
+class _Context:
+    """What TorchServe hands model_fn: the worker's system properties."""
+
+    def __init__(self, gpu_id):
+        self.system_properties = {"gpu_id": gpu_id, "model_dir": "/opt/ml/model"}
+
+
+def test_each_model_server_worker_takes_the_gpu_torchserve_gave_it():
+    assert inference.worker_device(_Context(3), cuda_available=True) == "cuda:3"
+    assert inference.worker_device(_Context(None), cuda_available=True) is None
+    assert inference.worker_device(_Context(1), cuda_available=False) is None  # CPU instance
+
+
+def test_preparation_threads_share_the_cores_among_the_container_s_workers(monkeypatch):
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda _: set(range(48)), raising=False)
+    monkeypatch.setenv("SAGEMAKER_TS_MAX_WORKERS", "4")  # ml.g5.12xlarge: 4 GPUs, 48 vCPUs
+    assert inference.default_workers() == 8
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda _: set(range(16)), raising=False)
+    assert inference.default_workers() == 4  # 16 cores among 4 workers
+    monkeypatch.setenv("SAGEMAKER_TS_MAX_WORKERS", "1")
+    assert inference.default_workers() == 8  # one worker: its cores, at most 8
+    monkeypatch.delenv("SAGEMAKER_TS_MAX_WORKERS")
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    assert inference.default_workers() == 2

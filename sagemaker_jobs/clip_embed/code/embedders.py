@@ -313,13 +313,19 @@ def read_model_card(model_dir: Path) -> dict[str, Any]:
     return json.loads((Path(model_dir) / MODEL_CARD).read_text())
 
 
-def load_embedder(model_dir: Path, threads: int | None = None, precision: str = "fp32") -> Embedder:
+def load_embedder(
+    model_dir: Path, threads: int | None = None, precision: str = "fp32", device: str | None = None
+) -> Embedder:
+    """The card's embedder; `device` (e.g. cuda:1) places a torch model, the ONNX Runtime
+    families run on the CPU."""
     card = read_model_card(model_dir)
     family = card["family"]
     if precision != "fp32" and family != "hf-clip":
         raise ValueError(f"precision {precision!r} applies to the hf-clip family only")
     if family == "hf-clip":
-        return ClipEmbedder(Path(model_dir), card["model_id"], threads=threads, precision=precision)
+        return ClipEmbedder(
+            Path(model_dir), card["model_id"], threads=threads, device=device, precision=precision
+        )
     if family == "onnx-clip":
         return OnnxClipEmbedder(
             Path(model_dir), card["model_id"], card["onnx_file"], threads=threads

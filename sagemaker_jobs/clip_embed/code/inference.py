@@ -55,23 +55,45 @@ MAX_DEFAULT_WORKERS = 8
 
 
 def default_workers() -> int:
-    """One preparation thread per core the process may use, at most 8: on a GPU instance
-    decoding is what limits the job, and beyond about 8 threads they contend for the GIL
-    (bench/embed_throughput.py, README "Throughput")."""
+    """Preparation threads of this model-server worker: the cores the process may use, shared
+    among the container's workers (SAGEMAKER_TS_MAX_WORKERS: one per GPU), at most 8 per
+    worker: on a GPU instance decoding is what limits the job, and beyond about 8 threads in
+    one process they contend for its GIL (bench/embed_throughput.py, README "Throughput")."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(usable or 1, MAX_DEFAULT_WORKERS))
+    server_workers = max(1, int(os.environ.get("SAGEMAKER_TS_MAX_WORKERS", "1")))
+    return max(1, min((usable or 1) // server_workers, MAX_DEFAULT_WORKERS))
+
+
+def worker_device(context: Any, cuda_available: bool) -> str | None:
+    """The GPU TorchServe gave this worker (its context's gpu_id, one per worker in turn), or
+    None for the embedder's own choice (the CPU, or the only GPU)."""
+    properties = getattr(context, "system_properties", None) or {}
+    gpu_id = properties.get("gpu_id")
+    return f"cuda:{int(gpu_id)}" if cuda_available and gpu_id is not None else None
 
 
 def model_fn(model_dir: str, context: Any = None) -> EmbeddingModel:
-    """Load once per container: the embedder named by the model directory's card."""
+    """Load once per model-server worker: the embedder named by the model directory's card, on
+    the worker's GPU."""
     threads = int(os.environ.get("IMGSIM_TORCH_THREADS", "0")) or None
     precision = os.environ.get("IMGSIM_PRECISION", "fp32")
+    device = worker_device(context, _cuda_available()) if context is not None else None
     return EmbeddingModel(
-        embedder=load_embedder(Path(model_dir), threads=threads, precision=precision),
+        embedder=load_embedder(
+            Path(model_dir), threads=threads, precision=precision, device=device
+        ),
         card=read_model_card(Path(model_dir)),
         batch_size=int(os.environ.get("IMGSIM_BATCH_SIZE", "16")),
         workers=int(os.environ.get("IMGSIM_DECODE_WORKERS", "0")) or default_workers(),
     )
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # a family served without torch
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def _base_type(content_type: str | None) -> str:
