@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from pipeline.embedding.run import EmbeddingRun
-from pipeline.embedding.serving_image import SERVING_IMAGE
+from pipeline.embedding.serving_image import SERVING_IMAGE, workers_environment
 from pipeline.settings import Settings
 
 # The serving container's PyTorch: transformers 5 (code/requirements.txt) needs 2.6 or later.
@@ -150,9 +150,14 @@ def transform_config(
     env = {
         "IMGSIM_BATCH_SIZE": "16",
         **server_environment(),
+        **workers_environment(instance_type),  # one model-server worker per GPU
         **(environment or {}),
     }
     return {
+        # No EnableNetworkIsolation here: the handler reads each image from S3 itself, and an
+        # isolated container has neither network nor credentials. Its start installs nothing
+        # from an index all the same (the artifact carries its wheels), so a VPC without NAT
+        # needs only an S3 endpoint.
         "Model": {
             "ModelName": name,
             "ExecutionRoleArn": role_arn,

@@ -8,6 +8,8 @@ import os
 from datetime import timedelta
 from typing import Any
 
+from pipeline.embedding.serving_image import SERVING_IMAGE
+
 AWS_CONN_ID = "aws_default"
 TRANSFORM_WAIT = timedelta(hours=24)  # the longest a transform job is waited for
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"  # `imgsim preflight` checks its quota
@@ -29,7 +31,7 @@ def transform_params() -> dict[str, Any]:
             "image of framework_version for the connection's region and the instance type",
         ),
         "framework_version": Param(
-            "2.6",
+            SERVING_IMAGE.framework_version,
             type="string",
             description="PyTorch version of the looked-up serving image (transformers 5 "
             "needs 2.6 or later)",

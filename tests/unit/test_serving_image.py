@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.embedding.run import EmbeddingRun
 from pipeline.embedding.serving_image import (
     SERVING_IMAGE,
     gpus,
     model_server_workers,
     workers_environment,
 )
+from pipeline.embedding.transform_config import transform_config
+from pipeline.embedding.transform_params import transform_params
 from pipeline.local.cfn_template import load_template
+from pipeline.settings import Settings
 
 EMBED_MODEL = load_template()["Resources"]["EmbedModel"]["Properties"]
 
@@ -60,3 +64,26 @@ def test_both_worker_variables_are_set_so_the_toolkit_s_default_of_one_never_app
     assert workers_environment("ml.m5.xlarge")["SAGEMAKER_TS_MAX_WORKERS"] == "1"
     with pytest.raises(ValueError, match="not a SageMaker instance type"):
         gpus("m5.xlarge")
+
+
+CONFIGURED = Settings(serving_image_cpu="1.dkr/serve:cpu", serving_image_gpu="1.dkr/serve:gpu")
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "workers"), [("ml.m5.xlarge", "1"), ("ml.g5.12xlarge", "4")]
+)
+def test_the_batch_transform_runs_one_worker_per_gpu(instance_type, workers):
+    run = EmbeddingRun(CONFIGURED, "manual__2026-11-22T00:30:00+00:00")
+    model = transform_config(run, "s3://b/m.tar.gz", "r", instance_type)["Model"]
+    env = model["PrimaryContainer"]["Environment"]
+    assert env["SAGEMAKER_TS_MIN_WORKERS"] == env["SAGEMAKER_TS_MAX_WORKERS"] == workers
+    # the handler reads its images from S3: its container keeps the network
+    assert "EnableNetworkIsolation" not in model
+    overridden = transform_config(
+        run, "s3://b/m.tar.gz", "r", instance_type, environment={"SAGEMAKER_TS_MAX_WORKERS": "2"}
+    )["Model"]["PrimaryContainer"]["Environment"]
+    assert overridden["SAGEMAKER_TS_MAX_WORKERS"] == "2"  # the run's model_environment wins
+
+
+def test_the_dags_default_framework_version_is_the_serving_image_s():
+    assert transform_params()["framework_version"].value == SERVING_IMAGE.framework_version
