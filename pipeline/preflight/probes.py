@@ -82,7 +82,9 @@ def run(settings: Settings, plan: Plan, today: date | None = None) -> list[Check
     )
     environment = None
     if plan.mwaa_environment:
-        mwaa = aws.client(settings, "mwaa", config=PREFLIGHT)
+        # an endpoint of our own (the local stack's MWAA emulator) takes no "api." host prefix
+        local = Config(inject_host_prefix=False) if settings.endpoint("mwaa") else None
+        mwaa = aws.client(settings, "mwaa", config=PREFLIGHT.merge(local) if local else PREFLIGHT)
         environment = ask(mwaa.get_environment, Name=plan.mwaa_environment)
     checks.append(
         mwaa_version(plan.mwaa_environment, settings.region, MWAA_AIRFLOW_VERSION, environment)

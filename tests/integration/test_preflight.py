@@ -1,8 +1,8 @@
 """`imgsim preflight` against the local stack: the Bedrock emulator answers GetFoundationModel and
 GetFoundationModelAvailability per region (from the request's signature) and plays an account's
 Marketplace standing; moto serves Service Quotas without ListServiceQuotas, so that check says it
-could not check. No local stack directory: the command reads its settings from the environment,
-as on AWS."""
+could not check; the MWAA emulator answers GetEnvironment. No local stack directory: the command
+reads its settings from the environment, as on AWS."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from pipeline.cli.errors import FAILED, OK
 from pipeline.local.bedrock.catalogue import Access
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
 from pipeline.local.config import LOCAL_CREDENTIALS
+from pipeline.local.mwaa.server import Environment, MwaaEmulator
+from pipeline.local.mwaa_bundle import MWAA_AIRFLOW_VERSION
 from pipeline.settings import ENDPOINT_VARIABLES
 
 MODEL = "stability.stable-image-core-v1:1"
@@ -25,15 +27,19 @@ MODEL = "stability.stable-image-core-v1:1"
 def preflight(moto_server, tmp_path, monkeypatch):
     servers = []
 
-    def run(*args: str, access: Access | None = None) -> tuple[int, dict[str, dict], str]:
+    def run(
+        *args: str, access: Access | None = None, airflow_version: str = MWAA_AIRFLOW_VERSION
+    ) -> tuple[int, dict[str, dict], str]:
         emulator = BedrockEmulator(Behaviour(access=access)).start()
-        servers.append(emulator)
+        mwaa = MwaaEmulator(Environment("my-mwaa", "http://127.0.0.1:9", airflow_version)).start()
+        servers.extend((emulator, mwaa))
         monkeypatch.setenv("IMGSIM_LOCAL_DIR", str(tmp_path / "no-stack"))
         for variable in ENDPOINT_VARIABLES.values():
             monkeypatch.delenv(variable, raising=False)
         monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", emulator.url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", moto_server.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_MWAA", mwaa.url)
         monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the stack's; Bedrock keeps its own
         monkeypatch.delenv("IMGSIM_BEDROCK_REGION", raising=False)
         monkeypatch.delenv("IMGSIM_MWAA_ENVIRONMENT", raising=False)
@@ -95,3 +101,22 @@ def test_an_account_that_cannot_get_model_access_fails(preflight, access, says):
     assert code == FAILED
     check = checks["model access (AWS Marketplace)"]
     assert check["status"] == "fail" and says in check["fix"]
+
+
+def test_the_named_mwaa_environment_runs_the_airflow_the_bundle_targets(preflight):
+    code, checks, _ = preflight("--mwaa-environment", "my-mwaa")
+    assert code == OK
+    check = checks["MWAA Airflow version"]
+    assert check["status"] == "pass" and f"runs Airflow {MWAA_AIRFLOW_VERSION}" in check["detail"]
+
+
+@pytest.mark.parametrize(
+    ("environment", "says"),
+    [("my-mwaa", "runs Airflow 3.0.6"), ("no-such-env", "no MWAA environment named no-such-env")],
+)
+def test_an_older_or_missing_mwaa_environment_fails_with_the_fix(preflight, environment, says):
+    code, checks, _ = preflight("--mwaa-environment", environment, airflow_version="3.0.6")
+    assert code == FAILED
+    check = checks["MWAA Airflow version"]
+    assert check["status"] == "fail" and says in check["detail"]
+    assert f"--airflow-version {MWAA_AIRFLOW_VERSION}" in check["fix"]

@@ -2,14 +2,16 @@
 Airflow REST API call (Method, Path, QueryParameters, Body). The call goes to Airflow's
 `/api/v2{Path}`; a 2xx comes back as 200 with RestApiStatusCode and RestApiResponse, a 4xx as
 RestApiClientException and a 5xx as RestApiServerException, each carrying Airflow's status and
-answer (HTTP 400, as the service model declares both)."""
+answer (HTTP 400, as the service model declares both). `GET /environments/{Name}` is
+GetEnvironment, with the fronted Airflow's version (what `imgsim preflight` checks)."""
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from importlib.metadata import version
 from typing import Any
 
 import requests
@@ -17,6 +19,7 @@ import requests
 from pipeline.local.loopback import AwsError, LoopbackServer
 
 _INVOKE = re.compile(r"^/restapi/([^/?]+)$")
+_ENVIRONMENT = re.compile(r"^/environments/([^/?]+)$")
 # Authorization: AWS4-HMAC-SHA256 Credential=<key id>/<date>/<region>/airflow/aws4_request, ...
 _SIGNED_FOR_MWAA = re.compile(r"^AWS4-HMAC-SHA256 Credential=[^/,]+/\d{8}/[^/,]+/airflow/")
 METHODS = ("GET", "PUT", "POST", "PATCH", "DELETE")
@@ -29,6 +32,7 @@ class Environment:
 
     name: str
     airflow_url: str
+    airflow_version: str = field(default_factory=lambda: version("apache-airflow"))
 
 
 def invoke(environment: Environment, name: str, request: dict[str, Any]) -> tuple[int, Any]:
@@ -63,8 +67,22 @@ def _handler(environment: Environment) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # a liveness answer for `imgsim status`
-            self._send(200, {"environment": environment.name}, None)
+        def do_GET(self) -> None:
+            match = _ENVIRONMENT.match(self.path)
+            if not match:  # a liveness answer for `imgsim status`
+                self._send(200, {"environment": environment.name}, None)
+            elif not _SIGNED_FOR_MWAA.match(self.headers.get("Authorization") or ""):
+                self._send(403, {"message": "not SigV4-signed for MWAA"}, "AccessDeniedException")
+            elif match.group(1) != environment.name:
+                message = f"Environment {match.group(1)} not found"
+                self._send(404, {"message": message}, "ResourceNotFoundException")
+            else:
+                about = {
+                    "Name": environment.name,
+                    "AirflowVersion": environment.airflow_version,
+                    "Status": "AVAILABLE",
+                }
+                self._send(200, {"Environment": about}, None)
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
