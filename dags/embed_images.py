@@ -25,8 +25,9 @@ runs it in its triggerer; both poll the SageMaker emulator's DescribeTransformJo
 Read when Airflow parses this file: `IMGSIM_EMBED_QUEUE_URL` (required: the queue the watcher
 listens to, the stack's `EmbedQueueUrl` output), and the defaults of the params below
 (`IMGSIM_MODEL_DATA_URL`, `IMGSIM_SAGEMAKER_ROLE_ARN`, `IMGSIM_SAGEMAKER_IMAGE_URI`: when
-empty, the PyTorch inference image of the connection's region is looked up by the SageMaker
-SDK) and `IMGSIM_TRANSFORM_POLL_SECONDS` (how often the triggerer asks about the job).
+empty, the settings' `IMGSIM_SERVING_IMAGE_GPU` or `_CPU` by the run's instance type, written by
+`make mwaa`; where unset, sagemaker-core looks the PyTorch inference image of the connection's
+region up) and `IMGSIM_TRANSFORM_POLL_SECONDS` (how often the triggerer asks about the job).
 
 **What a run reports**: `gather`'s return value (images planned, records repaired; skipped when
 nothing is pending), and `commit`'s log and the extra of its `imgsim_embeddings` asset event
