@@ -1,15 +1,19 @@
 """Embed recorded images with CLIP on SageMaker batch transform; write Parquet shards.
 
-Triggered by messages on the embed queue (an AssetWatcher on SQS; the trigger consumes the
-messages it hands over) and every 15 minutes as a safety net: the queue is a doorbell, the
-Images status is the truth. A run embeds its requested images and every other pending one (the
-scheduled run only those older than `grace_minutes`), so an image whose message's event no run
-consumed (an Airflow 3.3 scheduler race, apache/airflow#56050) goes with the next run.
+Triggered by messages on the embed queue (an AssetWatcher on SQS; the provider's trigger
+deletes each message as it receives it) and every 15 minutes as a safety net: the queue is a
+doorbell, the Images status is the truth. A run embeds its requested images and every other
+pending one (the scheduled run only those older than `grace_minutes`), so an image whose
+message's event no run consumed (an Airflow 3.3 scheduler race, apache/airflow#56050) goes with
+the next run.
 
-A run that fails for good (a task failed after its retries) sends its still-pending images
-back to the queue with a growing SQS delay (`attempt` 1, 2, ...: 30 s, 60 s, then every
-120 s, 8 attempts; `on_failure_callback` of every task), so they are embedded within about two
-minutes of SageMaker coming back instead of waiting for the schedule.
+**Retries** (`pipeline/embedding/attempts.py`): every run that plans an image counts one
+attempt on its record (`embed_attempts`). A run that fails for good leaves its images pending;
+the next run (any message, or the schedule) plans them again, no sooner than
+`retry_after_minutes` after their last attempt. After 4 attempts the image is `failed` with the
+reason `embedding_gave_up: ...` (the failed task and its error); `redrive_dlq` with queue
+`embed` sends such images back once the cause is fixed. The embed queue has no dead-letter
+queue: its messages are deleted on reception, so SQS would never count a failure.
 
 After a model upgrade switched a prompt to a new model (`reembed`), this DAG still embeds the
 prompt's new images with its own model (`model_data_url`), so they get no vector of the prompt's
@@ -29,8 +33,9 @@ empty, the settings' `IMGSIM_SERVING_IMAGE_GPU` or `_CPU` by the run's instance 
 `make mwaa`; where unset, sagemaker-core looks the PyTorch inference image of the connection's
 region up) and `IMGSIM_TRANSFORM_POLL_SECONDS` (how often the triggerer asks about the job).
 
-**What a run reports**: `gather`'s return value (images planned, records repaired; skipped when
-nothing is pending), and `commit`'s log and the extra of its `imgsim_embeddings` asset event
+**What a run reports**: `gather`'s return value (images planned, records repaired, images
+waiting for `retry_after_minutes`, images out of attempts; skipped when nothing is to be
+embedded), and `commit`'s log and the extra of its `imgsim_embeddings` asset event
 (Assets view): images embedded, images failed with each reason, shards written, the model and
 the prompts; `follow_up`'s return value (the `reembed` confs) and each `trigger_reembed`
 instance's link to the run it triggered.
@@ -38,9 +43,10 @@ instance's link to the run it triggered.
 **When it fails**: the failed task's log says why. `gather` or `commit`: S3/DynamoDB access
 (the `aws_default` connection). `transform_config`: a param is missing (`model_data_url`,
 `role_arn`). `transform`: the SageMaker job failed (its `FailureReason` is in the log; on AWS
-also the job's CloudWatch logs). The run's images are re-requested on their own (see above);
-once the cause is fixed, clear the failed task or let the next run embed them. An image that
-failed to embed (status `failed`, reason on its record) is not retried: upload it again.
+also the job's CloudWatch logs). The run's images stay pending and a later run retries them (see
+above); once the cause is fixed, clear the failed task or let the next run embed them. An image
+the model refused (status `failed`, reason `embedding_failed: ...`) is not retried: upload it
+again.
 `pipeline_health` turns red when images wait too long. `follow_up` or `trigger_reembed` (the
 images are embedded already; only the switched prompts' re-embedding is missing): clear the
 task, or trigger `reembed` by hand with the conf in `follow_up`'s log.
@@ -66,6 +72,7 @@ from airflow.sdk import (
     task,
 )
 
+from pipeline.embedding.attempts import RETRY_AFTER_MINUTES
 from pipeline.embedding.transform_params import AWS_CONN_ID, transform_operator, transform_params
 
 if TYPE_CHECKING:
@@ -120,28 +127,19 @@ def _messages(context: Any) -> list[Any]:
     )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def give_up_on_failure(context: Any) -> None:
+    """A task failed for good: the run's images that had their last attempt fail, with the
+    task and its error as the reason; the others stay pending for a later run."""
+    from pipeline.embedding.attempts import MAX_ATTEMPTS
 
-
-def rerequest_on_failure(context: Any) -> None:
-    """A task failed for good: put the run's still-pending images back on the queue, delayed
-    (an asset-triggered run then retries them; no duplicate rows: a run embeds only pending
-    images, under its own run id)."""
-    from pipeline.airflow_connection import settings_from_connection
-    from pipeline.embedding.embed_requests import MAX_ATTEMPTS, requested_attempts
-    from pipeline.embedding.run import EmbeddingRun
-    from pipeline.storage.embed_queue import EmbedQueue
-
-    settings = settings_from_connection(AWS_CONN_ID)
-    run = EmbeddingRun(settings, context["run_id"])
-    summary = run.rerequest(EmbedQueue(settings), requested_attempts(_messages(context)), _now())
+    cause = f"{context['task_instance'].task_id}: {context.get('exception')}"
+    gave_up = _run(context["run_id"]).give_up_after_failure(cause)
     log.warning(
-        "embed run %s failed: re-requested %s; left to the schedule after %s attempts: %s",
+        "embed run %s failed in %s; failed after %s attempts: %s",
         context["run_id"],
-        summary["rerequested"],
+        cause,
         MAX_ATTEMPTS,
-        summary["given_up"],
+        gave_up or "none",
     )
 
 
@@ -176,11 +174,18 @@ def _run(run_id: str) -> EmbeddingRun:
             description="a scheduled run embeds pending images older than this; other runs "
             "embed every pending image",
         ),
+        "retry_after_minutes": Param(
+            RETRY_AFTER_MINUTES,
+            type="number",
+            minimum=0,
+            description="an image whose last attempt failed is planned again no sooner than "
+            "this (0: by the next run)",
+        ),
     },
     default_args={
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
-        "on_failure_callback": rerequest_on_failure,
+        "on_failure_callback": give_up_on_failure,
     },
 )
 def embed_images() -> None:
@@ -188,20 +193,27 @@ def embed_images() -> None:
     def gather() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
+        from pipeline.embedding.attempts import retry_before
         from pipeline.embedding.embed_requests import pending_cutoff, requested_ids
 
         context = get_current_context()
-        now = datetime.now(UTC)
+        now, params = datetime.now(UTC), context["params"]
         run = _run(context["run_id"])
         summary = run.gather(
             requested_ids(_messages(context)),
             pending_before=pending_cutoff(
-                context["dag_run"].run_type, now, context["params"]["grace_minutes"]
+                context["dag_run"].run_type, now, params["grace_minutes"]
             ),
             run_at=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            retry_before=retry_before(now, params["retry_after_minutes"]),
         )
+        for image_id in summary["gave_up"]:
+            log.warning("not embedded: %s: out of attempts", image_id)
         if summary["count"] == 0:
-            raise AirflowSkipException(f"nothing to embed ({summary['repaired']} repaired)")
+            raise AirflowSkipException(
+                f"nothing to embed ({summary['repaired']} repaired, {len(summary['waiting'])} "
+                f"waiting to be retried, {len(summary['gave_up'])} out of attempts)"
+            )
         return summary
 
     @task

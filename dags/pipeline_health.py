@@ -4,8 +4,8 @@
 Every 5 minutes, one look at the whole pipeline:
 
 * **measure** counts images by status (`pending`, `embedded`, `failed`) and source (`uploaded`,
-  `generated`), reads the depth of the ingest queue, the embed queue and both dead-letter
-  queues, and finds the oldest `pending` image. The numbers are in this task's log, in its
+  `generated`), reads the depth of the ingest queue, its dead-letter queue and the embed
+  queue, and finds the oldest `pending` image. The numbers are in this task's log, in its
   return value (XCom) and in the extra of each `imgsim_pipeline_health` asset event (Assets
   view): a history of the pipeline's state.
 * **assess** turns red when a dead-letter queue holds more than `max_dlq_messages` messages,
@@ -13,13 +13,17 @@ Every 5 minutes, one look at the whole pipeline:
 
 **When it fails** (`assess` is red)
 
-* *dead-letter queue holds messages*: S3 events that failed ingest 5 times (or embed requests
-  that failed 5 times). Read them (`aws sqs receive-message` on the DLQ, the ingest Lambda's
-  log with the same correlation id), fix the cause, then trigger the `redrive_dlq` DAG (or run
-  `imgsim redrive`) to send them back.
-* *an image has been pending too long*: look at the latest `embed_images` runs (a failed run
-  re-requests its images; a skipped run found nothing to embed). `GET /embeddings/<id>` rings
-  the embed queue for that image once more.
+* *dead-letter queue holds messages*: S3 events that failed ingest 5 times. Read them (`aws
+  sqs receive-message` on the DLQ, the ingest Lambda's log with the same correlation id), fix
+  the cause, then trigger the `redrive_dlq` DAG (or run `imgsim redrive`) to send them back.
+* *an image has been pending too long*: look at the latest `embed_images` runs (a failed
+  run's images wait for a later run; a skipped run found nothing to embed yet).
+  `GET /embeddings/<id>` rings the embed queue for that image once more.
+
+The embed queue has no dead-letter queue: its messages are deleted as the watcher receives
+them, so a failed embedding is counted on the image's record instead. After 4 failed attempts
+the image is `failed` with the reason `embedding_gave_up: ...` (counted under `failed` here);
+once the cause is fixed, the `redrive_dlq` DAG with queue `embed` sends them back.
 
 Scanning the Images table reads every item (four attributes each): fine every few minutes up
 to a few hundred thousand images; past that, count from a status index instead.

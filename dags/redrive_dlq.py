@@ -1,17 +1,23 @@
 """
-### redrive_dlq: send dead-letter messages back to their queue
+### redrive_dlq: send failed work back once its cause is fixed
 
-Manual only. Moves up to `limit` messages from a dead-letter queue (`ingest`: the ingest
-queue's DLQ, S3 events that failed ingest 5 times; `embed`: the embed queue's) back to the
-queue it serves, where they are processed again. Ingest is idempotent per object version, so
-a message that already succeeded once changes nothing.
+Manual only. `queue`:
 
-Redrive after fixing what made them fail (`pipeline_health`'s log names the queue); messages
-that fail again return to the DLQ after 5 more tries.
+* `ingest`: the ingest queue's dead-letter queue (S3 events that failed ingest 5 times) back to
+  the ingest queue. On AWS, SQS moves them itself (a message move task, as the console's "Start
+  DLQ redrive"): this task starts it and returns its handle and the messages it has to move;
+  `pipeline_health` turns green once the DLQ is empty. Where move tasks are not implemented
+  (the local stack), this task moves them itself until the DLQ is empty. Ingest is idempotent
+  per object version, so a message that already succeeded once changes nothing; one that fails
+  again returns to the DLQ after 5 more tries.
+* `embed`: the embed queue has no dead-letter queue (its messages are deleted on reception;
+  the attempts are counted on the image records): this puts every image `failed` with
+  `embedding_gave_up: ...` back to `pending`, its attempts cleared, and rings the embed queue.
 
-**When it fails**: the log names the queue it could not read or write (wrong names in the
-environment, or the connection's role lacks `sqs:ReceiveMessage` / `sqs:SendMessage`). Nothing
-is lost: a message leaves the DLQ only after its copy was sent.
+**When it fails**: the log names the queue or table it could not use (wrong names in the
+environment, or the connection's role lacks `sqs:StartMessageMoveTask` /
+`sqs:ListMessageMoveTasks` on the DLQ, `sqs:SendMessage` on the queue). Nothing is lost: a
+message leaves the DLQ only after its copy was sent.
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ AWS_CONN_ID = "aws_default"
     tags=["imgsim", "monitoring"],
     doc_md=__doc__,
     params={
-        "queue": Param("ingest", enum=["ingest", "embed"], description="whose DLQ to redrive"),
-        "limit": Param(10_000, type="integer", minimum=1),
+        "queue": Param(
+            "ingest",
+            enum=["ingest", "embed"],
+            description="ingest: its DLQ's messages; embed: the images that gave up",
+        ),
     },
     default_args={"retries": 0},
 )
@@ -45,14 +54,19 @@ def redrive_dlq() -> None:
     @task
     def redrive() -> dict[str, Any]:
         from pipeline.airflow_connection import settings_from_connection
-        from pipeline.monitoring.redrive import redrive as move
+        from pipeline.monitoring.redrive import redrive_named
 
         params = get_current_context()["params"]
-        settings = settings_from_connection(AWS_CONN_ID)
-        queue = settings.ingest_queue if params["queue"] == "ingest" else settings.embed_queue
-        result = move(settings, f"{queue}-dlq", queue, limit=params["limit"])
-        log.info("moved %d message(s) from %s to %s", result.moved, result.source, result.target)
-        return {"source": result.source, "target": result.target, "moved": result.moved}
+        result = redrive_named(settings_from_connection(AWS_CONN_ID), params["queue"])
+        log.info(
+            "%s: %d from %s to %s%s",
+            result.method,
+            result.moved,
+            result.source,
+            result.target,
+            f" (move task {result.task_handle})" if result.task_handle else "",
+        )
+        return result.to_dict()
 
     redrive()
 

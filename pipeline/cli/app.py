@@ -197,12 +197,13 @@ class Queue(StrEnum):
 @app.command()
 def redrive(
     ctx: typer.Context,
-    queue: Annotated[Queue, typer.Option(help="whose dead-letter queue")] = Queue.ingest,
-    limit: Annotated[int, typer.Option(min=1)] = 10_000,
+    queue: Annotated[
+        Queue, typer.Option(help="ingest: its DLQ's messages; embed: the images that gave up")
+    ] = Queue.ingest,
 ) -> None:
-    """Move a dead-letter queue's messages back to its queue (as the redrive_dlq DAG does)."""
+    """Send failed work back to its queue once the cause is fixed (as the redrive_dlq DAG)."""
     session = _session(ctx)
-    pipeline_commands.redrive(session.target.settings(), queue.value, limit, session.out)
+    pipeline_commands.redrive(session.target.settings(), queue.value, session.out)
 
 
 @app.command()

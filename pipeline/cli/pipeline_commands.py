@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pipeline.cli.errors import FAILED, CliError
 from pipeline.cli.output import Output
 from pipeline.monitoring.health import PipelineProbe, Thresholds, problems
-from pipeline.monitoring.redrive import redrive as move
+from pipeline.monitoring.redrive import redrive_named
 from pipeline.settings import Settings
 
 
@@ -32,9 +32,9 @@ def health(settings: Settings, thresholds: Thresholds, out: Output) -> None:
     out.say("healthy")
 
 
-def redrive(settings: Settings, queue: str, limit: int, out: Output) -> None:
-    name = settings.ingest_queue if queue == "ingest" else settings.embed_queue
-    with out.busy(f"moving messages from {name}-dlq to {name} ..."):
-        result = move(settings, f"{name}-dlq", name, limit=limit)
-    out.say(f"moved {result.moved} message(s) from {result.source} to {result.target}")
-    out.data({"source": result.source, "target": result.target, "moved": result.moved})
+def redrive(settings: Settings, queue: str, out: Output) -> None:
+    with out.busy(f"sending the failed {queue} work back ..."):
+        result = redrive_named(settings, queue)
+    how = f" (SQS move task {result.task_handle})" if result.task_handle else ""
+    out.say(f"{result.method}: {result.moved} from {result.source} to {result.target}{how}")
+    out.data(result.to_dict())

@@ -6,14 +6,14 @@ transform SageMaker batch transform (the DAG's operator; not in this module);
 commit    read the job's output, write one Parquet shard per prompt, then the ShardManifests,
           the Embeddings items, and finally the Images status.
 
-When a run fails for good (a task failed after its retries), `rerequest` puts its images that
-are still pending back on the embed queue with a backoff (see `embed_requests`): a later run
-embeds them once the service is back, under its own run id. A run that failed before commit
-listed nothing; a commit that failed before its manifest update left an orphan shard that
-compaction removes; one that failed for good between the manifest and the Images status left
-its shard listed and its images pending, so the next run lists their rows a second time:
-lookups keep one row per image (a later shard's row wins) and compaction keeps one
-(tests/integration/test_embedding_run.py).
+Each image a run plans counts one attempt on its record; a run that fails for good leaves its
+images pending for a later run, up to `attempts.MAX_ATTEMPTS` runs, after which the image fails
+with the reason (`give_up_after_failure`, else the next gather): the one retry path, described
+in `attempts`. A run that failed before commit listed nothing; a commit that failed before its
+manifest update left an orphan shard that compaction removes; one that failed for good between
+the manifest and the Images status left its shard listed and its images pending, so the next
+run lists their rows a second time: lookups keep one row per image (a later shard's row wins)
+and compaction keeps one (tests/integration/test_embedding_run.py).
 
 Every key and value is derived from the run id and the run's own timestamp, so a retried task
 or a re-run DAG run overwrites with identical content: no duplicate rows, no extra records.
@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 
 from pipeline import aws
-from pipeline.embedding.embed_requests import MAX_ATTEMPTS, retry_delay
+from pipeline.embedding.attempts import MAX_ATTEMPTS, Step, gave_up_reason, next_step
 from pipeline.embedding.superseded import SupersededRows
 from pipeline.lifecycle.near_duplicates import Committed, RunLifecycle
 from pipeline.settings import Settings
-from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING
 from pipeline.storage.keys import embed_run_prefix, input_part, shard_key
 from pipeline.storage.manifests_table import Manifest
@@ -86,19 +85,37 @@ class EmbeddingRun:
 
     # ------------------------------------------------------------------ gather
     def gather(
-        self, requested: list[str], pending_before: str, run_at: str, part_lines: int = PART_LINES
+        self,
+        requested: list[str],
+        pending_before: str,
+        run_at: str,
+        part_lines: int = PART_LINES,
+        retry_before: str | None = None,
     ) -> dict[str, Any]:
-        """Write the job input for every image still pending; returns a summary."""
+        """Write the job input for every image still pending, counting an attempt on each;
+        images attempted since `retry_before` wait, those out of attempts fail. A summary."""
         candidates: dict[str, dict[str, Any] | None] = {i: self.images.get(i) for i in requested}
         for pending in self.images.pending(pending_before):
             candidates.setdefault(pending["image_id"], pending)
-        targets, repaired = [], 0
+        targets, repaired, waiting, gave_up = [], 0, [], []
         for image_id, record in sorted(candidates.items()):
             if record is None or record.get("status") != PENDING:
                 continue
             if self._repair(record, run_at):
                 repaired += 1
                 continue
+            step = next_step(record, self.run_id, retry_before)
+            if step is Step.WAIT:
+                waiting.append(image_id)
+                continue
+            if step is Step.GIVE_UP:
+                attempts = int(record["embed_attempts"])
+                reason = gave_up_reason(attempts, record["embed_attempt_run"])
+                if self.images.give_up_embedding(image_id, record["etag"], reason, attempts):
+                    gave_up.append(image_id)
+                continue
+            if not self.images.note_embed_attempt(image_id, record["etag"], self.run_id, run_at):
+                continue  # replaced or deleted since it was read
             targets.append(
                 Target(
                     image_id=image_id,
@@ -134,6 +151,8 @@ class EmbeddingRun:
             "count": len(targets),
             "parts": len(parts),
             "repaired": repaired,
+            "waiting": waiting,
+            "gave_up": gave_up,
             "input_uri": self.input_uri,
             "output_uri": self.output_uri,
         }
@@ -154,35 +173,19 @@ class EmbeddingRun:
         )
         return True
 
-    # --------------------------------------------------------------- rerequest
-    def rerequest(self, queue: EmbedQueue, attempts: dict[str, int], now: str) -> dict[str, Any]:
-        """After the run failed for good: send every image it was to embed (its plan, or the
-        requested ids when gather did not get that far) that is still pending again, as
-        attempt n+1 delayed by `retry_delay(n+1)`; `attempts` maps the ids of the run's
-        requests to their attempt n (absent: 0). Noted on the record (`embed_requested_at`)
-        so GET /embeddings does not ring again meanwhile."""
-        planned = self.planned_targets()
-        ids = dict.fromkeys([*(t.image_id for t in planned or []), *attempts])
-        sent: list[str] = []
-        given_up: list[str] = []
-        for image_id in ids:
-            record = self.images.get(image_id)
-            if record is None or record.get("status") != PENDING:
-                continue
-            attempt = attempts.get(image_id, 0) + 1
-            if attempt > MAX_ATTEMPTS:
-                given_up.append(image_id)  # the safety-net schedule still embeds it
-                continue
-            queue.request_embedding(
-                image_id,
-                record["s3_key"],
-                record["etag"],
-                attempt=attempt,
-                delay_seconds=retry_delay(attempt),
-            )
-            self.images.mark_embed_requested(image_id, record["etag"], now)
-            sent.append(image_id)
-        return {"rerequested": sent, "given_up": given_up}
+    # ---------------------------------------------------------- after a failure
+    def give_up_after_failure(self, cause: str) -> list[str]:
+        """After the run failed for good: fail its planned images that this run gave their
+        last attempt (`cause`, the failed task and its error, goes into the reason). The others
+        stay pending for a later run. Returns the ids that gave up."""
+        gave_up = []
+        for target in self.planned_targets() or []:
+            reason = gave_up_reason(MAX_ATTEMPTS, self.run_id, cause)
+            if self.images.give_up_embedding(
+                target.image_id, target.etag, reason, MAX_ATTEMPTS, last_run=self.run_id
+            ):
+                gave_up.append(target.image_id)
+        return gave_up
 
     def planned_targets(self) -> list[Target] | None:
         """The targets gather wrote for this run; None when it wrote none."""

@@ -9,7 +9,9 @@ or refuse correct policies:
   never matches: here each table (and index) a request names is authorized by its ARN, as AWS
   does (BatchGetItem and TransactWriteItems name several).
 - SQS GetQueueUrl is authorized against "*" (moto reads no queue from it): here against the
-  named queue's ARN, so `sqs:GetQueueUrl` on the queue is what grants it.
+  named queue's ARN, so `sqs:GetQueueUrl` on the queue is what grants it. The message move
+  tasks (a DLQ's redrive; moto then answers that it lacks them) likewise: against the source
+  queue's ARN, as AWS authorizes them.
 - S3 GET/HEAD of a missing key answers 404 to anyone allowed s3:GetObject; AWS answers 404
   only to callers also allowed s3:ListBucket on the bucket, and 403 to the others.
 - S3 HeadBucket is authorized as "s3:HeadBucket", which is no IAM action: AWS authorizes it as
@@ -65,8 +67,13 @@ def _dynamodb(original: Any) -> Any:
     return authorize
 
 
+_MOVE_TASKS = ("StartMessageMoveTask", "ListMessageMoveTasks")  # both name the source queue
+
+
 def _sqs(original: Any) -> Any:
     def determine(self: SQSResponse) -> str:
+        if self._get_action() in _MOVE_TASKS:
+            return str(self._get_param("SourceArn") or "*")
         name = self._get_param("QueueName") if self._get_action() == "GetQueueUrl" else None
         if not name:
             return str(original(self))

@@ -109,9 +109,11 @@ class PipelineProbe:
             yield from (deserialize_item(item) for item in page.get("Items", []))
 
     def queue_names(self) -> tuple[list[str], list[str]]:
-        """The pipeline's queues and, of those, the dead-letter queues."""
+        """The pipeline's queues and, of those, the dead-letter queues: the ingest queue's
+        only (embed-queue messages are deleted on reception; an embedding's failures are
+        counted on its image record, and one out of attempts is a `failed` image)."""
         s = self.settings
-        dlqs = [f"{s.ingest_queue}-dlq", f"{s.embed_queue}-dlq"]
+        dlqs = [f"{s.ingest_queue}-dlq"]
         return [s.ingest_queue, s.embed_queue, *dlqs], dlqs
 
     def depth(self, name: str) -> int:

@@ -26,23 +26,11 @@ class EmbedQueue(aws.Adapter):
         return self._url
 
     def request_embedding(
-        self,
-        image_id: str,
-        s3_key: str,
-        etag: str,
-        priority: bool = False,
-        attempt: int = 0,
-        delay_seconds: int = 0,
+        self, image_id: str, s3_key: str, etag: str, priority: bool = False
     ) -> None:
         """`priority` marks a request a user is waiting for (GET /embeddings on a pending
-        image); the embed DAG's trigger fires on any message, so it is embedded next run.
-        `attempt` (> 0) marks a request sent again after a failed run, delivered after
-        `delay_seconds` (SQS DelaySeconds, 0 to 900)."""
-        body: dict[str, str | bool | int] = {"image_id": image_id, "s3_key": s3_key, "etag": etag}
+        image); the embed DAG's trigger fires on any message, so it is embedded next run."""
+        body: dict[str, str | bool] = {"image_id": image_id, "s3_key": s3_key, "etag": etag}
         if priority:
             body["priority"] = True
-        if attempt:
-            body["attempt"] = attempt
-        self.client.send_message(
-            QueueUrl=self.url, MessageBody=json.dumps(body), DelaySeconds=delay_seconds
-        )
+        self.client.send_message(QueueUrl=self.url, MessageBody=json.dumps(body))

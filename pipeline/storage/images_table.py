@@ -28,6 +28,9 @@ DELETION_REMOVES = (
     "generation",
     "error",
     "embed_requested_at",
+    "embed_attempts",
+    "embed_attempt_run",
+    "embed_attempted_at",
     "embedding_model_id",
     "embedded_at",
     "duplicate_of",
@@ -269,6 +272,98 @@ class ImageStore(aws.Adapter):
                 ConditionExpression="embed_requested_at = :at",
                 ExpressionAttributeValues=values,
             )
+
+    def note_embed_attempt(self, image_id: str, etag: str, run_id: str, at: str) -> bool:
+        """Count `run_id`'s attempt at embedding this pending version, once per run: a retried
+        task of the run counts nothing more. False if the version moved on or is not pending."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET embed_attempts = if_not_exists(embed_attempts, :zero) + :one,"
+                " embed_attempt_run = :run, embed_attempted_at = :at",
+                ConditionExpression="etag = :etag AND #s = :pending AND "
+                "(attribute_not_exists(embed_attempt_run) OR embed_attempt_run <> :run)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=serialize_item(
+                    {":zero": 0, ":one": 1, ":run": run_id, ":at": at}
+                    | {":etag": etag, ":pending": PENDING}
+                ),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            record = self.get(image_id)
+            return bool(
+                record
+                and record.get("etag") == etag
+                and record.get("status") == PENDING
+                and record.get("embed_attempt_run") == run_id
+            )
+        return True
+
+    def give_up_embedding(
+        self, image_id: str, etag: str, reason: str, min_attempts: int, last_run: str | None = None
+    ) -> bool:
+        """Fail this pending version with `reason` once it has had `min_attempts` attempts (the
+        last by `last_run`, when given). False if it moved on, is not pending, or has fewer."""
+        condition = "etag = :etag AND #s = :pending AND embed_attempts >= :min"
+        values: dict[str, Any] = {
+            ":etag": etag,
+            ":pending": PENDING,
+            ":min": min_attempts,
+            ":failed": FAILED,
+            ":reason": reason,
+        }
+        if last_run is not None:
+            condition += " AND embed_attempt_run = :run"
+            values[":run"] = last_run
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET #s = :failed, #e = :reason",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status", "#e": "error"},
+                ExpressionAttributeValues=serialize_item(values),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def failed_with(self, reason_prefix: str) -> list[dict[str, Any]]:
+        """Failed records whose reason starts with `reason_prefix` (a full scan: an operator's
+        action after an outage, not a per-request read)."""
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression="#s = :failed AND begins_with(#e, :prefix)",
+            ExpressionAttributeNames={"#s": "status", "#e": "error"},
+            ExpressionAttributeValues={
+                ":failed": {"S": FAILED},
+                ":prefix": {"S": reason_prefix},
+            },
+        )
+        return [deserialize_item(item) for page in pages for item in page.get("Items", [])]
+
+    def reopen_failed(self, image_id: str, etag: str, reason_prefix: str) -> bool:
+        """This failed version back to pending with no attempts counted, if its reason still
+        starts with `reason_prefix`; False otherwise."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key={"image_id": {"S": image_id}},
+                UpdateExpression="SET #s = :pending REMOVE #e, embed_attempts, embed_attempt_run,"
+                " embed_attempted_at",
+                ConditionExpression="etag = :etag AND #s = :failed AND begins_with(#e, :prefix)",
+                ExpressionAttributeNames={"#s": "status", "#e": "error"},
+                ExpressionAttributeValues={
+                    ":pending": {"S": PENDING},
+                    ":failed": {"S": FAILED},
+                    ":etag": {"S": etag},
+                    ":prefix": {"S": reason_prefix},
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def batch_get(self, image_ids: list[str], attributes: list[str]) -> dict[str, dict[str, Any]]:
         """The records of these ids that exist ({image_id: item}, only `attributes` and the

@@ -18,14 +18,13 @@ import requests
 from lambdas.api.handler import make_handler as make_api_handler
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
-from pipeline.embedding import embed_requests
+from pipeline.embedding import attempts
 from pipeline.embedding.run import EmbeddingRun
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi
 from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.event_pump import EventPump
 from pipeline.local.processes import free_port, start_group, stop_group, wait_until
-from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
@@ -283,8 +282,8 @@ def _queue_counts(settings) -> tuple[int, int]:
     )
 
 
-def test_a_run_failed_with_sagemaker_down_re_requests_its_images_then_they_are_embedded_once(
-    dag, airflow_stack, own_emulator, monkeypatch
+def test_a_run_failed_with_sagemaker_down_leaves_its_images_to_a_later_run_that_embeds_them_once(
+    dag, airflow_stack, own_emulator
 ):
     settings, model_uri = airflow_stack
     for name in ("down1", "down2"):
@@ -292,35 +291,28 @@ def test_a_run_failed_with_sagemaker_down_re_requests_its_images_then_they_are_e
     _ingest(settings)
     drain_messages(settings, settings.embed_queue)  # what the watcher's trigger consumes
     # SageMaker is down (the emulator is not running): the transform fails for good
-    monkeypatch.setattr(embed_requests, "FIRST_RETRY_DELAY_SECONDS", 6)
     failed = _run(dag, model_uri)
     assert failed.state == "failed"
     states = {ti.task_id: ti.state for ti in failed.get_task_instances()}
     assert states["transform"] == "failed" and states["commit"] == "upstream_failed"
     images = ImageStore(settings)
-    assert {images.get(i)["status"] for i in ("down1", "down2")} == {"pending"}
+    for image_id in ("down1", "down2"):
+        record = images.get(image_id)
+        assert (record["status"], record["embed_attempts"]) == ("pending", 1)
+        assert record["embed_attempt_run"] == failed.run_id and "error" not in record
+    # the one retry path is a later run: nothing is put back on the queue
+    assert _queue_counts(settings) == (0, 0)
 
-    # the run put its images back on the queue, delayed, as attempt 1
-    assert _queue_counts(settings) == (0, 2)
-    deadline, bodies = time.monotonic() + 30, []
-    while len(bodies) < 2 and time.monotonic() < deadline:
-        time.sleep(1)
-        bodies += drain_messages(settings, settings.embed_queue)
-    assert sorted(bodies, key=lambda b: b["image_id"]) == [
-        {
-            "image_id": i,
-            "s3_key": f"uploads/{i}.jpg",
-            "etag": images.get(i)["etag"],
-            "attempt": 1,
-        }
-        for i in ("down1", "down2")
-    ]
-    assert all(images.get(i).get("embed_requested_at") for i in ("down1", "down2"))
+    # a run within `retry_after_minutes` of the attempt leaves them alone
+    waiting = _run(dag, model_uri)
+    assert {ti.task_id: ti.state for ti in waiting.get_task_instances()}["gather"] == "skipped"
+    assert {images.get(i)["embed_attempts"] for i in ("down1", "down2")} == {1}
 
     # the service comes back: the next run embeds each image once
     own_emulator.start()
-    assert _run(dag, model_uri).state == "success"
+    assert _run(dag, model_uri, retry_after_minutes=0).state == "success"
     assert {images.get(i)["status"] for i in ("down1", "down2")} == {"embedded"}
+    assert {images.get(i)["embed_attempts"] for i in ("down1", "down2")} == {2}
     manifest = ManifestStore(settings).get("heron", "clip-tiny-random-init-seed0")
     assert manifest.rows == 2 and len(manifest.shards) == 1
     rows = [
@@ -331,25 +323,91 @@ def test_a_run_failed_with_sagemaker_down_re_requests_its_images_then_they_are_e
     assert rows == ["down1", "down2"]
     embedding_items = aws.client(settings, "dynamodb").scan(TableName=settings.embeddings_table)
     assert sorted(i["embedding_id"]["S"] for i in embedding_items["Items"]) == ["down1", "down2"]
-    # and a successful run asks for nothing again
     assert _queue_counts(settings) == (0, 0)
 
 
-def test_re_requests_double_their_delay_up_to_a_cap_and_stop_after_the_last_attempt(stack):
+def test_an_image_whose_runs_keep_failing_fails_once_after_four_attempts_then_redrive_reopens_it(
+    dag, airflow_stack
+):
+    """The bound: 4 runs plan it, the 4th one's failure callback fails it with the task and its
+    error as the reason; no later run plans it; redrive_dlq (queue embed) sends it back."""
+    from dags.redrive_dlq import redrive_dlq_dag
+
+    settings, model_uri = airflow_stack
+    _upload(settings, "uploads/stubborn.jpg", gradient_jpeg((66, 55)), "Crane")
+    _ingest(settings)
+    drain_messages(settings, settings.embed_queue)
+    images = ImageStore(settings)
+    for attempt in range(1, attempts.MAX_ATTEMPTS + 1):
+        run = _run(dag, model_uri, role_arn="", retry_after_minutes=0)  # transform_config fails
+        assert run.state == "failed"
+        record = images.get("stubborn")
+        assert record["embed_attempts"] == attempt
+        if attempt < attempts.MAX_ATTEMPTS:
+            assert record["status"] == "pending" and "error" not in record
+    assert record["status"] == "failed"
+    assert record["error"].startswith(
+        f"embedding_gave_up: 4 runs did not embed it; the last was {run.run_id}: "
+        "transform_config: set the role_arn param"
+    )
+
+    # no fifth attempt, whatever runs: the record stays as the last failure left it
+    fifth = _run(dag, model_uri, retry_after_minutes=0)
+    assert {ti.task_id: ti.state for ti in fifth.get_task_instances()}["gather"] == "skipped"
+    assert images.get("stubborn") == record
+    assert _queue_counts(settings) == (0, 0)
+
+    # the cause is fixed: redrive sends it back, and the next run embeds it once
+    redriven = redrive_dlq_dag.test(run_conf={"queue": "embed"})
+    assert redriven.state == "success"
+    reopened = images.get("stubborn")
+    assert reopened["status"] == "pending"
+    assert not {"error", "embed_attempts", "embed_attempt_run"} & set(reopened)
+    assert [b["image_id"] for b in drain_messages(settings, settings.embed_queue)] == ["stubborn"]
+    assert _run(dag, model_uri).state == "success"
+    assert images.get("stubborn")["status"] == "embedded"
+    assert ManifestStore(settings).get("crane", "clip-tiny-random-init-seed0").rows == 1
+
+
+def test_the_bound_holds_without_failure_callbacks_a_retried_gather_counts_once(stack):
+    """Runs that died without their callback: the next gather fails the image that had its
+    attempts, and never plans it again. A retried gather (the same run) counts nothing more;
+    an attempt that began within the retry delay waits."""
     settings = stack.settings
-    for name in ("again", "last", "done"):
+    for name in ("crashy", "recent"):
         _upload(settings, f"uploads/{name}.jpg", gradient_jpeg((50 + len(name), 50)), "Owl")
     _ingest(settings)
     drain_messages(settings, settings.embed_queue)
-    ImageStore(settings).set_outcome(
-        "done", ImageStore(settings).get("done")["etag"], {"status": "embedded"}
+    images = ImageStore(settings)
+
+    def gather(run_id: str, minute: int, retry_before: str | None = None) -> dict:
+        at = f"2026-11-01T12:{minute:02d}:00.000Z"
+        return EmbeddingRun(settings, run_id).gather(
+            ["crashy"], pending_before="", run_at=at, retry_before=retry_before
+        )
+
+    assert gather("run-1", 0)["count"] == 1
+    assert gather("run-1", 0)["count"] == 1  # its task retried
+    assert images.get("crashy")["embed_attempts"] == 1
+    for n in range(2, attempts.MAX_ATTEMPTS + 1):
+        assert gather(f"run-{n}", n)["count"] == 1
+    assert images.get("crashy")["embed_attempts"] == attempts.MAX_ATTEMPTS
+    summary = gather("run-5", 5)
+    assert (summary["count"], summary["gave_up"]) == (0, ["crashy"])
+    record = images.get("crashy")
+    assert record["status"] == "failed"
+    assert record["error"] == "embedding_gave_up: 4 runs did not embed it; the last was run-4"
+    assert gather("run-6", 6)["count"] == 0 and images.get("crashy") == record
+
+    # the retry delay: an attempt at 12:10 waits for a run whose delay reaches back past it
+    run = EmbeddingRun(settings, "run-a")
+    assert run.gather(["recent"], "", "2026-11-01T12:10:00.000Z")["count"] == 1
+    later = EmbeddingRun(settings, "run-b")
+    waiting = later.gather(
+        ["recent"], "", "2026-11-01T12:15:00.000Z", retry_before="2026-11-01T12:05:00.000Z"
     )
-    # a run that failed in gather (no plan): its requests' ids and attempts are all it has
-    summary = EmbeddingRun(settings, "manual__failed").rerequest(
-        EmbedQueue(settings),
-        {"again": 2, "last": embed_requests.MAX_ATTEMPTS, "done": 0},
-        "2026-11-01T12:00:00.000Z",
+    assert (waiting["count"], waiting["waiting"]) == (0, ["recent"])
+    due = later.gather(
+        ["recent"], "", "2026-11-01T12:21:00.000Z", retry_before="2026-11-01T12:11:00.000Z"
     )
-    assert summary == {"rerequested": ["again"], "given_up": ["last"]}
-    assert _queue_counts(settings) == (0, 1)
-    assert [embed_requests.retry_delay(n) for n in range(1, 6)] == [30, 60, 120, 120, 120]
+    assert due["count"] == 1 and images.get("recent")["embed_attempts"] == 2

@@ -82,6 +82,13 @@ def test_healthy_pipeline_is_green_and_records_its_counts(dags, airflow_stack):
     }
     assert extra["oldest_pending"]["image_id"] == "fresh"
     assert extra["queues"][f"{settings.ingest_queue}-dlq"] == 0
+    # the embed queue's messages are deleted on reception: it has no DLQ to watch
+    assert extra["dead_letter_queues"] == [f"{settings.ingest_queue}-dlq"]
+    assert set(extra["queues"]) == {
+        settings.ingest_queue,
+        settings.embed_queue,
+        *extra["dead_letter_queues"],
+    }
 
 
 def test_a_stuck_image_turns_the_run_red(dags, airflow_stack):
@@ -111,6 +118,8 @@ def test_a_dead_letter_message_turns_it_red_until_redriven(dags, airflow_stack):
 
     moved = redrive.test(run_conf={"queue": "ingest"})
     assert moved.state == "success"
+    (task,) = moved.get_task_instances()
+    assert task.xcom_pull(task_ids="redrive")["method"] == "receive_send_delete"  # moto: no task
     assert drain_messages(settings, dlq) == []
     assert {"poison": 1} in drain_messages(settings, settings.ingest_queue)
 

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.exceptions import ClientError
 
 from lambdas.api.handler import make_handler as make_api_handler
 from lambdas.ingest.handler import make_handler as make_ingest_handler
@@ -408,10 +409,13 @@ def test_a_reembed_commit_s_batch_write_and_the_redrive_run_under_the_airflow_ta
     enforced: EnforcedStack,
 ) -> None:
     """What the reembed commit and the redrive_dlq task call, called as the Airflow identity
-    (no DAG run): vectors 25 to a BatchWriteItem, and both DLQs moved back to their queues."""
+    (no DAG run): vectors 25 to a BatchWriteItem; the ingest DLQ moved back to its queue (the
+    move-task calls are authorized before moto answers that it lacks them); an image that gave
+    up reopened; and without sqs:ListMessageMoveTasks the redrive stops at AccessDenied instead
+    of taking the refusal for a missing feature."""
     import numpy as np
 
-    from pipeline.monitoring.redrive import redrive
+    from pipeline.monitoring.redrive import redrive, reopen_given_up
     from pipeline.storage.embeddings_table import EmbeddingStore
 
     airflow = enforced.as_role("AirflowTasksPolicy")
@@ -422,14 +426,26 @@ def test_a_reembed_commit_s_batch_write_and_the_redrive_run_under_the_airflow_ta
     assert stored is not None and stored["embedding"].tolist() == [29.0] * 4
 
     sqs = aws.client(enforced.admin, "sqs")
-    for queue in (enforced.admin.ingest_queue, enforced.admin.embed_queue):
-        body = {"redriven": uuid.uuid4().hex}
-        dlq_url = sqs.get_queue_url(QueueName=f"{queue}-dlq")["QueueUrl"]
-        sqs.send_message(QueueUrl=dlq_url, MessageBody=json.dumps(body))
-        result = redrive(airflow, f"{queue}-dlq", queue)
-        assert result.moved == 1, queue
-        assert body in drain_messages(enforced.admin, queue)
-        assert drain_messages(enforced.admin, f"{queue}-dlq") == []
+    queue = enforced.admin.ingest_queue
+    dlq_url = sqs.get_queue_url(QueueName=f"{queue}-dlq")["QueueUrl"]
+    body = {"redriven": uuid.uuid4().hex}
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=json.dumps(body))
+    without = enforced.settings_of(
+        enforced.identity_without("AirflowTasksPolicy", "sqs:ListMessageMoveTasks")
+    )
+    with pytest.raises(ClientError, match="AccessDenied"):
+        redrive(without)
+    result = redrive(airflow)
+    assert (result.method, result.moved) == ("receive_send_delete", 1)
+    assert body in drain_messages(enforced.admin, queue)
+    assert drain_messages(enforced.admin, f"{queue}-dlq") == []
+
+    image_id = f"gaveup{uuid.uuid4().hex[:8]}"
+    embedded_record(enforced.admin, image_id, "an iam gull", "failed", "embedding_gave_up: x")
+    assert reopen_given_up(airflow).moved == 1
+    assert ImageStore(enforced.admin).get(image_id)["status"] == "pending"
+    requests = drain_messages(enforced.admin, enforced.admin.embed_queue)
+    assert image_id in [r["image_id"] for r in requests]
 
 
 CAMPAIGN = """

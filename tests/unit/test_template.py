@@ -25,6 +25,14 @@ def test_ingest_queue_has_a_dlq_after_five_tries():
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
 
 
+def test_the_embed_queue_has_no_dead_letter_queue_its_messages_are_deleted_on_reception():
+    """The watcher's trigger deletes what it receives: no receive count reaches a DLQ, so none
+    is deployed (an embedding's attempts are counted on its image record)."""
+    assert "RedrivePolicy" not in RESOURCES["EmbedQueue"]["Properties"]
+    dead_letter_queues = [k for k, v in _of_type("AWS::SQS::Queue").items() if "DeadLetter" in k]
+    assert dead_letter_queues == ["IngestDeadLetterQueue"]
+
+
 def test_tables_match_the_data_model():
     tables = {
         v["Properties"]["TableName"]["Ref"]: v["Properties"]
@@ -299,18 +307,25 @@ def test_the_runbook_names_the_template_s_parameters_and_outputs():
     assert outputs and set(outputs) <= set(TEMPLATE["Outputs"])
 
 
-def test_the_airflow_tasks_may_batch_write_vectors_and_redrive_both_dead_letter_queues():
-    """reembed's commit writes vectors 25 to a BatchWriteItem; redrive_dlq receives and deletes
-    from either DLQ and sends to the queue it serves."""
+def test_the_airflow_tasks_may_batch_write_vectors_and_redrive_the_ingest_dead_letter_queue():
+    """reembed's commit writes vectors 25 to a BatchWriteItem; redrive_dlq starts an SQS move
+    task on the ingest DLQ (which acts with the caller's receive, delete and send), or moves
+    the messages itself, and reopens given-up images (the Images table's writes)."""
     embeddings = {"Fn::GetAtt": ["EmbeddingsTable", "Arn"]}
     assert "dynamodb:BatchWriteItem" in _granted("AirflowTasksPolicy", embeddings)
-    for queue in ("Ingest", "Embed"):
-        dlq = {"Fn::GetAtt": [f"{queue}DeadLetterQueue", "Arn"]}
-        target = {"Fn::GetAtt": [f"{queue}Queue", "Arn"]}
-        assert {"sqs:GetQueueUrl", "sqs:ReceiveMessage", "sqs:DeleteMessage"} <= _granted(
-            "AirflowTasksPolicy", dlq
-        ), queue
-        assert {"sqs:GetQueueUrl", "sqs:SendMessage"} <= _granted("AirflowTasksPolicy", target)
+    dlq = {"Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]}
+    assert {
+        "sqs:GetQueueUrl",
+        "sqs:GetQueueAttributes",
+        "sqs:StartMessageMoveTask",
+        "sqs:ListMessageMoveTasks",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+    } <= _granted("AirflowTasksPolicy", dlq)
+    target = {"Fn::GetAtt": ["IngestQueue", "Arn"]}
+    assert {"sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:SendMessage"} <= _granted(
+        "AirflowTasksPolicy", target
+    )
     # an operator's command, not a DAG task: retire's deletes are not the Airflow role's
     manifests = {"Fn::GetAtt": ["ShardManifestsTable", "Arn"]}
     assert "dynamodb:DeleteItem" not in _granted("AirflowTasksPolicy", manifests)
