@@ -23,6 +23,8 @@ from pipeline.settings import Settings
 from sagemaker_jobs.build_model import build
 
 HERE = Path(__file__).parent
+# servers a session started are stopped even when it is interrupted (SIGINT, SIGTERM, SIGHUP)
+pytest_plugins = ["tests.process_guard"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -23,6 +23,7 @@ from pipeline.settings import Settings
 from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.manifests_table import ManifestStore
 from tests.helpers import gradient_jpeg
+from tests.process_guard import run_cli, watch_stack_dir
 
 
 class Stack:
@@ -34,13 +35,8 @@ class Stack:
         self.exports: dict[str, str] = {}
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "pipeline.local", *args],
-            env=env or self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        """An interrupted `up` still stops what it started (tests/process_guard.py)."""
+        result = run_cli([sys.executable, "-m", "pipeline.local", *args], env or self.env, 300)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         return result.stdout
 
@@ -71,6 +67,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         },
     }
     env.pop("AIRFLOW_HOME", None)
+    watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
     stack = Stack(env)
     yield stack
     stack.cli("down")

@@ -1,0 +1,121 @@
+"""A test session interrupted while a fixture has servers up stops them: a tiny pytest session
+in a subprocess starts a server group in a fixture (as the conftest fixtures do) and watches a
+local stack whose state file names another group (as the e2e fixtures do; its `up` was cut
+short, so no teardown of a fixture stops it); its process group gets SIGINT (Ctrl-C at a
+terminal) or SIGTERM (a CI timeout) mid-test; then both server groups are gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.local.processes import is_alive, start_group, stop_group
+
+REPO = Path(__file__).resolve().parents[2]
+PYTEST = [
+    sys.executable,
+    "-m",
+    "pytest",
+    "-q",
+    "-p",
+    "tests.process_guard",
+    "-p",
+    "no:cacheprovider",
+]
+
+TINY_SESSION = """
+import json, os, sys, time
+from pathlib import Path
+
+import pytest
+
+from pipeline.local.processes import start_group, stop_group
+from tests.process_guard import watch_stack_dir
+
+OUT = Path(os.environ["GUARD_OUT"])
+
+
+@pytest.fixture
+def server():
+    proc = start_group([sys.executable, "-c", "import time; time.sleep(600)"], OUT / "server.log")
+    yield proc.pid
+    stop_group(proc.pid)
+
+
+def test_waits_for_the_signal(server):
+    watch_stack_dir(OUT / "stack")
+    (OUT / "ready.json").write_text(json.dumps({"server": server}))
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_session_stops_the_servers_it_started(tmp_path, signum):
+    (tmp_path / "test_tiny.py").write_text(TINY_SESSION)
+    # a server the session's "stack" started, known only from its state file
+    stack_dir = tmp_path / "stack"
+    stack_server = start_group(
+        [sys.executable, "-c", "import time; time.sleep(600)"], stack_dir / "moto.log"
+    )
+    state = {
+        "moto_pid": stack_server.pid,
+        "services_pid": stack_server.pid,
+        "sagemaker_pid": stack_server.pid,
+        "bedrock_pid": stack_server.pid,
+        "moto_url": "",
+        "api_url": "",
+        "sagemaker_url": "",
+        "bedrock_url": "",
+    }
+    (stack_dir / "stack.json").write_text(json.dumps(state))
+    env = {**os.environ, "GUARD_OUT": str(tmp_path), "PYTHONPATH": str(REPO)}
+    session = subprocess.Popen(
+        [*PYTEST, "--rootdir", str(tmp_path), str(tmp_path / "test_tiny.py")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "ready.json").exists():
+            assert session.poll() is None, session.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the tiny session never got to its test"
+            time.sleep(0.2)
+        server = json.loads((tmp_path / "ready.json").read_text())["server"]
+        assert is_alive(server)
+        os.killpg(session.pid, signum)
+        output = session.communicate(timeout=60)[0].decode()
+        assert session.returncode != 0, output  # interrupted, not passed
+        for pid in (server, stack_server.pid):
+            with_children = _gone(pid)
+            assert with_children, (pid, output[-3000:])
+    finally:
+        if session.poll() is None:
+            stop_group(session.pid)
+        for pid in (server, stack_server.pid):
+            if pid is not None and is_alive(pid):
+                stop_group(pid)
+
+
+def _gone(pid: int, timeout: float = 15) -> bool:
+    """The process is gone or a zombie (exited; the tiny session's parent reaped nothing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
