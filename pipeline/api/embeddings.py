@@ -11,8 +11,8 @@ from pipeline.storage.dynamodb_codec import timestamp
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import DELETED, EMBEDDED, FAILED, PENDING
 
-# An embed request (from ingest, a failed run's re-request, or this route) counts as
-# outstanding this long: longer than a re-request's SQS delay (2 min at most) plus a run.
+# An embed request (from ingest, a redrive, or this route) counts as outstanding this long:
+# about one embed run.
 REREQUEST_AFTER = timedelta(minutes=5)
 
 
