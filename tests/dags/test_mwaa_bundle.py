@@ -1,6 +1,6 @@
 """The MWAA bundle on the Airflow version MWAA runs: its DAGs parse from the bundle alone (the
 library imported from the dags folder, as on MWAA), and its startup script makes the `bedrock`
-pool on the scheduler."""
+pool where MWAA runs a scheduler."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from pipeline.local.mwaa_bundle import build
 from tests.unit.test_mwaa_bundle import ENV
@@ -52,12 +54,23 @@ def test_the_bundles_dags_parse_with_the_library_from_the_bundle(tmp_path, airfl
     assert {"embed_images", "compact_shards", "generate_demo"} <= set(parsed["dags"])
 
 
-def test_the_startup_script_makes_the_bedrock_pool_on_the_scheduler(tmp_path, airflow_db):
+@pytest.mark.parametrize("component", ["scheduler", "hybrid"])
+def test_the_startup_script_makes_the_bedrock_pool_where_a_scheduler_runs(
+    tmp_path, airflow_db, component
+):
+    """With the real Airflow CLI, sourced by bash as MWAA does; every other component is in
+    tests/unit/test_mwaa_bundle.py (a stub CLI)."""
     bundle = build(tmp_path / "mwaa", ENV)
     airflow = Path(sys.executable).parent
+    subprocess.run(  # the worker's database may have it from an earlier test
+        [str(airflow / "airflow"), "pools", "delete", "bedrock"],
+        env=_clean_env(),
+        capture_output=True,
+        timeout=300,
+    )
     subprocess.run(
-        ["sh", str(bundle / "startup.sh")],
-        env=_clean_env(MWAA_AIRFLOW_COMPONENT="scheduler", PATH=f"{airflow}:{os.environ['PATH']}"),
+        ["bash", "-c", f"source {bundle / 'startup.sh'}"],
+        env=_clean_env(MWAA_AIRFLOW_COMPONENT=component, PATH=f"{airflow}:{os.environ['PATH']}"),
         check=True,
         capture_output=True,
         timeout=300,
