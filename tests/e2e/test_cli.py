@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.local.processes import free_port
 from tests.helpers import gradient_jpeg
+from tests.process_guard import run_cli, watch_stack_dir
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +32,10 @@ def imgsim(tmp_path_factory) -> Iterator:
     }
     env.pop("AIRFLOW_HOME", None)
 
+    watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
+
     def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "--json", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_cli([sys.executable, "-m", "pipeline.cli", "--json", *args], env, timeout)
 
     yield run
     run("down", timeout=120)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -20,6 +19,7 @@ from pipeline.local.processes import free_port
 from pipeline.settings import Settings
 from tests.browser.gallery_page import Gallery, chromium, keep_screenshot
 from tests.e2e.test_local_stack import _still_running
+from tests.process_guard import run_cli, watch_stack_dir
 
 PROMPT = "demo path photos"
 SUBJECTS = ("chelsea", "coffee", "rocket")  # 8 views each in samples/photos
@@ -28,13 +28,8 @@ K = 12  # the page's default top-k
 
 def _cli(env: dict[str, str], *args: str) -> str:
     """`python -m pipeline.local <args>` as a user runs it (`up` on busy cores takes minutes)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.local", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
+    result = run_cli([sys.executable, "-m", "pipeline.local", *args], env, 900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 

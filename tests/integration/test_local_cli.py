@@ -17,6 +17,7 @@ import requests
 
 from pipeline.local.processes import free_port, is_alive
 from tests.helpers import gradient_jpeg
+from tests.process_guard import run_cli, watch_stack_dir
 
 
 @pytest.fixture
@@ -31,14 +32,10 @@ def cli(tmp_path):
         "IMGSIM_LOCAL_AIRFLOW": "0",
     }  # Airflow is covered by tests/e2e
 
+    watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
+
     def run(*args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "pipeline.local", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        result = run_cli([sys.executable, "-m", "pipeline.local", *args], env, 180)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
