@@ -170,7 +170,7 @@ def test_a_failure_between_transform_and_commit_then_a_rerun_ends_in_the_same_st
     assert {ImageStore(settings).get(i)["status"] for i in "abc"} == {"pending"}
     monkeypatch.setenv("IMGSIM_SHARD_MANIFESTS_TABLE", settings.shard_manifests_table)
 
-    second = _run(dag, model_uri)
+    second = _run(dag, model_uri, retry_after_minutes=0)  # at once, not after the retry delay
     assert second.state == "success"
     assert {ImageStore(settings).get(i)["status"] for i in "abc"} == {"embedded"}
     manifest = ManifestStore(settings).get("fork", "clip-tiny-random-init-seed0")
