@@ -13,7 +13,8 @@ their versions are pinned by the constraints like everything else, and the DAGs 
 
 A venv is built once per digest of everything that decides its contents and kept under
 ~/.cache/imgsim (outside the repository); a lock file serializes builders (pytest-xdist
-workers, parallel sessions), a stamp file marks a finished build.
+workers, parallel sessions), a stamp file marks a finished build and is touched on each use.
+Only the KEEP most recently used venvs stay (one is several hundred MB).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ IMAGE_PACKAGES = (
     "apache-airflow-providers-standard",
 )
 BUILD_TIMEOUT_SECONDS = 900
+KEEP = 2
+STAMP = ".imgsim-complete"
 
 
 def python312() -> Path | None:
@@ -114,7 +117,7 @@ def mwaa_venv(python: Path, requirements: Path) -> Path:
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     venv = root / f"mwaa-venv-{digest(python, requirements.read_text())}"
-    stamp = venv / ".imgsim-complete"
+    stamp = venv / STAMP
     with (root / f"{venv.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stamp.exists():
@@ -123,4 +126,20 @@ def mwaa_venv(python: Path, requirements: Path) -> Path:
             log.write_text("")
             build(venv, python, requirements, log)
             stamp.write_text(requirements.read_text())
+        stamp.touch()
+    _prune(root)
     return venv
+
+
+def _prune(root: Path) -> None:
+    """Remove all but the KEEP most recently used venvs; one being built (locked) stays."""
+    built = [p for p in root.glob("mwaa-venv-*") if (p / STAMP).exists()]
+    built.sort(key=lambda p: (p / STAMP).stat().st_mtime, reverse=True)
+    for old in built[KEEP:]:
+        with (root / f"{old.name}.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(old, ignore_errors=True)
+            (root / f"{old.name}.log").unlink(missing_ok=True)

@@ -178,3 +178,18 @@ def test_a_venv_is_built_once_per_requirements_digest(tmp_path):
     a = mwaa_venv.digest(python, "numpy<2.6\n")
     assert a == mwaa_venv.digest(python, "numpy<2.6\n")
     assert a != mwaa_venv.digest(python, "numpy<2.7\n")
+
+
+def test_only_the_most_recently_used_venvs_are_kept(tmp_path):
+    for age, name in enumerate(["mwaa-venv-a", "mwaa-venv-b", "mwaa-venv-c"]):
+        stamp = tmp_path / name / mwaa_venv.STAMP
+        stamp.parent.mkdir()
+        stamp.touch()
+        os.utime(stamp, (1000 - age, 1000 - age))  # a: the most recently used
+    (tmp_path / "mwaa-venv-d").mkdir()  # no stamp: being built, not counted
+    mwaa_venv._prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("mwaa-venv-*") if p.is_dir()) == [
+        "mwaa-venv-a",
+        "mwaa-venv-b",
+        "mwaa-venv-d",
+    ]
