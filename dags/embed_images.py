@@ -111,6 +111,8 @@ embed_requests = Asset(
                 max_messages=10,
                 num_batches=10,
                 waiter_delay=5,
+                # the provider's default, stated: the queue is a doorbell (no DLQ, see above)
+                delete_message_on_reception=True,
             ),
         )
     ],

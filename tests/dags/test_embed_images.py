@@ -25,6 +25,7 @@ from pipeline.local.api_gateway import LocalApi
 from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.event_pump import EventPump
 from pipeline.local.processes import free_port, start_group, stop_group, wait_until
+from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
@@ -411,3 +412,39 @@ def test_the_bound_holds_without_failure_callbacks_a_retried_gather_counts_once(
         ["recent"], "", "2026-11-01T12:21:00.000Z", retry_before="2026-11-01T12:11:00.000Z"
     )
     assert due["count"] == 1 and images.get("recent")["embed_attempts"] == 2
+
+
+def test_the_watcher_s_trigger_deletes_what_it_receives_so_the_queue_cannot_count_failures(
+    airflow_stack,
+):
+    """The premise of the embed queue having no DLQ, on the installed amazon provider: one
+    event, and the message is gone from the queue (neither visible nor in flight)."""
+    import asyncio
+
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+    from dags.embed_images import embed_requests
+
+    settings, _ = airflow_stack
+    watched = embed_requests.watchers[0].trigger
+    assert watched.serialize()[1]["delete_message_on_reception"] is True
+    # the DAG's trigger as configured, on this test's queue (the module was parsed once)
+    url = queue_url(settings, settings.embed_queue)
+    trigger = MessageQueueTrigger(scheme=watched.scheme, **{**watched.kwargs, "sqs_queue": url})
+    EmbedQueue(settings).request_embedding("doorbell", "uploads/doorbell.jpg", "etag")
+
+    async def first_event():
+        async for event in trigger.run():
+            return event
+
+    event = asyncio.run(asyncio.wait_for(first_event(), timeout=60))
+    bodies = [json.loads(m["Body"]) for m in event.payload["message_batch"]]
+    assert [b["image_id"] for b in bodies] == ["doorbell"]
+    attributes = aws.client(settings, "sqs").get_queue_attributes(
+        QueueUrl=queue_url(settings, settings.embed_queue),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attributes == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
