@@ -38,7 +38,11 @@ def lifecycle_router(api: ApiDependencies) -> Router:
         security=guard,
         responses=responses(
             "deleted (repeating the call answers the same)",
-            {400: "invalid id", 404: "unknown image"},
+            {
+                400: "invalid id",
+                404: "unknown image",
+                503: "new versions kept coming while it was deleted: retry",
+            },
             guarded=guard is not None,
         ),
     )

@@ -11,7 +11,8 @@ run embeds the current version (the stale item does not match the record, so `ga
 not take it for a finished embedding); otherwise, when this run's row can stand in front of
 the current one (same prompt and model), that version's row is listed again. Listing it when
 it already came last only adds a duplicate row that compaction merges. A version that is
-embedded while the commit relists is sent back to `pending` too.
+embedded while the commit relists is sent back to `pending` too, and one deleted meanwhile gets
+its tombstone back (listing a row takes its id out of the tombstones).
 
 A model upgrade's batch or a copy that lands late is not repaired here: the image is left out
 of that model's lookups (never shown with the old vector) until it is embedded again.
@@ -24,8 +25,9 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
+from pipeline.lifecycle.deletion import Deleter
 from pipeline.lifecycle.near_duplicates import Committed
-from pipeline.storage.images_table import EMBEDDED, PENDING, embedded_with
+from pipeline.storage.images_table import DELETED, EMBEDDED, PENDING, embedded_with
 from pipeline.storage.keys import shard_key
 from pipeline.storage.manifests_table import Manifest
 from pipeline.storage.run_stores import RunStores
@@ -77,7 +79,8 @@ class SupersededRows:
         for prompt, rows in sorted(relisted.items()):
             self._list(rows, model_id, prompt, run_id)
         rows = [row for rows in relisted.values() for row in rows]
-        return {"relisted": len(rows), "reopened": reopened + self._moved_on(rows)}
+        prompts = {row.image_id: p for p, rows in relisted.items() for row in rows}
+        return {"relisted": len(rows), "reopened": reopened + self._moved_on(rows, prompts)}
 
     def _list(self, rows: list[ShardRow], model_id: str, prompt: str, run_id: str) -> None:
         key = shard_key(model_id, prompt, run_id, part="current")
@@ -87,16 +90,28 @@ class SupersededRows:
             prompt, model_id, partial(Manifest.with_shard, key=key, rows=len(rows), ids=ids)
         )
 
-    def _moved_on(self, rows: list[ShardRow]) -> int:
+    def _moved_on(self, rows: list[ShardRow], prompts: dict[str, str]) -> int:
         """Images embedded from yet another version while their rows were listed again (the
-        relisted row may now stand in front of that version's): back to pending."""
+        relisted row may now stand in front of that version's): back to pending. Images
+        deleted meanwhile: the listing took them out of the tombstones, settling puts them back
+        (`prompts`: the prompt each row was listed in)."""
         reopened = 0
         for row in rows:
             record = self.images.get(row.image_id)
             listed = Committed(row.image_id, row.source_etag, None)
             if record is not None and replaced_and_embedded(listed, record):
                 reopened += self._reopen(row.image_id, record["etag"])
+            elif record is not None and record.get("status") == DELETED:
+                self._deleter().settle(row.image_id, prompts[row.image_id])
         return reopened
+
+    def _deleter(self) -> Deleter:
+        return Deleter(
+            self.images.settings,
+            images=self.images,
+            embeddings=self.embeddings,
+            manifests=self.manifests,
+        )
 
     def _reopen(self, image_id: str, etag: str) -> int:
         return int(self.images.set_outcome(image_id, etag, {"status": PENDING}))

@@ -31,6 +31,8 @@ from pipeline.storage.images_table import DELETED, EMBEDDED, ImageStore
 from pipeline.storage.keys import identity_for_key
 from pipeline.storage.manifests_table import ManifestStore
 
+DELETE_ATTEMPTS = 5  # versions of one image recorded while DELETE /images/{id} marks it
+
 
 @dataclass(frozen=True)
 class DeletionResult:
@@ -69,18 +71,26 @@ class Deleter:
 
     def delete_image(self, image_id: str) -> dict[str, Any]:
         """DELETE /images/{id}: remove the object, then everything else; 404 when unknown.
-        Repeating it answers the same (the record stays a deletion marker)."""
+        Repeating it answers the same (the record stays a deletion marker).
+
+        It answers "deleted" only once the record is a marker: a version put and recorded
+        between the read and the marking goes too, object first (left in the bucket, a
+        redelivered creation event of it would record it again); if versions keep coming,
+        503 and nothing is claimed."""
         record = self.images.get(image_id)
         if record is None:
             raise ApiError(404, "image_not_found", f"no image {image_id}")
-        if record.get("status") != DELETED:
-            self.objects.delete(record["s3_key"])
-        result = self.purge(record, None)
-        if result.outcome == "ignored":  # a new version was recorded meanwhile: it goes too
-            current = self.images.get(image_id)
-            if current is not None:
-                self.purge(current, None)
-        return {"image_id": image_id, "status": DELETED}
+        for _ in range(DELETE_ATTEMPTS):
+            if record.get("status") != DELETED:
+                self.objects.delete(record["s3_key"])
+            if self.purge(record, None).outcome != "ignored":
+                return {"image_id": image_id, "status": DELETED}
+            record = self.images.get(image_id) or record  # the version recorded meanwhile
+        raise ApiError(
+            503,
+            "delete_not_settled",
+            f"image {image_id} kept getting new versions while it was deleted: retry",
+        )
 
     def purge(self, record: dict[str, Any], sequencer: str | None) -> DeletionResult:
         """Steps 1-3 for the version `record` holds; repeating them changes nothing."""

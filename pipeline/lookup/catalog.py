@@ -20,9 +20,10 @@ def prompt_catalog(
     newest: Callable[[str], dict[str, Any] | None],
     active: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per (prompt, model_id) that answers lookups, with its row count and the
-    prompt's newest embedded image, sorted by prompt then model; `active` holds the prompts'
-    pointers ({prompt: model_id}); `newest` is asked once per prompt."""
+    """One entry per (prompt, model_id) that answers lookups, with its row count (deleted
+    images' rows left out: `Manifest.live_rows`) and the prompt's newest embedded image,
+    sorted by prompt then model; `active` holds the prompts' pointers ({prompt: model_id});
+    `newest` is asked once per prompt."""
     active = active or {}
     newest_of = cache(newest)
     entries = []
@@ -31,14 +32,14 @@ def prompt_catalog(
             continue
         if active.get(manifest.prompt, manifest.model_id) != manifest.model_id:
             continue  # the prompt is answered by another model
-        image = newest_of(manifest.prompt) if manifest.rows else None
+        image = newest_of(manifest.prompt) if manifest.live_rows else None
         if image is None:
             continue
         entries.append(
             {
                 "prompt": manifest.prompt,
                 "model_id": manifest.model_id,
-                "images": manifest.rows,
+                "images": manifest.live_rows,
                 "newest": {"image_id": image["image_id"], "created_at": image["created_at"]},
             }
         )

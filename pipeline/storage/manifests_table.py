@@ -37,6 +37,12 @@ class Manifest:
     def rows(self) -> int:
         return sum(self.shard_rows.get(k, 0) for k in self.shards)
 
+    @property
+    def live_rows(self) -> int:
+        """The rows less the deleted images' (one row each until compaction drops it): what
+        GET /prompts counts, so a deleted image is not counted from its deletion on."""
+        return max(self.rows - len(self.tombstones), 0)
+
     def with_shard(self, key: str, rows: int, ids: Iterable[str]) -> Manifest:
         """The shard `key` listed last, holding the rows of `ids`: those ids leave the
         tombstones (an image deleted, then uploaded again under its key, gets the same id).
