@@ -22,6 +22,7 @@ from pipeline.local.processes import free_port, is_alive
 from pipeline.settings import Settings
 from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.manifests_table import ManifestStore
+from tests.events import AWS_PUT, s3_put_record
 from tests.helpers import gradient_jpeg
 from tests.process_guard import run_cli, watch_stack_dir
 
@@ -232,6 +233,72 @@ def test_campaign_run_reaches_airflow_through_mwaa_invoke_rest_api(local_stack, 
     )
     elsewhere = imgsim("campaign", "run", "demo", IMGSIM_MWAA_ENVIRONMENT="other-env")
     assert elsewhere.returncode == 1 and "ResourceNotFoundException" in elsewhere.stderr
+
+
+def test_a_deleted_image_leaves_every_route_after_a_bucket_deletion_and_a_replayed_event(
+    local_stack,
+):
+    """Three uploads of one prompt, embedded by the DAG; b deleted with DeleteObject; b's
+    original creation event delivered again (S3's shape, with a sequencer); then
+    DELETE /images/c: from its answer on, a's lookups, POST /similarity and GET /prompts'
+    count leave b and c out, and GET /images says they are deleted."""
+    _, exports = local_stack
+    settings = Settings.from_env(exports)
+    api, prompt = exports["IMGSIM_API_URL"], "three deleted kites"
+    s3 = aws.client(settings, "s3")
+    etags = {}
+    for n, name in enumerate("abc"):
+        key = f"uploads/e2e-kite-{name}.jpg"
+        body = gradient_jpeg((150 + 7 * n, 110))
+        put = s3.put_object(Bucket=settings.bucket, Key=key, Body=body, Metadata={"prompt": prompt})
+        etags[name] = (put["ETag"].strip('"'), len(body))
+    for name in "abc":
+        _await_embedded(api, f"e2e-kite-{name}")
+
+    def listed() -> dict[str, Any]:
+        got = requests.get(
+            f"{api}/similarity", params={"image_id": "e2e-kite-a", "prompt": prompt}, timeout=10
+        )
+        posted = requests.post(
+            f"{api}/similarity", json={"prompt": prompt, "image_ids": ["e2e-kite-a"]}, timeout=10
+        )
+        counts = requests.get(f"{api}/prompts", timeout=10).json()["prompts"]
+        return {
+            "get": sorted(r["image_id"].removeprefix("e2e-kite-") for r in got.json()["results"]),
+            "post": sorted(
+                r["image_id"].removeprefix("e2e-kite-")
+                for r in posted.json()["queries"][0]["results"]
+            ),
+            "count": [p["images"] for p in counts if p["prompt"] == prompt],
+        }
+
+    assert listed() == {"get": ["b", "c"], "post": ["b", "c"], "count": [3]}
+    s3.delete_object(Bucket=settings.bucket, Key="uploads/e2e-kite-b.jpg")
+    deadline = time.monotonic() + 30
+    while listed()["get"] != ["c"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert listed() == {"get": ["c"], "post": ["c"], "count": [2]}
+
+    sqs = aws.client(settings, "sqs")
+    queue = sqs.get_queue_url(QueueName=settings.ingest_queue)["QueueUrl"]
+    etag, size = etags["b"]
+    replay = s3_put_record(settings.bucket, "uploads/e2e-kite-b.jpg", etag, size, AWS_PUT)
+    sqs.send_message(QueueUrl=queue, MessageBody=replay["body"])
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the pump handled the replayed event
+        counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
+        if not any(int(v) for v in counts.values()):
+            break
+        time.sleep(0.5)
+    assert requests.get(f"{api}/images/e2e-kite-b", timeout=10).status_code == 410
+
+    deleted = requests.delete(f"{api}/images/e2e-kite-c", timeout=30)
+    assert deleted.json() == {"image_id": "e2e-kite-c", "status": "deleted"}
+    for _ in range(5):  # and it stays out while the removal event and any run go by
+        assert listed() == {"get": [], "post": [], "count": [1]}
+        assert requests.get(f"{api}/images/e2e-kite-c", timeout=10).status_code == 410
+        time.sleep(1)
 
 
 def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
