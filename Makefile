@@ -66,8 +66,9 @@ status:
 package: setup
 	$(PY) -m pipeline.local.lambda_layer build
 
-# The Amazon MWAA bundle: build/mwaa/{dags/,requirements.txt,startup.sh} (README, MWAA). Reads
-# IMGSIM_BUCKET, IMGSIM_EMBED_QUEUE_URL, IMGSIM_MODEL_DATA_URL, IMGSIM_SAGEMAKER_ROLE_ARN, ...
+# The Amazon MWAA bundle: build/mwaa/{dags/,requirements.txt,startup.sh} (docs/deploy.md, MWAA).
+# Reads AWS_REGION (the serving images are looked up for it), IMGSIM_BUCKET,
+# IMGSIM_EMBED_QUEUE_URL, IMGSIM_MODEL_DATA_URL, IMGSIM_SAGEMAKER_ROLE_ARN, ...
 mwaa: setup
 	$(PY) -m pipeline.local.mwaa_bundle build/mwaa
 
