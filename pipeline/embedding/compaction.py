@@ -27,22 +27,10 @@ from pipeline.settings import Settings
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.keys import shard_key, shard_prefix
 from pipeline.storage.manifests_table import Manifest, ManifestStore, is_pointer
-from pipeline.storage.shards import ShardStore
+from pipeline.storage.shards import ShardStore, merge_tables
 
 MAX_IN_VALUES = 100  # DynamoDB's limit on the operands of IN
 REPOINT_THREADS = 8
-
-
-def merge_tables(tables: list[pa.Table], dropped: frozenset[str] = frozenset()) -> pa.Table:
-    """Concatenate, keep the last row per image_id except the `dropped` ids, sort by
-    image_id. Pure. Shards written before `source_etag` existed get nulls in that column."""
-    combined = pa.concat_tables(tables, promote_options="default")
-    ids = combined.column("image_id").to_pylist()
-    last = {image_id: i for i, image_id in enumerate(ids) if image_id not in dropped}
-    keep = sorted(last.values(), key=lambda i: ids[i])
-    return combined.take(pa.array(keep, pa.int64())).replace_schema_metadata(
-        tables[-1].schema.metadata
-    )
 
 
 class Compactor:

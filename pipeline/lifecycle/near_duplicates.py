@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pipeline.embedding.compaction import merge_tables
 from pipeline.lifecycle.deletion import Deleter
 from pipeline.settings import Settings
 from pipeline.storage.images_table import DELETED, EMBEDDED, ImageStore
 from pipeline.storage.manifests_table import ManifestStore
-from pipeline.storage.shards import ShardStore
+from pipeline.storage.shards import ShardStore, merge_tables
 
 BLOCK = 256  # new rows compared with every row at a time: BLOCK x rows float32 scores
 COLUMNS = ["image_id", "embedding", "created_at"]

@@ -11,7 +11,7 @@ paging a busy prompt never has to start again.
 
 With `dedupe`, a cursor also carries a short digest of each near-duplicate group an earlier
 page showed through a member (its root deleted or absent), at most `MAX_GROUPS` of them, so
-a later page does not show another member of the same group (pipeline.lifecycle.visibility).
+a later page does not show another member of the same group (pipeline.lookup.visibility).
 
 A cursor that does not decode, or that another query returned (another model's included: the
 prompt's active-model pointer switched between two pages), is refused with 400

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import ApiError
-from pipeline.lifecycle.visibility import GROUP_ATTRIBUTES, Visibility, group_of
 from pipeline.lookup.candidates import CandidateCache, Candidates
 from pipeline.lookup.cursor import decode_cursor, encode_cursor, query_digest
 from pipeline.lookup.model_vectors import EndpointVectors
 from pipeline.lookup.ranking import Position, rank
+from pipeline.lookup.visibility import GROUP_ATTRIBUTES, Visibility, group_of
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Settings
 from pipeline.storage.active_models import ActiveModels
@@ -75,7 +75,7 @@ class SimilarityService:
         dedupe: bool = False,
     ) -> dict[str, Any]:
         """The page of the ranking that `cursor` points at (the first without one); with
-        `dedupe`, one image per near-duplicate group (pipeline.lifecycle.visibility)."""
+        `dedupe`, one image per near-duplicate group (pipeline.lookup.visibility)."""
         try:
             normalized = checked_prompt(prompt, self.settings.limits.max_prompt_chars)
         except InvalidPrompt as exc:

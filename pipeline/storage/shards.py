@@ -82,6 +82,18 @@ def rows_table(rows: Sequence[ShardRow], dim: int, model_id: str, prompt: str) -
     )
 
 
+def merge_tables(tables: list[pa.Table], dropped: frozenset[str] = frozenset()) -> pa.Table:
+    """Concatenate, keep the last row per image_id except the `dropped` ids, sort by
+    image_id. Pure. Shards written before `source_etag` existed get nulls in that column."""
+    combined = pa.concat_tables(tables, promote_options="default")
+    ids = combined.column("image_id").to_pylist()
+    last = {image_id: i for i, image_id in enumerate(ids) if image_id not in dropped}
+    keep = sorted(last.values(), key=lambda i: ids[i])
+    return combined.take(pa.array(keep, pa.int64())).replace_schema_metadata(
+        tables[-1].schema.metadata
+    )
+
+
 class ShardStore(ObjectStore):
     """Reads and writes shards in the project bucket as whole objects through the S3 client.
 

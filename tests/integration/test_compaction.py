@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from pipeline import aws
-from pipeline.embedding.compaction import Compactor, merge_tables
+from pipeline.embedding.compaction import Compactor
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.keys import shard_key
 from pipeline.storage.manifests_table import ManifestStore
-from pipeline.storage.shards import ShardRow, ShardStore, rows_table
+from pipeline.storage.shards import ShardRow, ShardStore, merge_tables, rows_table
 
 MODEL = "color-layout-v1"
 PROMPT = "a red fox"

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.embedding.compaction import merge_tables
 from pipeline.ingest.notifications import CREATED, REMOVED, object_events
 from pipeline.lifecycle.near_duplicates import nearest_earlier
 from pipeline.lifecycle.sequencers import normalized
-from pipeline.lifecycle.visibility import Visibility, group_of
-from pipeline.storage.shards import ShardRow, rows_table
+from pipeline.lookup.visibility import Visibility, group_of
+from pipeline.storage.shards import ShardRow, merge_tables, rows_table
 
 EVENTS = Path(__file__).parents[1] / "events"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
