@@ -38,8 +38,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from sagemaker_jobs.build_model import build
-from sagemaker_jobs.clip_embed.code import inference
-from sagemaker_jobs.clip_embed.code.batch import Request, decode
+from sagemaker_jobs.image_embed.code import inference
+from sagemaker_jobs.image_embed.code.batch import Request, decode
 
 
 def on_gpu() -> bool:

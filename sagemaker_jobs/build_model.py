@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from sagemaker_jobs import wheels
 
-CODE_DIR = Path(__file__).parent / "clip_embed" / "code"
+CODE_DIR = Path(__file__).parent / "image_embed" / "code"
 MODEL_CARD = "imgsim_model.json"
 FAMILIES = ("hf-clip", "efficientnet-lite0", "color-layout-v1")
 

@@ -98,7 +98,7 @@ def photo_pixels(folder: Path = PHOTOS) -> Any:
     and the int8-vs-fp32 check."""
     import numpy as np
 
-    from sagemaker_jobs.clip_embed.code.embedders import ResizeCropNormalize
+    from sagemaker_jobs.image_embed.code.embedders import ResizeCropNormalize
 
     prepare = ResizeCropNormalize.from_card(PREPROCESS)
     paths = sorted(Path(folder).glob("*/*.jpg"))

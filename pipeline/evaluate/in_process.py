@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.lookup.ranking import rank
-from sagemaker_jobs.clip_embed.code import inference
-from sagemaker_jobs.clip_embed.code.batch import Request
+from sagemaker_jobs.image_embed.code import inference
+from sagemaker_jobs.image_embed.code.batch import Request
 
 Progress = Callable[[int], None]
 

@@ -35,7 +35,7 @@ from pipeline.generation.lifecycle import control_plane
 from pipeline.local.bedrock.catalogue import Access
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
 from pipeline.settings import Settings
-from sagemaker_jobs.clip_embed.code.embedders import ColorLayoutEmbedder
+from sagemaker_jobs.image_embed.code.embedders import ColorLayoutEmbedder
 
 TITAN = "amazon.titan-image-generator-v2:0"
 NOVA = "amazon.nova-canvas-v1:0"

@@ -16,7 +16,7 @@ import pytest
 from pipeline.embedding.serving_image import SERVING_IMAGE
 from pipeline.local.sagemaker.requirements import NO_NETWORK
 from sagemaker_jobs.build_model import build
-from sagemaker_jobs.clip_embed.code import inference
+from sagemaker_jobs.image_embed.code import inference
 from tests.helpers import gradient_jpeg
 
 HANDLER = """

@@ -19,7 +19,7 @@ CODE_OF = {
     "IngestFunctionRole": ["lambdas.ingest.handler"],
     "ApiFunctionRole": ["lambdas.api.handler"],
     "AirflowTasksPolicy": DAGS,
-    "SageMakerExecutionRole": ["sagemaker_jobs.clip_embed.code.inference"],
+    "SageMakerExecutionRole": ["sagemaker_jobs.image_embed.code.inference"],
 }
 
 # What SageMaker itself does with the job's execution role (no code of ours makes these calls):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sagemaker_jobs.clip_embed.code import inference
-from sagemaker_jobs.clip_embed.code.batch import Request, embed_requests
-from sagemaker_jobs.clip_embed.code.embedders import ColorLayoutEmbedder
+from sagemaker_jobs.image_embed.code import inference
+from sagemaker_jobs.image_embed.code.batch import Request, embed_requests
+from sagemaker_jobs.image_embed.code.embedders import ColorLayoutEmbedder
 from tests.helpers import gradient_jpeg, image_bytes
 
 
@@ -159,7 +159,7 @@ def test_the_gpu_hand_off_uint8_crops_normalised_by_torch_gives_the_same_vectors
 
 
 def test_half_precision_is_refused_on_a_cpu(tiny_clip_artifact, tmp_path):
-    from sagemaker_jobs.clip_embed.code.embedders import load_embedder
+    from sagemaker_jobs.image_embed.code.embedders import load_embedder
 
     with tarfile.open(tiny_clip_artifact) as tar:
         tar.extractall(tmp_path, filter="data")

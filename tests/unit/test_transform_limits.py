@@ -24,7 +24,7 @@ from pipeline.local.sagemaker.payloads import (
     check_job_limits,
     pack_payloads,
 )
-from sagemaker_jobs.clip_embed.code import inference
+from sagemaker_jobs.image_embed.code import inference
 
 
 def _worst_output_line(dim: int) -> bytes:
