@@ -208,7 +208,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-embed-"))
     photos = make_jpegs(args.images)
     if args.family == "efficientnet-lite0":
-        print(f"{args.images} JPEGs; model: efficientnet-lite0-imagenet (ONNX Runtime, not CLIP)")
+        print(f"{args.images} JPEGs; model: efficientnet-lite0-imagenet (ONNX Runtime)")
         results, agreement, gpu = efficientnet(args, work, photos)
         report(args, results, agreement, "efficientnet-lite0-imagenet", gpu)
         return

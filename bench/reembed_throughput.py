@@ -8,7 +8,7 @@ real inference code; at most 4 jobs at a time, as the DAG maps them), each batch
 the switch. Printed: seconds per phase and images/s end to end. Airflow's own task scheduling
 is not included. `--model vit-b-32` backfills with a randomly initialised CLIP of ViT-B/32
 shapes (random weights cost exactly what trained ones do); the default is color-layout-v1, a
-cheap colour descriptor (not CLIP), which leaves the pipeline's own cost in view.
+cheap colour descriptor, which leaves the pipeline's own cost in view.
 """
 
 from __future__ import annotations

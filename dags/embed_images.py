@@ -1,4 +1,4 @@
-"""Embed recorded images with CLIP on SageMaker batch transform; write Parquet shards.
+"""Embed recorded images on SageMaker batch transform (the configured model); write Parquet shards.
 
 Triggered by messages on the embed queue (an AssetWatcher on SQS; the provider's trigger
 deletes each message as it receives it) and every 15 minutes as a safety net: the queue is a

@@ -2,7 +2,7 @@
 builder's and the inference code's sources and (for pretrained EfficientNet) the weights file,
 so a changed model or code gets a new artifact and an unchanged one is never rebuilt.
 
-    efficientnet-lite0-imagenet           the local stack's default (ImageNet; not CLIP)
+    efficientnet-lite0-imagenet           the local stack's default (ImageNet weights)
     efficientnet-lite0-imagenet-int8      static int8, built only to measure it (below the bar)
     efficientnet-lite0-random-init-seed0  same network, random weights (a floor)
     color-layout-v1                       colour descriptor, for cheap tests

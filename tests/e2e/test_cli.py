@@ -22,7 +22,7 @@ def imgsim(tmp_path_factory) -> Iterator:
     env = {
         **os.environ,
         "IMGSIM_LOCAL_DIR": str(tmp_path_factory.mktemp("cli-stack")),
-        # the cheap descriptor (not CLIP): this test is about the CLI, tests/e2e/test_local_stack
+        # the cheap descriptor: this test is about the CLI, tests/e2e/test_local_stack
         # covers the default model
         "IMGSIM_LOCAL_MODEL": "color-layout-v1",
         **{
