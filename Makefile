@@ -78,7 +78,7 @@ bench: setup
 	$(PY) bench/embed_throughput.py
 	$(PY) bench/similarity.py
 
-# Retrieval quality (README "Retrieval quality"): the shipped photos, then a seeded stratified
+# Retrieval quality (docs/quality.md): the shipped photos, then a seeded stratified
 # 2,000-image subset of Fashion-MNIST (Debian's dataset-fashion-mnist, installed if missing;
 # apt needs root), each with four models in-process. Tens of minutes on two cores.
 EVAL_MODELS := --model color-layout-v1 --model efficientnet-lite0-imagenet \

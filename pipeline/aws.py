@@ -20,8 +20,8 @@ _SESSIONS = threading.Lock()
 def _default_session() -> boto3.Session:
     """The default chain's session, one per process: a session caches the service models and
     endpoint data its clients load, so only a process's first client of a service pays for
-    them (about 0.1 s; the API Lambda made six clients, each from a new session, on its first
-    lookup). Its credentials are found once, as boto3's own default session does."""
+    them (docs/performance.md, Lambda package and cold start). Its credentials are found once,
+    as boto3's own default session does."""
     return boto3.session.Session()
 
 

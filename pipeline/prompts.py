@@ -1,4 +1,4 @@
-"""Prompt normalization: `Fork ` and `fork` are one prompt (DESIGN.md section 2)."""
+"""Prompt normalization: `Fork ` and `fork` are one prompt."""
 
 from __future__ import annotations
 

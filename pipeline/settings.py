@@ -34,7 +34,7 @@ LAMBDA_SYNC_PAYLOAD_BYTES = 6 * MB
 
 @dataclass(frozen=True)
 class Limits:
-    """Input rules of DESIGN.md section 3."""
+    """Input rules of the API and of bucket drops (docs/api.md, Input rules and limits)."""
 
     # A request body the API reads. The proxy event wraps it (its headers twice, the request
     # context, the body as a JSON string), and Lambda's quota counts the event: this leaves

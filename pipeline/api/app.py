@@ -66,7 +66,7 @@ def json_body(text: str) -> Any:
 
 
 def body_limit(limit: int) -> Middleware:
-    """413 for a request body over `limit` bytes (DESIGN.md: at most 6 MB), on every route."""
+    """413 for a request body over `limit` bytes, on every route."""
 
     def refuse_large_bodies(
         app: APIGatewayRestResolver, next_middleware: NextMiddleware

@@ -142,7 +142,7 @@ def evaluate(
 
 
 def table(rows: Sequence[Row]) -> str:
-    """A Markdown table (the README's)."""
+    """A Markdown table (docs/quality.md's)."""
     head = "| model | mode | dataset | index | queries | hit@1 | hit@5 | hit@10 | precision@10 |"
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:

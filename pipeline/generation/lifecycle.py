@@ -59,12 +59,12 @@ def verdict(lifecycle: Lifecycle, today: date) -> tuple[bool, str]:
         if lifecycle.end_of_life and lifecycle.end_of_life <= today:
             raise ModelUnavailable(
                 f"{model} reached its end of life on {lifecycle.end_of_life}: choose an Active "
-                "image model (README, Generation)"
+                "image model (docs/design.md, Generation)"
             )
         until = f", end of life on {lifecycle.end_of_life}" if lifecycle.end_of_life else ""
         return True, (
             f"{model} is Legacy on Bedrock{until}: closed to new customers; move to an Active "
-            "image model (README, Generation)"
+            "image model (docs/design.md, Generation)"
         )
     note = f"; {STABILITY_NOTE}" if family(model) == "stability" else ""
     return False, f"{model} is {lifecycle.status.title()} on Bedrock{note}"

@@ -49,7 +49,7 @@ def embedded_with(record: Mapping[str, Any], model_id: str, strict: bool = False
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One item of the Images table (DESIGN.md section 2)."""
+    """One item of the Images table (docs/design.md, Storage)."""
 
     image_id: str
     created_at: str

@@ -21,7 +21,7 @@ OPTIONAL_COLUMNS = frozenset({"source_etag"})  # shards written before it existe
 
 
 def shard_schema(dim: int, model_id: str, prompt: str) -> pa.Schema:
-    """DESIGN.md section 2: vectors L2-normalized float32; file metadata names the model.
+    """Vectors L2-normalized float32; file metadata names the model (docs/design.md, Storage).
 
     `source_etag` is the ETag of the object version the vector came from: a lookup shows a
     row only while the image's record still names that version. Nullable because shards
@@ -97,17 +97,16 @@ def merge_tables(tables: list[pa.Table], dropped: frozenset[str] = frozenset()) 
 class ShardStore(ObjectStore):
     """Reads and writes shards in the project bucket as whole objects through the S3 client.
 
-    Measured against moto (100k x 512 shard, 205 MB): pyarrow's S3 filesystem took 1.4 s
-    (ranged reads) to 106 s (input stream) for what one GetObject and an in-memory parse do
-    in 0.45 s, so shards move as whole objects and pyarrow parses from memory."""
+    One GetObject and an in-memory parse beat pyarrow's S3 filesystem (ranged reads or an
+    input stream) by far (docs/performance.md, Shard parsing), so shards move as whole objects
+    and pyarrow parses from memory."""
 
     def write(self, key: str, table: pa.Table) -> None:
         """Overwrite-on-retry: the same key always gets the whole shard in one PUT.
 
         Vectors are written uncompressed in v1 data pages without dictionaries, in row groups
-        of 16k rows: float32 embeddings do not compress (zstd saved 7 % here), and this layout
-        parses in parallel and 4x faster (100k x 512: about 125 ms instead of 550 ms, measured
-        in memory), which is what a cold lookup waits for."""
+        of 16k rows: float32 embeddings hardly compress, and this layout parses in parallel,
+        which is what a cold lookup waits for (docs/performance.md, Shard parsing)."""
         buffer = io.BytesIO()
         pq.write_table(
             table,

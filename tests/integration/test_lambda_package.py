@@ -149,8 +149,8 @@ def test_the_api_handler_answers_a_lookup_from_the_artifacts_and_reports_its_col
     init, first = out["import_s"], out["first_s"]
     after = first - init
     print(f"API cold start: init {init:.3f} s, first lookup {first:.3f} s ({after:.3f} after init)")
-    # Target under 1 s; what this machine measures is in the README (2 shared cores, moto on
-    # loopback): this only guards against a regression.
+    # Target under 1 s; what the 2-core machine measures is in docs/performance.md: this only
+    # guards against a regression.
     assert out["first_s"] < 10.0
 
 

@@ -1,4 +1,4 @@
-"""infra/template.yaml: lint-clean, and declaring what DESIGN.md asks of it."""
+"""infra/template.yaml: lint-clean, and declaring what docs/deploy.md says of it."""
 
 import json
 

@@ -1,8 +1,8 @@
 """The emulator's model catalogue: what GetFoundationModel answers for each image model, with
-the lifecycle AWS's model lifecycle page lists and the regions its model card lists (as read for
-this project; see README, Generation). Ids not listed are answered 404, as Bedrock does for an
-unknown model; a listed model asked for in a region that does not serve it is answered as
-Bedrock does there (`NOT_OFFERED`)."""
+the lifecycle AWS's model lifecycle page lists and the regions its model card lists (as read
+for this project; see docs/design.md, Generation). Ids not listed are answered 404, as Bedrock
+does for an unknown model; a listed model asked for in a region that does not serve it is
+answered as Bedrock does there (`NOT_OFFERED`)."""
 
 from __future__ import annotations
 
