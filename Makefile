@@ -64,13 +64,13 @@ status:
 # The Lambda code package (pipeline/ + lambdas/) and the dependencies layer, stripped to fit
 # Lambda's 250 MB unzipped limit: build/imgsim.zip and build/imgsim-deps-layer.zip.
 package: setup
-	$(PY) -m pipeline.local.lambda_layer build
+	$(PY) -m pipeline.aws_build.lambda_package build
 
 # The Amazon MWAA bundle: build/mwaa/{dags/,requirements.txt,startup.sh} (docs/deploy.md, MWAA).
 # Reads AWS_REGION (the serving images are looked up for it), IMGSIM_BUCKET,
 # IMGSIM_EMBED_QUEUE_URL, IMGSIM_MODEL_DATA_URL, IMGSIM_SAGEMAKER_ROLE_ARN, ...
 mwaa: setup
-	$(PY) -m pipeline.local.mwaa_bundle build/mwaa
+	$(PY) -m pipeline.aws_build.mwaa_bundle build/mwaa
 
 # Embedding throughput vs its baselines (about 2 minutes), then similarity lookup latency vs
 # faiss, the seed design and a bare read (about 15 minutes: the seed design is slow on moto).

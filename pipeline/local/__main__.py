@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 from pipeline import aws
+from pipeline.aws_build import REPO_ROOT
 from pipeline.local import demo, stack
 from pipeline.local.airflow_standalone import airflow_env
 from pipeline.local.config import LOCAL_CREDENTIALS, LocalConfig, local_settings
-from pipeline.local.deploy import REPO_ROOT, StackSpec, deploy
+from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.embed_endpoint import ensure_endpoint
 from pipeline.local.lambda_host import LambdaHost
 from pipeline.local.loopback import run_until_signalled

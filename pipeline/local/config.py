@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline.local.deploy import REPO_ROOT
+from pipeline.aws_build import REPO_ROOT
 from pipeline.settings import Settings
 
 # The SageMaker execution role the local stack names (the emulator does not assume roles).

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from pipeline import aws
-from pipeline.local.deploy import REPO_ROOT
+from pipeline.aws_build import REPO_ROOT
 from pipeline.settings import Settings
 
 SAMPLES = REPO_ROOT / "samples"

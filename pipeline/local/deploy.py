@@ -8,18 +8,16 @@ template and applies it through the S3 API. Event source mappings are not create
 
 from __future__ import annotations
 
-import io
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import aws
-from pipeline.local.cfn_template import TEMPLATE_PATH, load_template, template_body
+from pipeline.aws_build.cfn_template import TEMPLATE_PATH, load_template, template_body
+from pipeline.aws_build.lambda_package import lambda_package
 from pipeline.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BUCKET_RESOURCE = "ImagesBucket"
 CODE_KEY = "lambda/imgsim.zip"
 
@@ -29,21 +27,6 @@ class StackSpec:
     name: str
     code_bucket: str
     ingest_visibility_timeout: int = 30
-
-
-PACKAGED = (".py", ".html", ".js", ".css")  # code, and the gallery's static files
-
-
-def lambda_package(root: Path = REPO_ROOT) -> bytes:
-    """The code package of both functions: pipeline/ and lambdas/ with their package data (the
-    gallery page's files); dependencies are a layer."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package in ("pipeline", "lambdas"):
-            for path in sorted((root / package).rglob("*")):
-                if path.suffix in PACKAGED and "local" not in path.relative_to(root).parts:
-                    archive.write(path, path.relative_to(root).as_posix())
-    return buffer.getvalue()
 
 
 def parameters(settings: Settings, spec: StackSpec) -> list[dict[str, str]]:

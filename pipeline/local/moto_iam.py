@@ -2,7 +2,7 @@
 
 moto server enforces IAM on signed requests once `/moto-api/reset-auth` (or
 `INITIAL_NO_AUTH_ACTION_COUNT`) says so, which is how the template's policies are tested on the
-local stack (`pipeline.local.iam_identities`). As shipped it would let policy faults through,
+local stack (`tests/iam_identities.py`). As shipped it would let policy faults through,
 or refuse correct policies:
 
 - DynamoDB requests are authorized against resource "*", so a statement scoped to a table ARN

@@ -9,9 +9,10 @@ import boto3
 import requests
 
 from pipeline import aws
+from pipeline.aws_build import REPO_ROOT
 from pipeline.local.airflow_standalone import airflow_env, start_airflow
 from pipeline.local.config import LOCAL_CREDENTIALS, LocalConfig, child_env, local_settings
-from pipeline.local.deploy import REPO_ROOT, StackSpec, deploy
+from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.embed_endpoint import ensure_endpoint
 from pipeline.local.model_artifact import ensure_model
 from pipeline.local.moto_recording import restore_state

@@ -14,9 +14,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import aws
+from pipeline.aws_build.mwaa_bundle import MWAA_AIRFLOW_VERSION
 from pipeline.embedding.transform_params import DEFAULT_INSTANCE_TYPE
 from pipeline.generation.lifecycle import control_plane
-from pipeline.local.mwaa_bundle import MWAA_AIRFLOW_VERSION
 from pipeline.preflight.checks import (
     Answer,
     Check,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local.mwaa_bundle import build
+from pipeline.aws_build.mwaa_bundle import build
 from tests.unit.test_mwaa_bundle import ENV
 
 PARSE = """

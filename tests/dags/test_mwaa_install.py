@@ -17,11 +17,11 @@ import pytest
 
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
+from pipeline.aws_build.mwaa_bundle import build
 from pipeline.embedding.transform_config import serving_image_uris
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.event_pump import EventPump
-from pipeline.local.mwaa_bundle import build
 from pipeline.storage.images_table import ImageStore
 from tests.dags import mwaa_venv
 from tests.helpers import gradient_jpeg

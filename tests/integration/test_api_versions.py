@@ -10,7 +10,7 @@ import zipfile
 
 import boto3
 
-from pipeline.local.api_versions import KEEP, prune
+from pipeline.aws_build.api_versions import KEEP, prune
 from pipeline.local.moto_server import MotoServer
 
 

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from lambdas.api.handler import make_handler
+from pipeline.aws_build.lambda_package import lambda_package
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi
-from pipeline.local.deploy import lambda_package
 from pipeline.storage.active_models import ActiveModels
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore

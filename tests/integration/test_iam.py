@@ -1,6 +1,6 @@
 """The template's IAM policies, enforced: the ingest handler, the API's routes and the DAG tasks
 run under IAM users that carry exactly the policies of IngestFunctionRole, ApiFunctionRole and
-AirflowTasksPolicy (pipeline.local.iam_identities) on a moto server of this module's own with IAM
+AirflowTasksPolicy (tests/iam_identities.py) on a moto server of this module's own with IAM
 enforced, so a permission the code needs and the template lacks fails here."""
 
 from __future__ import annotations
@@ -24,14 +24,20 @@ from botocore.exceptions import ClientError
 from lambdas.api.handler import make_handler as make_api_handler
 from lambdas.ingest.handler import make_handler as make_ingest_handler
 from pipeline import aws
+from pipeline.aws_build.cfn_template import load_template
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import proxy_event
 from pipeline.local.bedrock.server import BedrockEmulator
-from pipeline.local.cfn_template import load_template
 from pipeline.local.config import isolated_settings
 from pipeline.local.deploy import StackSpec, deploy, parameters
 from pipeline.local.event_pump import EventPump, sqs_event
-from pipeline.local.iam_identities import (
+from pipeline.local.lambda_context import LocalLambdaContext
+from pipeline.local.moto_server import MotoServer
+from pipeline.local.processes import free_port, start_group, stop_group, wait_until
+from pipeline.settings import Settings
+from pipeline.storage.images_table import ImageStore
+from tests.helpers import commit_shard, drain_messages, embedded_record, gradient_jpeg
+from tests.iam_identities import (
     Identity,
     StackValues,
     create_identity,
@@ -40,12 +46,6 @@ from pipeline.local.iam_identities import (
     stack_values,
     without_actions,
 )
-from pipeline.local.lambda_context import LocalLambdaContext
-from pipeline.local.moto_server import MotoServer
-from pipeline.local.processes import free_port, start_group, stop_group, wait_until
-from pipeline.settings import Settings
-from pipeline.storage.images_table import ImageStore
-from tests.helpers import commit_shard, drain_messages, embedded_record, gradient_jpeg
 
 IDENTITIES = (
     "IngestFunctionRole",

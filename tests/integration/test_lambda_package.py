@@ -20,8 +20,7 @@ import numpy as np
 import pytest
 
 from pipeline import aws
-from pipeline.local.api_gateway import proxy_event
-from pipeline.local.lambda_layer import (
+from pipeline.aws_build.lambda_package import (
     LAMBDA_UNZIPPED_LIMIT,
     RUNTIME_PYTHON,
     build_code,
@@ -30,6 +29,7 @@ from pipeline.local.lambda_layer import (
     find_interpreter,
     unzipped_size,
 )
+from pipeline.local.api_gateway import proxy_event
 from pipeline.storage.images_table import ImageStore
 from tests.events import batch, s3_put_record
 from tests.helpers import commit_shard, embedded_records, gradient_jpeg

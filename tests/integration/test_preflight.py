@@ -11,13 +11,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.aws_build.mwaa_bundle import MWAA_AIRFLOW_VERSION
 from pipeline.cli.app import app
 from pipeline.cli.errors import FAILED, OK
 from pipeline.local.bedrock.catalogue import Access
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
 from pipeline.local.config import LOCAL_CREDENTIALS
 from pipeline.local.mwaa.server import Environment, MwaaEmulator
-from pipeline.local.mwaa_bundle import MWAA_AIRFLOW_VERSION
 from pipeline.settings import ENDPOINT_VARIABLES
 
 MODEL = "stability.stable-image-core-v1:1"

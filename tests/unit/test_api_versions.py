@@ -1,13 +1,13 @@
 """Every change of the API function's code or configuration reaches the alias API Gateway
-invokes: the template keys the published version on a digest of both (pipeline.local.api_versions).
+invokes: the template keys the published version on a digest of both (aws_build.api_versions).
 moto deploys no versions or aliases, so this is checked on the template and the digest."""
 
 from __future__ import annotations
 
 import copy
 
-from pipeline.local.api_versions import main, version_digest
-from pipeline.local.cfn_template import load_template, resolve
+from pipeline.aws_build.api_versions import main, version_digest
+from pipeline.aws_build.cfn_template import load_template, resolve
 
 TEMPLATE = load_template()
 CODE = b"PK\x03\x04 the code package"

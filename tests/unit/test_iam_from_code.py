@@ -1,5 +1,5 @@
 """Each identity of the template grants every AWS call its code can make: the calls are read
-from the code (pipeline.local.iam_calls), so a new call without a grant fails here."""
+from the code (tests/iam_calls.py), so a new call without a grant fails here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local.iam_calls import REPO_ROOT, UnknownCallSite, aws_calls, iam_action
+from tests.iam_calls import REPO_ROOT, UnknownCallSite, aws_calls, iam_action
 from tests.unit.test_template import _statements
 
 DAGS = sorted(f"dags.{p.stem}" for p in (REPO_ROOT / "dags").glob("*.py"))

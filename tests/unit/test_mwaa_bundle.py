@@ -13,8 +13,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from pipeline.aws_build.mwaa_bundle import MWAA_AIRFLOW_VERSION, build, requirements
 from pipeline.embedding.transform_config import serving_image_uris
-from pipeline.local.mwaa_bundle import MWAA_AIRFLOW_VERSION, build, requirements
 from tests.dags.mwaa_venv import AIRFLOW_CONSTRAINTS, ESSENTIAL_CONSTRAINTS
 
 ENV = {

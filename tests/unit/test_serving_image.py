@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.aws_build.cfn_template import load_template
 from pipeline.embedding.run import EmbeddingRun
 from pipeline.embedding.serving_image import (
     SERVING_IMAGE,
@@ -14,7 +15,6 @@ from pipeline.embedding.serving_image import (
 )
 from pipeline.embedding.transform_config import transform_config
 from pipeline.embedding.transform_params import transform_params
-from pipeline.local.cfn_template import load_template
 from pipeline.settings import Settings
 
 EMBED_MODEL = load_template()["Resources"]["EmbedModel"]["Properties"]

@@ -4,7 +4,7 @@ import json
 
 from cfnlint.api import lint_file
 
-from pipeline.local.cfn_template import TEMPLATE_PATH, load_template, resolve
+from pipeline.aws_build.cfn_template import TEMPLATE_PATH, load_template, resolve
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -354,7 +354,7 @@ def test_api_gateway_invokes_an_alias_on_a_published_snapstart_version_each_code
 
 
 def test_the_local_stack_s_copy_names_the_function_where_moto_cannot_reference_a_version():
-    from pipeline.local.cfn_template import without_lambda_versions
+    from pipeline.aws_build.cfn_template import without_lambda_versions
 
     local = without_lambda_versions(TEMPLATE)
     assert not {"ApiFunctionVersion", "ApiFunctionAlias"} & set(local["Resources"])

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import requests
 
-from pipeline.local.cfn_template import resolve
+from pipeline.aws_build.cfn_template import resolve
 
 PSEUDO_PARTITION = "aws"
 URL_SUFFIX = "amazonaws.com"

@@ -9,8 +9,8 @@ name is a new digest, as new code is. The replaced version stays (UpdateReplaceP
 rollback moves the alias back); `prune` deletes all but the newest `KEEP` versions and those an
 alias names.
 
-    python -m pipeline.local.api_versions digest build/imgsim.zip Name=Value ...
-    python -m pipeline.local.api_versions prune FUNCTION_NAME [--keep N]
+    python -m pipeline.aws_build.api_versions digest build/imgsim.zip Name=Value ...
+    python -m pipeline.aws_build.api_versions prune FUNCTION_NAME [--keep N]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.local.cfn_template import TEMPLATE_PATH, load_template
+from pipeline.aws_build.cfn_template import TEMPLATE_PATH, load_template
 
 KEEP = (
     3  # published versions kept besides those an alias names: the live one and two to roll back to
@@ -76,7 +76,7 @@ def _parameter(text: str) -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.local.api_versions")
+    parser = argparse.ArgumentParser(prog="python -m pipeline.aws_build.api_versions")
     commands = parser.add_subparsers(dest="command", required=True)
     digest = commands.add_parser("digest", help="print the ApiVersionDigest of a deploy")
     digest.add_argument("code", type=Path, help="the code package (build/imgsim.zip)")

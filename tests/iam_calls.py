@@ -32,7 +32,7 @@ from typing import Any
 import botocore.session
 from botocore import xform_name
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 OUR_PACKAGES = ("pipeline", "lambdas", "dags", "sagemaker_jobs")
 
 # Parameters that hold a client by convention (a function handed a client by its caller).
@@ -605,7 +605,7 @@ def _library_calls(module: _Module) -> list[AwsCall]:
         if imported not in LIBRARY_CALLS:
             raise UnknownCallSite(
                 f"{module.name} imports {imported}, which calls AWS: list what it calls in "
-                "pipeline.local.iam_calls.LIBRARY_CALLS"
+                "tests/iam_calls.py LIBRARY_CALLS"
             )
         calls += [AwsCall(f"{module.name} -> {imported}", a) for a in LIBRARY_CALLS[imported]]
     return calls

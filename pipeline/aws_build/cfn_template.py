@@ -1,5 +1,6 @@
-"""Read infra/template.yaml (CloudFormation short-form tags included) for the bootstrap, and
-resolve its intrinsic functions where the local stack needs values (the IAM identities)."""
+"""Read infra/template.yaml (CloudFormation short-form tags included), for a deploy (the local
+stack's, the API version digest), and resolve its intrinsic functions where values are needed
+(the IAM identities the tests enforce)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import yaml
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+from pipeline.aws_build import REPO_ROOT
+
+TEMPLATE_PATH = REPO_ROOT / "infra" / "template.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):

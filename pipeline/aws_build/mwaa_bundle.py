@@ -33,8 +33,8 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from pipeline.aws_build import REPO_ROOT
 from pipeline.embedding.transform_config import serving_image_uris
-from pipeline.local.deploy import REPO_ROOT
 from pipeline.settings import Settings
 
 MWAA_AIRFLOW_VERSION = "3.3.1"
@@ -134,7 +134,7 @@ def build(out: Path, env: Mapping[str, str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.local.mwaa_bundle")
+    parser = argparse.ArgumentParser(prog="python -m pipeline.aws_build.mwaa_bundle")
     parser.add_argument("out", nargs="?", default="build/mwaa", type=Path)
     args = parser.parse_args(argv)
     built = build(args.out, os.environ)

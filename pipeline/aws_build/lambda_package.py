@@ -1,5 +1,6 @@
-"""The Lambda dependencies layer: installed for the functions' runtime, stripped of what the
-handlers never load, and measured against Lambda's unzipped limit.
+"""The Lambda code package (pipeline/ and lambdas/, both functions' code) and the dependencies
+layer: installed for the functions' runtime, stripped of what the handlers never load, and
+measured against Lambda's unzipped limit.
 
 `pip install -t` of the dependencies measures 284 MB on disk (pyarrow 170 MB, numpy 71 MB),
 over the 250 MB Lambda allows a function and its layers together. What goes:
@@ -16,7 +17,7 @@ over the 250 MB Lambda allows a function and its layers together. What goes:
   name stays.
 
 tests/integration/test_lambda_package.py runs both handlers from the unpacked artifacts.
-`python -m pipeline.local.lambda_layer build/` writes both zips (`make package`).
+`python -m pipeline.aws_build.lambda_package build/` writes both zips (`make package`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.local.deploy import REPO_ROOT, lambda_package
+from pipeline.aws_build import REPO_ROOT
 
 RUNTIME_PYTHON = "3.12"  # infra/template.yaml: Runtime python3.12, x86_64
 # The runtime is Amazon Linux 2023 (glibc 2.34): manylinux_2_28 wheels run there, and pillow 13
@@ -300,6 +301,23 @@ def build_layer(
     if interpreter:
         compile_for(site, interpreter)
     return zip_tree(root, out), report
+
+
+PACKAGED = (".py", ".html", ".js", ".css")  # code, and the gallery's static files
+NOT_PACKAGED = ("local", "aws_build")  # the local stack and these build tools never run in Lambda
+
+
+def lambda_package(root: Path = REPO_ROOT) -> bytes:
+    """The code package of both functions: pipeline/ and lambdas/ with their package data (the
+    gallery page's files); dependencies are a layer."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in ("pipeline", "lambdas"):
+            for path in sorted((root / package).rglob("*")):
+                parts = path.relative_to(root).parts
+                if path.suffix in PACKAGED and not set(NOT_PACKAGED) & set(parts):
+                    archive.write(path, path.relative_to(root).as_posix())
+    return buffer.getvalue()
 
 
 def build_code(work: Path, out: Path, interpreter: str | None = None) -> Path:
