@@ -4,7 +4,7 @@ gather    pick the images to embed (requested ones plus pending ones recorded be
           write the job's JSON Lines input and the run's target list to S3;
 transform SageMaker batch transform (the DAG's operator; not in this module);
 commit    read the job's output, write one Parquet shard per prompt, then the ShardManifests,
-          the Embeddings items, and finally the Images status.
+          the Embeddings items, and finally the Images status (pipeline.commit.writer's steps).
 
 Each image a run plans counts one attempt on its record; a run that fails for good leaves its
 images pending for a later run, up to `attempts.MAX_ATTEMPTS` runs, after which the image fails
@@ -23,23 +23,23 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import numpy as np
 
 from pipeline import aws
+from pipeline.commit.writer import Committed, CommitWriter
 from pipeline.embedding.attempts import MAX_ATTEMPTS, Step, gave_up_reason, next_step
 from pipeline.embedding.superseded import SupersededRows
-from pipeline.lifecycle.near_duplicates import Committed, RunLifecycle
+from pipeline.lifecycle.near_duplicates import RunLifecycle
 from pipeline.settings import Settings
 from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING
 from pipeline.storage.keys import embed_run_prefix, input_part, shard_key
-from pipeline.storage.manifests_table import Manifest
 from pipeline.storage.run_stores import RunStores
-from pipeline.storage.shards import ShardRow, rows_table
+from pipeline.storage.shards import ShardRow
 
 PART_LINES = 1000  # batch transform spreads input *files* over instances: several per run
 
@@ -52,9 +52,32 @@ class Target:
     prompt: str | None
     created_at: str
 
+    def committed(self) -> Committed:
+        return Committed(self.image_id, self.etag, self.prompt)
+
+    def row(self, embedding: Any) -> ShardRow:
+        """The target's shard row with its vector."""
+        return ShardRow(
+            image_id=self.image_id,
+            embedding=np.asarray(embedding, "f4"),
+            created_at=parse_time(self.created_at),
+            s3_key=self.s3_key,
+            source_etag=self.etag,
+        )
+
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def rows_by_prompt(good: Iterable[tuple[Target, dict[str, Any]]]) -> dict[str, list[ShardRow]]:
+    """The shard rows of embedded targets, by prompt in prompt order (a target without a
+    prompt has no shard). Pure."""
+    by_prompt: dict[str, list[ShardRow]] = defaultdict(list)
+    for target, result in good:
+        if target.prompt:
+            by_prompt[target.prompt].append(target.row(result["embedding"]))
+    return dict(sorted(by_prompt.items()))
 
 
 class EmbeddingRun:
@@ -125,6 +148,20 @@ class EmbeddingRun:
                     created_at=record["created_at"],
                 )
             )
+        parts = self.write_input(targets, run_at, part_lines)
+        return {
+            "count": len(targets),
+            "parts": parts,
+            "repaired": repaired,
+            "waiting": waiting,
+            "gave_up": gave_up,
+            "input_uri": self.input_uri,
+            "output_uri": self.output_uri,
+        }
+
+    def write_input(self, targets: list[Target], run_at: str, part_lines: int) -> int:
+        """The job's JSON Lines input, `part_lines` images a part, and the run's target list
+        (what commit reads back); returns how many parts."""
         bucket = self.settings.bucket
         parts = [targets[i : i + part_lines] for i in range(0, len(targets), part_lines)]
         for index, part in enumerate(parts):
@@ -147,24 +184,15 @@ class EmbeddingRun:
                 }
             ).encode(),
         )
-        return {
-            "count": len(targets),
-            "parts": len(parts),
-            "repaired": repaired,
-            "waiting": waiting,
-            "gave_up": gave_up,
-            "input_uri": self.input_uri,
-            "output_uri": self.output_uri,
-        }
+        return len(parts)
 
     def _repair(self, record: dict[str, Any], run_at: str) -> bool:
         """An image whose embedding was committed but whose status was not: finish it."""
         existing = self.embeddings.get(record["image_id"])
         if not existing or existing.get("source_etag") != record["etag"]:
             return False
-        self.images.set_outcome(
-            record["image_id"],
-            record["etag"],
+        CommitWriter(self.stores).mark(
+            Committed(record["image_id"], record["etag"], record.get("prompt")),
             {
                 "status": EMBEDDED,
                 "embedding_model_id": existing["model_id"],
@@ -209,31 +237,29 @@ class EmbeddingRun:
                 "model_id": None,
                 "prompts": [],
             }
-        results = self._outputs(targets, int(plan["part_lines"]))
+        results = self.outputs(targets, int(plan["part_lines"]))
         good = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" in r]
         bad = [(t, r) for t, r in zip(targets, results, strict=True) if "embedding" not in r]
-        shards = self._write_shards(good)
+        model_id = good[0][1]["model_id"] if good else ""
+        writer = CommitWriter(self.stores)
+        shards: dict[str, tuple[str, int]] = {}  # every shard written, then each listed
+        for prompt, shard_rows in rows_by_prompt(good).items():
+            key = shard_key(model_id, prompt, self.run_id)
+            shards[prompt] = (key, writer.write_shard(key, model_id, prompt, shard_rows))
         for prompt, (key, rows) in shards.items():
-            model_id = good[0][1]["model_id"]
             ids = frozenset(t.image_id for t, _ in good if t.prompt == prompt)
-            self.manifests.update(
-                prompt, model_id, partial(Manifest.with_shard, key=key, rows=rows, ids=ids)
-            )
-        # An Embeddings item is written only once its shard is listed in the manifest.
+            writer.list_shard(key, model_id, prompt, rows, ids)
         for target, result in good:
-            vector = np.asarray(result["embedding"], dtype=np.float32)
-            self.embeddings.put(
-                target.image_id,
+            writer.put_vector(
+                target.committed(),
                 result["model_id"],
-                vector,
+                np.asarray(result["embedding"], dtype=np.float32),
                 shards[target.prompt][0] if target.prompt in shards else None,
-                target.etag,
                 run_at,
             )
         marked = [
-            self.images.set_outcome(
-                target.image_id,
-                target.etag,
+            writer.mark(
+                target.committed(),
                 {
                     "status": EMBEDDED,
                     "embedding_model_id": result["model_id"],
@@ -245,17 +271,15 @@ class EmbeddingRun:
         # An image deleted during the run loses what was just written for it (its record
         # refused the status); new images get their near-duplicate group; an image replaced
         # and embedded again meanwhile gets its current row back in front of this run's.
-        model_id = good[0][1]["model_id"] if good else ""
-        done = [Committed(t.image_id, t.etag, t.prompt) for t, _ in good]
+        done = [t.committed() for t, _ in good]
         committed = [c for c, ok in zip(done, marked, strict=True) if ok]
         refused = [c for c, ok in zip(done, marked, strict=True) if not ok]
         lifecycle = RunLifecycle(self.settings, self.images, self.manifests, self.shards)
         lifecycle_summary = lifecycle.after_commit(model_id, committed, refused)
         restored = SupersededRows(self.stores).restore(refused, model_id, self.run_id)
         for target, result in bad:
-            self.images.set_outcome(
-                target.image_id,
-                target.etag,
+            writer.mark(
+                target.committed(),
                 {"status": FAILED, "error": f"embedding_failed: {result.get('error')}"},
             )
         return {
@@ -270,8 +294,8 @@ class EmbeddingRun:
             **restored,
         }
 
-    def _outputs(self, targets: list[Target], part_lines: int) -> list[dict[str, Any]]:
-        """The job's `<part>.out` files, in input order."""
+    def outputs(self, targets: list[Target], part_lines: int) -> list[dict[str, Any]]:
+        """The job's `<part>.out` files, in input order, all of one model."""
         results = []
         for index in range((len(targets) + part_lines - 1) // part_lines):
             text = self._read(f"{self.prefix}output/{input_part(index)}.out").decode("utf-8")
@@ -286,31 +310,6 @@ class EmbeddingRun:
         if len(models) > 1:
             raise ValueError(f"one run produced vectors of several models: {sorted(models)}")
         return results
-
-    def _write_shards(
-        self, good: list[tuple[Target, dict[str, Any]]]
-    ) -> dict[str, tuple[str, int]]:
-        """One shard per prompt at a key derived from the run: {prompt: (key, rows)}."""
-        by_prompt: dict[str, list[ShardRow]] = defaultdict(list)
-        for target, result in good:
-            if target.prompt:
-                by_prompt[target.prompt].append(
-                    ShardRow(
-                        image_id=target.image_id,
-                        embedding=np.asarray(result["embedding"], "f4"),
-                        created_at=parse_time(target.created_at),
-                        s3_key=target.s3_key,
-                        source_etag=target.etag,
-                    )
-                )
-        written = {}
-        for prompt, rows in sorted(by_prompt.items()):
-            model_id = good[0][1]["model_id"]
-            key = shard_key(model_id, prompt, self.run_id)
-            table = rows_table(rows, len(rows[0].embedding), model_id, prompt)
-            self.shards.write(key, table)
-            written[prompt] = (key, table.num_rows)
-        return written
 
     def _read(self, key: str) -> bytes:
         return self._s3.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()

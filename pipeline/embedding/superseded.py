@@ -22,16 +22,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
-from pipeline.lifecycle.deletion import Deleter
-from pipeline.lifecycle.near_duplicates import Committed
-from pipeline.storage.images_table import DELETED, EMBEDDED, PENDING, embedded_with
+from pipeline.commit.writer import Committed, CommitWriter
+from pipeline.storage.images_table import EMBEDDED, PENDING, embedded_with
 from pipeline.storage.keys import shard_key
-from pipeline.storage.manifests_table import Manifest
 from pipeline.storage.run_stores import RunStores
-from pipeline.storage.shards import ShardRow, rows_table
+from pipeline.storage.shards import ShardRow
 
 
 def replaced_and_embedded(image: Committed, record: dict[str, Any] | None) -> bool:
@@ -55,8 +52,7 @@ class SupersededRows:
     def __init__(self, stores: RunStores) -> None:
         self.images = stores.images
         self.embeddings = stores.embeddings
-        self.manifests = stores.manifests
-        self.shards = stores.shards
+        self.writer = CommitWriter(stores)
 
     def restore(self, refused: Iterable[Committed], model_id: str, run_id: str) -> dict[str, int]:
         """For the images whose record refused the run's status: how many current rows were
@@ -84,37 +80,24 @@ class SupersededRows:
 
     def _list(self, rows: list[ShardRow], model_id: str, prompt: str, run_id: str) -> None:
         key = shard_key(model_id, prompt, run_id, part="current")
-        self.shards.write(key, rows_table(rows, len(rows[0].embedding), model_id, prompt))
-        ids = frozenset(row.image_id for row in rows)
-        self.manifests.update(
-            prompt, model_id, partial(Manifest.with_shard, key=key, rows=len(rows), ids=ids)
-        )
+        self.writer.write_and_list(key, model_id, prompt, rows)
 
     def _moved_on(self, rows: list[ShardRow], prompts: dict[str, str]) -> int:
         """Images embedded from yet another version while their rows were listed again (the
         relisted row may now stand in front of that version's): back to pending. Images
-        deleted meanwhile: the listing took them out of the tombstones, settling puts them back
-        (`prompts`: the prompt each row was listed in)."""
+        deleted meanwhile: the listing took them out of the tombstones, and the writer's
+        `settle_deleted` puts them back (`prompts`: the prompt each row was listed in)."""
+        listed = [Committed(row.image_id, row.source_etag, prompts[row.image_id]) for row in rows]
+        records = self.writer.settle_deleted(listed)
         reopened = 0
-        for row in rows:
-            record = self.images.get(row.image_id)
-            listed = Committed(row.image_id, row.source_etag, None)
-            if record is not None and replaced_and_embedded(listed, record):
-                reopened += self._reopen(row.image_id, record["etag"])
-            elif record is not None and record.get("status") == DELETED:
-                self._deleter().settle(row.image_id, prompts[row.image_id])
+        for image in listed:
+            record = records[image.image_id]
+            if record is not None and replaced_and_embedded(image, record):
+                reopened += self._reopen(image.image_id, record["etag"])
         return reopened
 
-    def _deleter(self) -> Deleter:
-        return Deleter(
-            self.images.settings,
-            images=self.images,
-            embeddings=self.embeddings,
-            manifests=self.manifests,
-        )
-
     def _reopen(self, image_id: str, etag: str) -> int:
-        return int(self.images.set_outcome(image_id, etag, {"status": PENDING}))
+        return int(self.writer.mark(Committed(image_id, etag, None), {"status": PENDING}))
 
     def _current_row(self, record: dict[str, Any], model_id: str) -> ShardRow | None:
         """The current version's row, when its vector of this model is still stored."""

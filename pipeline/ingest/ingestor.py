@@ -111,7 +111,7 @@ class Ingestor:
             images,
             EmbedQueue(settings),
             deleter=deleter,
-            duplicates=Duplicates(settings, images, deleter),
+            duplicates=Duplicates(settings, images),
         )
 
     def handle(self, event: ObjectEvent) -> IngestResult:

@@ -22,14 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.commit.writer import CommitWriter
 from pipeline.errors import ApiError
 from pipeline.settings import Settings
 from pipeline.storage.bucket import ObjectStore
 from pipeline.storage.dynamodb_codec import utc_now
-from pipeline.storage.embeddings_table import EmbeddingStore, model_embedding_id
+from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import DELETED, EMBEDDED, ImageStore
 from pipeline.storage.keys import identity_for_key
 from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.run_stores import RunStores
+from pipeline.storage.shards import ShardStore
 
 DELETE_ATTEMPTS = 5  # versions of one image recorded while DELETE /images/{id} marks it
 
@@ -109,26 +112,11 @@ class Deleter:
         return DeletionResult("deleted" if was != DELETED else "duplicate", image_id)
 
     def settle(self, image_id: str, prompt: str | None, tombstone: bool = True) -> None:
-        """Steps 2 and 3 for an image already marked deleted. An embedding run (or a backfill
-        batch) that finds one of its images deleted calls this after its commit (it may have
-        written both). Without `tombstone`, the manifests get one only while a vector is left
-        (a replay after a crash between steps): an image that never had a row costs no
-        compaction."""
-        manifests = self.manifests.of_prompt(prompt) if prompt else []
-        if tombstone or self.embeddings.get(image_id) is not None:
-            ids = frozenset([image_id])
-            for manifest in manifests:
-                self.manifests.update(
-                    manifest.prompt, manifest.model_id, lambda m: m.with_tombstones(ids)
-                )
-        self.embeddings.delete(image_id)
-        # vectors a model upgrade's backfill put beside it: of the prompt's models, and of the
-        # models its record notes (the marker keeps `embedded_models`; an image without a
-        # prompt has no manifest to name them)
-        record = self.images.get(image_id) or {}
-        models = {m.model_id for m in manifests} | set(record.get("embedded_models", ()))
-        for model_id in sorted(models):
-            self.embeddings.delete(model_embedding_id(image_id, model_id))
+        """Steps 2 and 3 for an image already marked deleted: the commit writer's `withdraw`,
+        which a commit also calls for an image deleted while it ran. Without `tombstone`, the
+        manifests get one only while a vector is left (a replay after a crash between steps)."""
+        stores = RunStores(self.images, self.embeddings, self.manifests, ShardStore(self.settings))
+        CommitWriter(stores).withdraw(image_id, prompt, tombstone)
 
     def _record_of(self, key: str) -> dict[str, Any] | None:
         """The record of the key: under its preferred id, or its fallback id."""

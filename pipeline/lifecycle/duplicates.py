@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.lifecycle.deletion import Deleter
+from pipeline.commit.writer import Committed, CommitWriter
 from pipeline.settings import Settings
 from pipeline.storage.active_models import ActiveModels
 from pipeline.storage.dynamodb_codec import utc_now
 from pipeline.storage.embeddings_table import EmbeddingStore
-from pipeline.storage.images_table import DELETED, EMBEDDED, ImageStore
+from pipeline.storage.images_table import EMBEDDED, ImageStore
 from pipeline.storage.keys import shard_key
 from pipeline.storage.manifests_table import ManifestStore
-from pipeline.storage.shards import ShardRow, ShardStore, rows_table
+from pipeline.storage.run_stores import RunStores
+from pipeline.storage.shards import ShardRow, ShardStore
 
 
 def copy_run_id(image_id: str) -> str:
@@ -33,7 +34,6 @@ class Duplicates:
         self,
         settings: Settings,
         images: ImageStore,
-        deleter: Deleter,
         embeddings: EmbeddingStore | None = None,
         manifests: ManifestStore | None = None,
         shards: ShardStore | None = None,
@@ -41,10 +41,10 @@ class Duplicates:
         active: ActiveModels | None = None,
     ) -> None:
         self.images = images
-        self.deleter = deleter
         self.embeddings = embeddings or EmbeddingStore(settings)
         self.manifests = manifests or ManifestStore(settings)
         self.shards = shards or ShardStore(settings)
+        self.stores = RunStores(self.images, self.embeddings, self.manifests, self.shards)
         self.clock = clock
         self.active = active or ActiveModels(settings)
 
@@ -82,7 +82,8 @@ class Duplicates:
     def _reuse(
         self, record: dict[str, Any], original: dict[str, Any], vector: dict[str, Any]
     ) -> None:
-        image_id, etag, prompt = record["image_id"], record["etag"], record.get("prompt")
+        copy = Committed(record["image_id"], record["etag"], record.get("prompt"))
+        prompt = copy.prompt
         model_id, embedding = vector["model_id"], vector["embedding"]
         # After the copy's prompt switched to another model (a model upgrade), the copy takes
         # the original's vector of that model too, or no lookup of its prompt would rank it.
@@ -92,37 +93,29 @@ class Duplicates:
             found = self.embeddings.get_for_model(str(original["image_id"]), active)
             if found is not None and found.get("source_etag") == original.get("etag"):
                 beside = found
-        key = self._copy_shard(record, prompt, model_id, embedding)
+        writer = CommitWriter(self.stores)
+        key = self._copy_shard(writer, record, model_id, embedding)
         now = self.clock()
-        self.embeddings.put(image_id, model_id, embedding, key, etag, now)
+        writer.put_vector(copy, model_id, embedding, key, now)
         if beside is not None:
-            self._copy_shard(record, prompt, beside["model_id"], beside["embedding"])
-            self.embeddings.put_model_vector(
-                image_id, beside["model_id"], beside["embedding"], etag, now
-            )
+            self._copy_shard(writer, record, beside["model_id"], beside["embedding"])
+            writer.put_model_vector(copy, beside["model_id"], beside["embedding"], now)
         outcome = {"status": EMBEDDED, "embedding_model_id": model_id, "embedded_at": now}
         if original.get("near_duplicate_of") and original.get("prompt") == prompt:
             outcome["near_duplicate_of"] = original["near_duplicate_of"]
-        if not self.images.set_outcome(image_id, etag, outcome) or (
-            beside is not None
-            and not self.images.add_embedded_models(image_id, etag, {model_id, beside["model_id"]})
+        if not writer.mark(copy, outcome) or (
+            beside is not None and not writer.note_models(copy, {model_id, beside["model_id"]})
         ):
-            current = self.images.get(image_id)  # deleted meanwhile: undo what was written
-            if current is not None and current.get("status") == DELETED:
-                self.deleter.settle(image_id, prompt)
+            writer.settle_deleted([copy])  # deleted meanwhile: undo what was written
 
     def _copy_shard(
-        self, record: dict[str, Any], prompt: str | None, model_id: str, embedding: Any
+        self, writer: CommitWriter, record: dict[str, Any], model_id: str, embedding: Any
     ) -> str | None:
         """The copy's one-row shard of `model_id` in its prompt, listed; its key (None: the
         copy has no prompt, so no shard)."""
+        prompt = record.get("prompt")
         if not prompt:
             return None
-        image_id = record["image_id"]
-        key = shard_key(model_id, prompt, copy_run_id(image_id))
-        table = rows_table(
-            [ShardRow.of_record(record, embedding)], len(embedding), model_id, prompt
-        )
-        self.shards.write(key, table)
-        self.manifests.update(prompt, model_id, lambda m: m.with_shard(key, 1, [image_id]))
+        key = shard_key(model_id, prompt, copy_run_id(record["image_id"]))
+        writer.write_and_list(key, model_id, prompt, [ShardRow.of_record(record, embedding)])
         return key

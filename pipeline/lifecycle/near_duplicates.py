@@ -11,28 +11,20 @@ compares the run's new rows with every row in blocks, so its memory stays bounde
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.lifecycle.deletion import Deleter
+from pipeline.commit.writer import Committed, CommitWriter, is_deleted
 from pipeline.settings import Settings
-from pipeline.storage.images_table import DELETED, EMBEDDED, ImageStore
+from pipeline.storage.embeddings_table import EmbeddingStore
+from pipeline.storage.images_table import EMBEDDED, ImageStore
 from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.run_stores import RunStores
 from pipeline.storage.shards import ShardStore, merge_tables
 
 BLOCK = 256  # new rows compared with every row at a time: BLOCK x rows float32 scores
 COLUMNS = ["image_id", "embedding", "created_at"]
-
-
-@dataclass(frozen=True)
-class Committed:
-    """An image a run committed (or tried to): its id, version and prompt."""
-
-    image_id: str
-    etag: str
-    prompt: str | None
 
 
 def nearest_earlier(new_ids: Sequence[str], table: pa.Table, threshold: float) -> dict[str, str]:
@@ -67,25 +59,19 @@ class RunLifecycle:
         images: ImageStore,
         manifests: ManifestStore,
         shards: ShardStore,
-        deleter: Deleter | None = None,
     ) -> None:
         self.threshold = settings.near_duplicate_threshold
         self.images = images
         self.manifests = manifests
         self.shards = shards
-        self.deleter = deleter or Deleter(settings, images=images, manifests=manifests)
+        self.writer = CommitWriter(RunStores(images, EmbeddingStore(settings), manifests, shards))
 
     def after_commit(
         self, model_id: str, committed: list[Committed], refused: list[Committed]
     ) -> dict[str, int]:
         """`committed`: images whose status the commit set; `refused`: those whose record
         refused it (replaced, or deleted during the run)."""
-        settled = 0
-        for image in refused:
-            record = self.images.get(image.image_id)
-            if record is not None and record.get("status") == DELETED:
-                self.deleter.settle(image.image_id, image.prompt)
-                settled += 1
+        settled = sum(map(is_deleted, self.writer.settle_deleted(refused).values()))
         near = 0
         for prompt in sorted({c.prompt for c in committed if c.prompt}):
             mine = [c for c in committed if c.prompt == prompt]

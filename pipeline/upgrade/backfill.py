@@ -21,26 +21,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
-from functools import partial
 from typing import Any
 
 import numpy as np
 
 from pipeline import aws
-from pipeline.embedding.run import PART_LINES, EmbeddingRun, Target, parse_time
-from pipeline.lifecycle.deletion import Deleter
+from pipeline.commit.writer import CommitWriter, is_deleted
+from pipeline.embedding.run import PART_LINES, EmbeddingRun, Target, rows_by_prompt
 from pipeline.prompts import checked_prompt
 from pipeline.settings import Settings
 from pipeline.storage.active_models import ActiveModels
-from pipeline.storage.images_table import DELETED, embedded_with
-from pipeline.storage.keys import input_part, reembed_batch_run, reembed_plan_key, shard_key
-from pipeline.storage.manifests_table import Manifest
+from pipeline.storage.images_table import embedded_with
+from pipeline.storage.keys import reembed_batch_run, reembed_plan_key, shard_key
 from pipeline.storage.run_stores import RunStores
-from pipeline.storage.shards import ShardRow, rows_table
 from pipeline.upgrade.artifact import model_id_of
 
 log = logging.getLogger(__name__)
@@ -161,21 +157,7 @@ class Backfill:
         return self.active.pin(prompt, old, at) if old is not None else None
 
     def _write_batch(self, index: int, targets: list[Target], at: str) -> None:
-        run = self.batch_run(index)
-        bucket = self.settings.bucket
-        for part in range(0, len(targets), PART_LINES):
-            lines = "".join(
-                json.dumps({"image_id": t.image_id, "s3_uri": f"s3://{bucket}/{t.s3_key}"}) + "\n"
-                for t in targets[part : part + PART_LINES]
-            )
-            self._put(f"{run.prefix}input/{input_part(part // PART_LINES)}", lines.encode())
-        body = {
-            "run_id": run.run_id,
-            "run_at": at,
-            "part_lines": PART_LINES,
-            "targets": [asdict(t) for t in targets],
-        }
-        self._put(f"{run.prefix}targets.json", json.dumps(body).encode())
+        self.batch_run(index).write_input(targets, at, PART_LINES)
 
     def read_plan(self) -> dict[str, Any]:
         return dict(json.loads(self._read(reembed_plan_key(self.run_id))))
@@ -194,16 +176,21 @@ class Backfill:
             for t, r in zip(targets, results, strict=True)
             if "embedding" not in r
         ]
-        rows = self._write_shards(run.run_id, model_id, good)
-        self.embeddings.put_model_vectors(
+        writer = CommitWriter(self.stores)
+        rows = {
+            prompt: writer.write_and_list(
+                shard_key(model_id, prompt, run.run_id, part="reembed"), model_id, prompt, listed
+            )
+            for prompt, listed in rows_by_prompt(good).items()
+        }
+        writer.put_model_vectors(
             model_id,
-            [(t.image_id, np.asarray(r["embedding"], np.float32), t.etag) for t, r in good],
+            [(t.committed(), np.asarray(r["embedding"], np.float32)) for t, r in good],
             run_at,
         )
-        marked = self._note(model_id, [t for t, _ in good])
-        deleted = self._settle_deleted(
-            [t for (t, _), ok in zip(good, marked, strict=True) if not ok]
-        )
+        marked = self._note(writer, model_id, [t for t, _ in good])
+        refused = [t.committed() for (t, _), ok in zip(good, marked, strict=True) if not ok]
+        deleted = sum(map(is_deleted, writer.settle_deleted(refused).values()))
         log.info(
             "batch %s of %s: %s vectors of %s (%s records still that version, %s deleted "
             "during the run), %s failed, shard rows per prompt %s",
@@ -224,22 +211,7 @@ class Backfill:
             "failed": failed,
         }
 
-    def _settle_deleted(self, refused: list[Target]) -> int:
-        """An image deleted while its batch ran loses what the commit wrote for it, as in an
-        embedding run: its rows tombstoned, its vectors (the new one beside the others) gone.
-        A record that moved on to a new version keeps its own; returns how many were deleted."""
-        records = self.images.batch_get([t.image_id for t in refused], ["status"])
-        deleter = Deleter(
-            self.settings, images=self.images, embeddings=self.embeddings, manifests=self.manifests
-        )
-        settled = 0
-        for target in refused:
-            if records.get(target.image_id, {}).get("status") == DELETED:
-                deleter.settle(target.image_id, target.prompt)
-                settled += 1
-        return settled
-
-    def _note(self, model_id: str, targets: list[Target]) -> list[bool]:
+    def _note(self, writer: CommitWriter, model_id: str, targets: list[Target]) -> list[bool]:
         """Note the new model on each record (a conditional update per record: BatchWriteItem
         takes no conditions), NOTE_THREADS at a time; per target, whether it was still that
         version (and embedded)."""
@@ -247,9 +219,7 @@ class Backfill:
 
         def note(target: Target) -> bool:
             previous = own.get(target.image_id, {}).get("embedding_model_id", model_id)
-            return self.images.add_embedded_models(
-                target.image_id, target.etag, {model_id, previous}
-            )
+            return writer.note_models(target.committed(), {model_id, previous})
 
         with ThreadPoolExecutor(NOTE_THREADS) as pool:
             return list(pool.map(note, targets))
@@ -258,47 +228,13 @@ class Backfill:
         self, run: EmbeddingRun, targets: list[Target], model_id: str
     ) -> list[dict[str, Any]]:
         """The job's output lines in input order, all of `model_id` (the artifact's card)."""
-        results: list[dict[str, Any]] = []
-        for part in range(0, len(targets), PART_LINES):
-            text = self._read(f"{run.prefix}output/{input_part(part // PART_LINES)}.out")
-            results += [json.loads(line) for line in text.decode().splitlines() if line.strip()]
-        if [r.get("image_id") for r in results] != [t.image_id for t in targets]:
-            raise ValueError(f"the output of {run.run_id} does not match its {len(targets)} inputs")
+        results = run.outputs(targets, PART_LINES)
         models = {r["model_id"] for r in results if "embedding" in r}
         if models - {model_id}:
             raise ValueError(
                 f"the artifact's card says {model_id}, the job produced {sorted(models)}"
             )
         return results
-
-    def _write_shards(
-        self, batch_run: str, model_id: str, good: list[tuple[Target, dict[str, Any]]]
-    ) -> dict[str, int]:
-        by_prompt: dict[str, list[ShardRow]] = defaultdict(list)
-        for target, result in good:
-            if target.prompt:
-                by_prompt[target.prompt].append(
-                    ShardRow(
-                        image_id=target.image_id,
-                        embedding=np.asarray(result["embedding"], "f4"),
-                        created_at=parse_time(target.created_at),
-                        s3_key=target.s3_key,
-                        source_etag=target.etag,
-                    )
-                )
-        written = {}
-        for prompt, rows in sorted(by_prompt.items()):
-            key = shard_key(model_id, prompt, batch_run, part="reembed")
-            table = rows_table(rows, len(rows[0].embedding), model_id, prompt)
-            self.shards.write(key, table)
-            ids = frozenset(row.image_id for row in rows)
-            self.manifests.update(
-                prompt,
-                model_id,
-                partial(Manifest.with_shard, key=key, rows=table.num_rows, ids=ids),
-            )
-            written[prompt] = table.num_rows
-        return written
 
     def _put(self, key: str, body: bytes) -> None:
         self._s3.put_object(Bucket=self.settings.bucket, Key=key, Body=body)

@@ -11,11 +11,12 @@ import requests
 
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
+from pipeline.commit.writer import Committed
 from pipeline.embedding.compaction import Compactor
 from pipeline.embedding.superseded import SupersededRows
 from pipeline.ingest.ingestor import Ingestor
 from pipeline.lifecycle.deletion import Deleter
-from pipeline.lifecycle.near_duplicates import Committed, RunLifecycle
+from pipeline.lifecycle.near_duplicates import RunLifecycle
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore

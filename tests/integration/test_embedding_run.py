@@ -12,11 +12,11 @@ from botocore.exceptions import ClientError
 
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
+from pipeline.commit.writer import Committed
 from pipeline.embedding.compaction import Compactor
 from pipeline.embedding.run import EmbeddingRun
 from pipeline.embedding.superseded import SupersededRows
 from pipeline.ingest.ingestor import Ingestor
-from pipeline.lifecycle.near_duplicates import Committed
 from pipeline.local.event_pump import EventPump
 from pipeline.lookup.similarity import SimilarityService
 from pipeline.storage.embeddings_table import EmbeddingStore
