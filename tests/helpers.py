@@ -7,10 +7,12 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import psutil
 from PIL import Image
 
 from pipeline import aws
 from pipeline.settings import Settings
+from tests.polling import eventually
 
 
 def image_bytes(
@@ -177,8 +179,6 @@ def transform(
 ) -> str:
     """The batch transform job of an embedding run (or of a backfill's batch run, an
     EmbeddingRun too) on the SageMaker emulator, waited for; returns its model's name."""
-    import time
-
     import boto3
 
     from pipeline.embedding.transform_config import transform_config
@@ -190,11 +190,62 @@ def transform(
     sm.create_model(**config["Model"])
     sm.create_transform_job(**config["Transform"])
     name = config["Transform"]["TransformJobName"]
-    deadline = time.monotonic() + 120
-    while (job := sm.describe_transform_job(TransformJobName=name))[
-        "TransformJobStatus"
-    ] == "InProgress":
-        assert time.monotonic() < deadline, f"transform job {name} still running"
-        time.sleep(0.3)
+    job = transform_job_done(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     return str(config["Model"]["ModelName"])
+
+
+def transform_job_done(sm: Any, name: str, timeout: float = 120) -> dict[str, Any]:
+    """The transform job's description once it is no longer in progress (or stopping)."""
+
+    def done() -> dict[str, Any] | None:
+        job = sm.describe_transform_job(TransformJobName=name)
+        return None if job["TransformJobStatus"] in ("InProgress", "Stopping") else job
+
+    return eventually(done, timeout, 0.3, f"transform job {name} finished")
+
+
+def sagemaker_emulator_answers(client: Any, timeout: float = 60) -> None:
+    """Wait for a SageMaker emulator just started to answer `client` (refused until it
+    listens)."""
+    from botocore.exceptions import BotoCoreError
+
+    eventually(
+        lambda: client.list_transform_jobs() is not None,
+        timeout,
+        0.1,
+        "the SageMaker emulator answering",
+        ignoring=(BotoCoreError,),
+    )
+
+
+def still_running(process: psutil.Process) -> bool:
+    """Alive and not a zombie: an exited process whose parent (here, often init in a
+    container that does not reap) has not collected it yet runs nothing."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def policy_statements(resources: Mapping[str, Any], logical_id: str) -> list[dict[str, Any]]:
+    """Every statement of an IAM role's inline policies, or of a managed policy, in a
+    template's Resources."""
+    properties = resources[logical_id]["Properties"]
+    documents = (
+        [properties["PolicyDocument"]]
+        if "PolicyDocument" in properties
+        else [p["PolicyDocument"] for p in properties.get("Policies", [])]
+    )
+    return [s for d in documents for s in d["Statement"]]
+
+
+# A deployment's values for the MWAA bundle's environment (the bundle tests build with them)
+MWAA_BUNDLE_ENV = {
+    "AWS_REGION": "us-west-2",
+    "IMGSIM_BUCKET": "imgsim-prod-123",
+    "IMGSIM_IMAGES_TABLE": "Images-prod",
+    "IMGSIM_EMBED_QUEUE_URL": "https://sqs.us-west-2.amazonaws.com/123/imgsim-embed",
+    "IMGSIM_MODEL_DATA_URL": "s3://imgsim-prod-123/models/clip/model.tar.gz",
+    "IMGSIM_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123:role/imgsim-sagemaker",
+}

@@ -24,13 +24,19 @@ from pipeline.ingest.ingestor import Ingestor
 from pipeline.local.api_gateway import LocalApi
 from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.event_pump import EventPump
-from pipeline.local.processes import free_port, start_group, stop_group, wait_until
+from pipeline.local.processes import free_port, start_group, stop_group
 from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
-from tests.helpers import drain_messages, gradient_jpeg, image_bytes, queue_url
+from tests.helpers import (
+    drain_messages,
+    gradient_jpeg,
+    image_bytes,
+    queue_url,
+    sagemaker_emulator_answers,
+)
 
 LOGICAL_DATE = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -252,7 +258,7 @@ class _Emulator:
             env={**os.environ, "AWS_ENDPOINT_URL_S3": self.moto_url},
         ).pid
         client = boto3.client("sagemaker", endpoint_url=self.url, region_name="us-east-1")
-        wait_until(lambda: client.list_transform_jobs() is not None, 60, "the SageMaker emulator")
+        sagemaker_emulator_answers(client)
 
     def stop(self) -> None:
         if self.pid is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.aws_build.mwaa_bundle import build
-from tests.unit.test_mwaa_bundle import ENV
+from tests.helpers import MWAA_BUNDLE_ENV as ENV
 
 PARSE = """
 import json, sys

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 import psutil
 import requests
@@ -18,7 +17,8 @@ from pipeline.local.demo import PHOTOS, await_embedding, drop_photos, where_to_l
 from pipeline.local.processes import free_port
 from pipeline.settings import Settings
 from tests.browser.gallery_page import Gallery, chromium, keep_screenshot
-from tests.e2e.test_local_stack import _still_running
+from tests.helpers import still_running
+from tests.polling import eventually
 from tests.process_guard import run_cli, watch_stack_dir
 
 PROMPT = "demo path photos"
@@ -45,16 +45,15 @@ def _processes(status: dict) -> list[psutil.Process]:
 def _asset_triggered_successes(airflow_url: str, timeout: float = 120) -> int:
     """Queue-triggered embed runs that succeeded, waiting for the first: the images are
     embedded at `commit`, a little before the run's last tasks (`follow_up`) end."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def succeeded() -> int:
         runs = requests.get(f"{airflow_url}/api/v2/dags/embed_images/dagRuns", timeout=30)
-        succeeded = sum(
+        return sum(
             r["run_type"] == "asset_triggered" and r["state"] == "success"
             for r in runs.json()["dag_runs"]
         )
-        if succeeded or time.monotonic() > deadline:
-            return succeeded
-        time.sleep(2)
+
+    return eventually(succeeded, timeout, 2, "a queue-triggered embed_images run succeeded")
 
 
 def test_up_uploads_embedded_by_airflow_a_lookup_in_the_gallery_then_down(tmp_path):
@@ -111,6 +110,6 @@ def test_up_uploads_embedded_by_airflow_a_lookup_in_the_gallery_then_down(tmp_pa
         down = _cli(env, "down")
     assert down.strip() == "stopped"
     _, alive = psutil.wait_procs(family, timeout=10)
-    running = [p for p in alive if _still_running(p)]
+    running = [p for p in alive if still_running(p)]
     assert running == [], [(p.pid, p.cmdline()) for p in running]
     assert json.loads(_cli(env, "status")) == {"running": False}

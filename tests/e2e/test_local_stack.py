@@ -23,7 +23,8 @@ from pipeline.settings import Settings
 from pipeline.storage.embed_queue import EmbedQueue
 from pipeline.storage.manifests_table import ManifestStore
 from tests.events import AWS_PUT, s3_put_record
-from tests.helpers import gradient_jpeg
+from tests.helpers import gradient_jpeg, still_running
+from tests.polling import eventually
 from tests.process_guard import run_cli, watch_stack_dir
 
 
@@ -81,15 +82,13 @@ def local_stack(stack: Stack) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _await_embedded(api: str, image_id: str, timeout: float = 240) -> dict[str, Any]:
-    started = time.monotonic()
-    record: dict[str, Any] = {}
-    while time.monotonic() - started < timeout:
+    def settled() -> dict[str, Any] | None:
         response = requests.get(f"{api}/images/{image_id}", timeout=10)
         record = response.json() if response.status_code == 200 else {}
-        if record.get("status") in ("embedded", "failed"):
-            break
-        time.sleep(2)
-    assert record.get("status") == "embedded", record
+        return record if record.get("status") in ("embedded", "failed") else None
+
+    record = eventually(settled, timeout, 2, f"image {image_id} embedded or failed")
+    assert record["status"] == "embedded", record
     return record
 
 
@@ -116,14 +115,18 @@ def _settled(status: dict[str, Any], settings: Settings, timeout: float = 180) -
     sqs = aws.client(settings, "sqs")
     url = sqs.get_queue_url(QueueName=settings.embed_queue)["QueueUrl"]
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-        runs = requests.get(runs_url, params={"state": ["queued", "running"]}, timeout=10)
-        if not any(int(v) for v in counts.values()) and not runs.json()["dag_runs"]:
-            return
-        time.sleep(2)
-    raise AssertionError(f"embed queue {counts}, active runs {runs.json()['dag_runs']}")
+    seen: dict[str, Any] = {}
+
+    def idle() -> bool:
+        seen["embed queue"] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)[
+            "Attributes"
+        ]
+        seen["active runs"] = requests.get(
+            runs_url, params={"state": ["queued", "running"]}, timeout=10
+        ).json()["dag_runs"]
+        return not any(int(v) for v in seen["embed queue"].values()) and not seen["active runs"]
+
+    eventually(idle, timeout, 2, lambda: f"the embed queue empty, no run active ({seen})")
 
 
 def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
@@ -141,10 +144,7 @@ def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
     _settled(status, settings)
     before = _asset_triggered(status)
     queue.request_embedding("e2e-owl", "uploads/e2e-owl.jpg", etag)  # once it is embedded
-    deadline = time.monotonic() + 120
-    while not (new := _asset_triggered(status) - before) and time.monotonic() < deadline:
-        time.sleep(2)
-    assert new, "the re-sent request triggered no run"
+    eventually(lambda: _asset_triggered(status) - before, 120, 2, "a run of the re-sent request")
     _settled(status, settings)
     again = requests.get(f"{api}/images/e2e-owl", timeout=10).json()
     assert {k: v for k, v in again.items() if k != "url"} == {
@@ -156,14 +156,14 @@ def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
 
     # the run that embedded it was started by the queue (its state settles just after commit)
     runs_url = f"{status['airflow']['url']}/api/v2/dags/embed_images/dagRuns"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def triggered() -> list[dict[str, Any]] | None:
         runs = requests.get(runs_url, timeout=10).json()["dag_runs"]
-        triggered = [r for r in runs if r["run_type"] == "asset_triggered"]
-        if any(r["state"] == "success" for r in triggered) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert [r["state"] for r in triggered if r["state"] != "running"][:1] == ["success"], runs
+        found = [r for r in runs if r["run_type"] == "asset_triggered"]
+        return found if any(r["state"] == "success" for r in found) else None
+
+    runs = eventually(triggered, 60, 1, "a queue-triggered run succeeded")
+    assert [r["state"] for r in runs if r["state"] != "running"][:1] == ["success"], runs
 
 
 def test_generate_now_then_rank_it_against_an_upload(local_stack):
@@ -274,9 +274,7 @@ def test_a_deleted_image_leaves_every_route_after_a_bucket_deletion_and_a_replay
 
     assert listed() == {"get": ["b", "c"], "post": ["b", "c"], "count": [3]}
     s3.delete_object(Bucket=settings.bucket, Key="uploads/e2e-kite-b.jpg")
-    deadline = time.monotonic() + 30
-    while listed()["get"] != ["c"] and time.monotonic() < deadline:
-        time.sleep(0.5)
+    eventually(lambda: listed()["get"] == ["c"], 30, 0.5, "b out of the GET listing")
     assert listed() == {"get": ["c"], "post": ["c"], "count": [2]}
 
     sqs = aws.client(settings, "sqs")
@@ -285,12 +283,19 @@ def test_a_deleted_image_leaves_every_route_after_a_bucket_deletion_and_a_replay
     replay = s3_put_record(settings.bucket, "uploads/e2e-kite-b.jpg", etag, size, AWS_PUT)
     sqs.send_message(QueueUrl=queue, MessageBody=replay["body"])
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the pump handled the replayed event
-        counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
-        if not any(int(v) for v in counts.values()):
-            break
-        time.sleep(0.5)
+    eventually(
+        lambda: (
+            not any(
+                int(v)
+                for v in sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)[
+                    "Attributes"
+                ].values()
+            )
+        ),
+        30,
+        0.5,
+        "the pump handled the replayed event",
+    )
     assert requests.get(f"{api}/images/e2e-kite-b", timeout=10).status_code == 410
 
     deleted = requests.delete(f"{api}/images/e2e-kite-c", timeout=30)
@@ -320,11 +325,11 @@ def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
     long_lived = [p for p in family if p.pid in pids or _main_airflow_part(p)]
     assert {_airflow_part(p) for p in long_lived} >= {"scheduler", "triggerer", "dag-processor"}
     stack.cli("down", env={**os.environ, "IMGSIM_LOCAL_DIR": str(tmp_path)})
-    assert all(_still_running(p) for p in long_lived)
+    assert all(still_running(p) for p in long_lived)
 
     assert stack.cli("down").strip() == "stopped"
     _, alive = psutil.wait_procs(family, timeout=10)
-    running = [p for p in alive if _still_running(p)]
+    running = [p for p in alive if still_running(p)]
     assert running == [], [(p.pid, p.cmdline()) for p in running]
     assert json.loads(stack.cli("status")) == {"running": False}
 
@@ -349,12 +354,3 @@ def _main_airflow_part(process: psutil.Process) -> bool:
     except psutil.Error:
         return False
     return part is not None and (parent is None or _airflow_part(parent) != part)
-
-
-def _still_running(process: psutil.Process) -> bool:
-    """Alive and not a zombie: an exited process whose parent (here, often init in a
-    container that does not reap) has not collected it yet runs nothing."""
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
-import pytest
 import requests
 
 from lambdas.api.handler import make_handler as make_api_handler
@@ -21,7 +19,6 @@ from pipeline.ingest.ingestor import Ingestor
 from pipeline.lifecycle.deletion import Deleter
 from pipeline.local.api_gateway import LocalApi
 from pipeline.local.event_pump import EventPump
-from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.settings import Settings
 from pipeline.storage.active_models import ActiveModels
 from pipeline.storage.embeddings_table import EmbeddingStore
@@ -39,75 +36,18 @@ from tests.helpers import (
     run_embedding,
     transform,
 )
+from tests.integration.deletion_world import (
+    AT,
+    CTX,
+    MODEL,
+    PROMPT,
+    World,
+    shard_ids,
+    upload,
+    world,
+)
 
-MODEL = "clip-tiny-random-init-seed0"
-PROMPT = "a red fox"
-AT = "2026-11-22T00:00:00.000Z"
-CTX = LocalLambdaContext("test-delete")
-
-
-@dataclass
-class World:
-    settings: Settings
-    url: str
-    pump: EventPump
-    etags: dict[str, str]
-
-    def similar(self, image_id: str, **params: object) -> list[str]:
-        answer = requests.get(
-            f"{self.url}/similarity",
-            params={"image_id": image_id, "prompt": PROMPT, "k": 100, **params},
-            timeout=10,
-        )
-        assert answer.status_code == 200, answer.text
-        return [r["image_id"] for r in answer.json()["results"]]
-
-
-def _upload(settings: Settings, names: list[str]) -> dict[str, str]:
-    s3 = aws.client(settings, "s3")
-    return {
-        n: s3.put_object(
-            Bucket=settings.bucket,
-            Key=f"uploads/{n}.jpg",
-            Body=gradient_jpeg((60 + i, 50)),
-            Metadata={"prompt": PROMPT},
-        )["ETag"].strip('"')
-        for i, n in enumerate(names)
-    }
-
-
-def _embed_by_hand(settings: Settings, runs: list[list[str]], etags: dict[str, str]) -> None:
-    """What runs leave (a shard per run, vectors, embedded records), written directly."""
-    rng = np.random.default_rng(7)
-    images, vectors = ImageStore(settings), EmbeddingStore(settings)
-    for n, names in enumerate(runs):
-        chunk = {i: rng.standard_normal(8) for i in names}
-        key = commit_shard(settings, PROMPT, MODEL, f"run-{n}", chunk, set(), etags)
-        for image_id, v in chunk.items():
-            unit = np.asarray(v / np.linalg.norm(v), np.float32)
-            vectors.put(image_id, MODEL, unit, key, etags[image_id], "2026-11-22T00:00:00Z")
-            outcome = {"status": "embedded", "embedding_model_id": MODEL}
-            assert images.set_outcome(image_id, etags[image_id], outcome)
-
-
-@pytest.fixture
-def world(stack) -> Iterator[World]:
-    """Four uploads of PROMPT, ingested through the pump and embedded in two shards."""
-    settings = stack.settings
-    etags = _upload(settings, ["a", "b", "c", "d"])
-    pump = EventPump(settings, make_handler(Ingestor.from_settings(settings)))
-    pump.drain()
-    _embed_by_hand(settings, [["a", "b"], ["c", "d"]], etags)
-    api = LocalApi(make_api_handler(Ingestor.from_settings(settings))).start()
-    yield World(settings, api.url, pump, etags)
-    api.stop()
-
-
-def _shard_ids(settings: Settings) -> set[str]:
-    manifest = ManifestStore(settings).get(PROMPT, MODEL)
-    assert manifest is not None
-    shards = ShardStore(settings)
-    return {i for k in manifest.shards for i in shards.read(k).column("image_id").to_pylist()}
+__all__ = ["world"]  # the fixture: four uploads of PROMPT embedded in two shards
 
 
 def _assert_gone(world: World, image_id: str) -> None:
@@ -140,7 +80,7 @@ def test_a_removed_object_leaves_every_place_and_compaction_drops_its_row(world)
     _assert_gone(world, "b")
     assert world.similar("a") == [i for i in world.similar("a") if i in {"c", "d"}]
     assert sorted(world.similar("a")) == ["c", "d"]
-    assert "b" in _shard_ids(settings)  # hidden by its tombstone until compaction
+    assert "b" in shard_ids(settings)  # hidden by its tombstone until compaction
     # the other images are untouched
     for other in "acd":
         assert ImageStore(settings).get(other)["status"] == "embedded"
@@ -150,7 +90,7 @@ def test_a_removed_object_leaves_every_place_and_compaction_drops_its_row(world)
     assert compactor.candidates(max_rows=1) == [{"prompt": PROMPT, "model_id": MODEL}]
     result = compactor.compact(PROMPT, MODEL, "compact-1", max_rows=1)  # every shard is "big"
     assert (result["compacted"], result["rows"], result["dropped"]) == (2, 3, 1)
-    assert _shard_ids(settings) == {"a", "c", "d"}
+    assert shard_ids(settings) == {"a", "c", "d"}
     manifest = ManifestStore(settings).get(PROMPT, MODEL)
     assert manifest.tombstones == frozenset() and len(manifest.shards) == 1
     assert sorted(world.similar("a")) == ["c", "d"]
@@ -295,7 +235,7 @@ def test_a_delete_during_an_embedding_run_is_not_undone_by_its_commit(
     stack, sagemaker_emulator, tiny_clip_artifact
 ):
     settings = stack.settings
-    _upload(settings, ["m0", "m1", "m2"])
+    upload(settings, ["m0", "m1", "m2"])
     pump = EventPump(settings, make_handler(Ingestor.from_settings(settings)))
     pump.drain()
     s3 = aws.client(settings, "s3")

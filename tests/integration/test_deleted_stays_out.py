@@ -24,7 +24,7 @@ from pipeline.storage.run_stores import RunStores
 from pipeline.storage.shards import ShardStore
 from tests.events import AWS_PUT, MOTO_PUT, batch, s3_put_record
 from tests.helpers import commit_shard, embedded_image, gradient_jpeg
-from tests.integration.test_delete import CTX, MODEL, PROMPT, World, _shard_ids, world
+from tests.integration.deletion_world import CTX, MODEL, PROMPT, World, shard_ids, world
 
 __all__ = ["world"]  # the fixture: four uploads of PROMPT embedded in two shards
 
@@ -152,7 +152,7 @@ def test_the_superseded_row_repair_gives_a_deleted_image_its_tombstone_back(stac
     manifest = ManifestStore(settings).get(PROMPT, MODEL)
     assert "x" in manifest.tombstones
     Compactor(settings).compact(PROMPT, MODEL, "compact-1", max_rows=100)
-    assert _shard_ids(settings) == {"y"}
+    assert shard_ids(settings) == {"y"}
 
 
 def test_a_deletion_during_compaction_stays_tombstoned_and_the_next_drops_it(world):
@@ -171,7 +171,7 @@ def test_a_deletion_during_compaction_stays_tombstoned_and_the_next_drops_it(wor
     assert manifest.tombstones == frozenset({"c"}) and manifest.live_rows == 2
     assert sorted(world.similar("a")) == ["d"]
     Compactor(settings).compact(PROMPT, MODEL, "compact-2", max_rows=100)
-    assert _shard_ids(settings) == {"a", "d"}
+    assert shard_ids(settings) == {"a", "d"}
     assert ManifestStore(settings).get(PROMPT, MODEL).tombstones == frozenset()
 
 

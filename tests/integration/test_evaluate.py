@@ -6,7 +6,6 @@ figures for the same artifact."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.embed_endpoint import ensure_endpoint
 from pipeline.local.event_pump import EventPump
 from sagemaker_jobs.build_model import build
+from tests.helpers import transform_job_done
 
 PHOTOS = Path(__file__).resolve().parents[2] / "samples" / "photos"
 
@@ -74,11 +74,7 @@ class StandInScheduler:
         config = transform_config(run, self.model_url, LOCAL_SAGEMAKER_ROLE)
         self.sm.create_model(**config["Model"])
         self.sm.create_transform_job(**config["Transform"])
-        name = config["Transform"]["TransformJobName"]
-        while self.sm.describe_transform_job(TransformJobName=name)["TransformJobStatus"] == (
-            "InProgress"
-        ):
-            time.sleep(0.3)
+        transform_job_done(self.sm, config["Transform"]["TransformJobName"])
 
 
 def test_the_api_mode_gives_the_in_process_figures(module_stack, sagemaker_emulator, tmp_path):

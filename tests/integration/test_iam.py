@@ -33,10 +33,16 @@ from pipeline.local.deploy import StackSpec, deploy, parameters
 from pipeline.local.event_pump import EventPump, sqs_event
 from pipeline.local.lambda_context import LocalLambdaContext
 from pipeline.local.moto_server import MotoServer
-from pipeline.local.processes import free_port, start_group, stop_group, wait_until
+from pipeline.local.processes import free_port, start_group, stop_group
 from pipeline.settings import Settings
 from pipeline.storage.images_table import ImageStore
-from tests.helpers import commit_shard, drain_messages, embedded_record, gradient_jpeg
+from tests.helpers import (
+    commit_shard,
+    drain_messages,
+    embedded_record,
+    gradient_jpeg,
+    sagemaker_emulator_answers,
+)
 from tests.iam_identities import (
     Identity,
     StackValues,
@@ -509,7 +515,7 @@ def sagemaker_as_its_role(
     url = f"http://127.0.0.1:{port}"
     client = boto3.client("sagemaker", endpoint_url=url, region_name=enforced.admin.region)
     try:
-        wait_until(lambda: bool(client.list_transform_jobs()), 60, "the SageMaker emulator")
+        sagemaker_emulator_answers(client)
         yield url
     finally:
         stop_group(proc.pid)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -18,6 +17,7 @@ from pipeline.storage.dynamodb_codec import utc_now
 from pipeline.storage.images_table import ImageStore
 from tests.events import MOTO_PUT, TEST_EVENT, batch, s3_put_record, template_record, with_body
 from tests.helpers import drain_messages, gradient_jpeg, image_bytes, queue_url
+from tests.polling import eventually
 
 CTX = LocalLambdaContext("test-ingest")
 
@@ -118,10 +118,14 @@ def test_a_retry_after_a_crash_between_the_two_writes_ends_with_both(deploy_stac
     assert drain_messages(settings, settings.embed_queue) == []
     # the message was not deleted: it comes back, and the retry completes the second write
     pump = _pump(settings)
-    deadline = time.monotonic() + 20
-    while "embed_requested_at" not in ImageStore(settings).get("crash"):
-        assert time.monotonic() < deadline, "the failed message was never redelivered"
+
+    def redelivered() -> bool:
+        if "embed_requested_at" in ImageStore(settings).get("crash"):
+            return True
         pump.poll_once(wait_seconds=1)
+        return False
+
+    eventually(redelivered, 20, 0.01, "the failed message redelivered")
     assert [m["image_id"] for m in drain_messages(settings, settings.embed_queue)] == ["crash"]
     # one more redelivery of the same event changes nothing
     assert (
@@ -224,11 +228,12 @@ def test_a_poison_message_reaches_the_dlq_after_five_tries(deploy_stack):
     _put(settings, "uploads/fine.jpg", gradient_jpeg())
     pump = _pump(settings)
     dlq = queue_url(settings, f"{settings.ingest_queue}-dlq")
-    deadline = time.monotonic() + 30
-    dead = []
-    while time.monotonic() < deadline and not dead:
+
+    def dead_lettered() -> list[dict]:
         pump.poll_once(wait_seconds=1)
-        dead = sqs.receive_message(QueueUrl=dlq, AttributeNames=["All"]).get("Messages", [])
+        return sqs.receive_message(QueueUrl=dlq, AttributeNames=["All"]).get("Messages", [])
+
+    dead = eventually(dead_lettered, 30, 0.01, "the garbage message in the DLQ")
     assert [m["Body"] for m in dead] == ['{"Records": "garbage"}']
     assert int(dead[0]["Attributes"]["ApproximateReceiveCount"]) >= 5
     assert ImageStore(settings).get("fine")["status"] == "pending"  # unaffected

@@ -11,13 +11,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import psutil
 import pytest
 
 from pipeline.local.processes import is_alive, start_group, stop_group
+from tests.polling import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 PYTEST = [
@@ -87,19 +88,19 @@ def test_an_interrupted_session_stops_the_servers_it_started(tmp_path, signum):
     )
     server = None
     try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "ready.json").exists():
+
+        def at_its_test() -> bool:
             assert session.poll() is None, session.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the tiny session never got to its test"
-            time.sleep(0.2)
+            return (tmp_path / "ready.json").exists()
+
+        eventually(at_its_test, 120, message="the tiny session at its test")
         server = json.loads((tmp_path / "ready.json").read_text())["server"]
         assert is_alive(server)
         os.killpg(session.pid, signum)
         output = session.communicate(timeout=60)[0].decode()
         assert session.returncode != 0, output  # interrupted, not passed
         for pid in (server, stack_server.pid):
-            with_children = _gone(pid)
-            assert with_children, (pid, output[-3000:])
+            eventually(partial(_gone, pid), 15, 0.1, f"{pid} gone\n{output[-3000:]}")
     finally:
         if session.poll() is None:
             stop_group(session.pid)
@@ -108,14 +109,9 @@ def test_an_interrupted_session_stops_the_servers_it_started(tmp_path, signum):
                 stop_group(pid)
 
 
-def _gone(pid: int, timeout: float = 15) -> bool:
+def _gone(pid: int) -> bool:
     """The process is gone or a zombie (exited; the tiny session's parent reaped nothing)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -17,6 +17,7 @@ import requests
 
 from pipeline.local.processes import free_port, is_alive
 from tests.helpers import gradient_jpeg
+from tests.polling import eventually
 from tests.process_guard import run_cli, watch_stack_dir
 
 
@@ -47,12 +48,12 @@ def cli(tmp_path):
 
 
 def _wait_for(url: str, timeout: float) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = requests.get(url, timeout=5)
-        if response.status_code == 200 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
+    """The first 200 answer of GET `url`."""
+    return eventually(
+        lambda: (response := requests.get(url, timeout=5)).status_code == 200 and response,
+        timeout,
+        message=f"GET {url} answering 200",
+    )
 
 
 def _exports_and_s3(run: Any) -> tuple[dict[str, str], Any]:

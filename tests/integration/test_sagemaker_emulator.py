@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-import time
 
 import boto3
 import pytest
@@ -14,7 +13,8 @@ from botocore.exceptions import ClientError
 from pipeline import aws
 from pipeline.embedding.transform_config import server_environment
 from sagemaker_jobs.build_model import build
-from tests.helpers import gradient_jpeg, image_bytes
+from tests.helpers import gradient_jpeg, image_bytes, transform_job_done
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -27,18 +27,6 @@ def model_uri(stack, tiny_clip_artifact):
     s3 = aws.client(stack.settings, "s3")
     s3.upload_file(str(tiny_clip_artifact), stack.settings.bucket, "models/tiny/model.tar.gz")
     return f"s3://{stack.settings.bucket}/models/tiny/model.tar.gz"
-
-
-def _wait(sm, name, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = sm.describe_transform_job(TransformJobName=name)
-        if (
-            job["TransformJobStatus"] not in ("InProgress", "Stopping")
-            or time.monotonic() > deadline
-        ):
-            return job
-        time.sleep(0.3)
 
 
 def _job_request(name, model, bucket, prefix, **extra):
@@ -87,7 +75,7 @@ def test_a_transform_job_runs_the_real_handler_and_writes_dot_out(sm, stack, mod
     assert sm.describe_model(ModelName="tiny-1")["PrimaryContainer"]["ModelDataUrl"] == model_uri
 
     sm.create_transform_job(**_job_request("job-1", "tiny-1", settings.bucket, "manifests/run1/"))
-    job = _wait(sm, "job-1")
+    job = transform_job_done(sm, "job-1")
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     assert job["TransformEndTime"] >= job["TransformStartTime"]
 
@@ -125,7 +113,7 @@ def test_a_job_whose_input_is_missing_fails_with_a_reason(sm, stack, model_uri):
         PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri},
     )
     sm.create_transform_job(**_job_request("job-2", "tiny-2", stack.settings.bucket, "nothing/"))
-    job = _wait(sm, "job-2")
+    job = transform_job_done(sm, "job-2")
     assert job["TransformJobStatus"] == "Failed" and "no input objects" in job["FailureReason"]
 
 
@@ -140,7 +128,7 @@ def test_an_unsupported_content_type_fails_the_job(sm, stack, model_uri):
     request = _job_request("job-3", "tiny-3", settings.bucket, "csv/")
     request["TransformInput"]["ContentType"] = "text/csv"
     sm.create_transform_job(**request)
-    job = _wait(sm, "job-3")
+    job = transform_job_done(sm, "job-3")
     assert job["TransformJobStatus"] == "Failed" and "text/csv" in job["FailureReason"]
 
 
@@ -160,7 +148,7 @@ def test_stop_transform_job(sm, stack, model_uri):
         **_job_request("job-4", "tiny-4", settings.bucket, "many/", BatchStrategy="SingleRecord")
     )
     sm.stop_transform_job(TransformJobName="job-4")
-    job = _wait(sm, "job-4")
+    job = transform_job_done(sm, "job-4")
     assert job["TransformJobStatus"] == "Stopped"
     with pytest.raises(ClientError):
         sm.stop_transform_job(TransformJobName="job-4")
@@ -184,11 +172,7 @@ def test_endpoint_invocation_embeds_one_image(sm, stack, model_uri, sagemaker_em
         ],
     )
     sm.create_endpoint(EndpointName="ep-5", EndpointConfigName="cfg-5")
-    deadline = time.monotonic() + 60
-    while sm.describe_endpoint(EndpointName="ep-5")["EndpointStatus"] == "Creating":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    assert sm.describe_endpoint(EndpointName="ep-5")["EndpointStatus"] == "InService"
+    assert _wait_endpoint(sm, "ep-5", "Creating")["EndpointStatus"] == "InService"
     runtime = boto3.client(
         "sagemaker-runtime", endpoint_url=sagemaker_emulator, region_name="us-east-1"
     )
@@ -232,11 +216,13 @@ def _model_and_config(sm, model_uri, suffix):
 
 
 def _wait_endpoint(sm, name, while_status, timeout=60):
-    deadline = time.monotonic() + timeout
-    while (endpoint := sm.describe_endpoint(EndpointName=name))["EndpointStatus"] == while_status:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    return endpoint
+    """The endpoint's description once its status is no longer `while_status`."""
+
+    def moved_on():
+        endpoint = sm.describe_endpoint(EndpointName=name)
+        return None if endpoint["EndpointStatus"] == while_status else endpoint
+
+    return eventually(moved_on, timeout, 0.1, f"endpoint {name} past {while_status}")
 
 
 def _model_id(runtime, endpoint):
@@ -264,11 +250,17 @@ def test_update_endpoint_switches_models_and_serves_during_the_switch(
     _model_and_config(sm, color_layout_uri, "u2")
     sm.update_endpoint(EndpointName="ep-u1", EndpointConfigName="cfg-u2")
     seen = set()
-    deadline = time.monotonic() + 60
-    while (endpoint := sm.describe_endpoint(EndpointName="ep-u1"))["EndpointStatus"] != "InService":
-        assert endpoint["EndpointStatus"] == "Updating" and time.monotonic() < deadline
+
+    def switched():
+        endpoint = sm.describe_endpoint(EndpointName="ep-u1")
+        if endpoint["EndpointStatus"] == "InService":
+            return endpoint
+        assert endpoint["EndpointStatus"] == "Updating"
         assert endpoint["PendingDeploymentSummary"]["EndpointConfigName"] == "cfg-u2"
         seen.add(_model_id(runtime, "ep-u1"))  # the old model answers until the switch
+        return None
+
+    endpoint = eventually(switched, 60, 0.01, "ep-u1 switched to cfg-u2")
     assert seen <= {"clip-tiny-random-init-seed0", "color-layout-v1"}
     assert endpoint["EndpointConfigName"] == "cfg-u2"
     assert "PendingDeploymentSummary" not in endpoint and "FailureReason" not in endpoint
@@ -340,7 +332,7 @@ def test_a_response_over_the_model_servers_limits_fails_the_job(
         PrimaryContainer={"Image": "local", "ModelDataUrl": model_uri, "Environment": environment},
     )
     sm.create_transform_job(**_job_request(name, name, stack.settings.bucket, manifest))
-    job = _wait(sm, name)
+    job = transform_job_done(sm, name)
     assert job["TransformJobStatus"] == "Failed" and reason in job["FailureReason"]
 
 
@@ -356,7 +348,7 @@ def test_the_model_environment_transform_config_sets_lets_a_full_part_through(sm
         },
     )
     sm.create_transform_job(**_job_request("sized", "sized", stack.settings.bucket, manifest))
-    job = _wait(sm, "sized")
+    job = transform_job_done(sm, "sized")
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
 
 
@@ -437,7 +429,7 @@ def test_an_isolated_model_whose_requirements_need_an_index_fails_its_job_with_t
 
     _isolated_model(sm, "m-iso2", model_uri)
     sm.create_transform_job(**_job_request("job-iso2", "m-iso2", settings.bucket, "manifests/iso/"))
-    job = _wait(sm, "job-iso2")
+    job = transform_job_done(sm, "job-iso2")
     assert job["TransformJobStatus"] == "Failed"
     reason = job["FailureReason"]
     assert "EnableNetworkIsolation" in reason and "no package index" in reason
@@ -450,5 +442,5 @@ def test_an_isolated_model_whose_requirements_need_an_index_fails_its_job_with_t
         PrimaryContainer={"Image": SERVING_IMAGE_URI, "ModelDataUrl": model_uri},
     )
     sm.create_transform_job(**_job_request("job-iso3", "m-iso3", settings.bucket, "manifests/iso/"))
-    job = _wait(sm, "job-iso3")
+    job = transform_job_done(sm, "job-iso3")
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.aws_build.cfn_template import load_template
+from tests.helpers import policy_statements
 from tests.iam_calls import REPO_ROOT, UnknownCallSite, aws_calls, iam_action
-from tests.unit.test_template import _statements
 
+RESOURCES = load_template()["Resources"]
 DAGS = sorted(f"dags.{p.stem}" for p in (REPO_ROOT / "dags").glob("*.py"))
 
 # The code each identity runs: the Lambda handlers, every DAG file (the tasks run as the Airflow
@@ -45,7 +47,7 @@ PLATFORM_CALLS = {
 def _granted_actions(identity: str) -> set[str]:
     """Every action an Allow statement of the identity grants, on any resource."""
     actions: set[str] = set()
-    for statement in _statements(identity):
+    for statement in policy_statements(RESOURCES, identity):
         if statement.get("Effect") == "Allow":
             action = statement["Action"]
             actions |= {action} if isinstance(action, str) else set(action)

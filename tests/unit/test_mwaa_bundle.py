@@ -16,15 +16,9 @@ from packaging.utils import canonicalize_name
 from pipeline.aws_build.mwaa_bundle import MWAA_AIRFLOW_VERSION, build, requirements
 from pipeline.embedding.transform_config import serving_image_uris
 from tests.dags.mwaa_venv import AIRFLOW_CONSTRAINTS, ESSENTIAL_CONSTRAINTS
+from tests.helpers import MWAA_BUNDLE_ENV
 
-ENV = {
-    "AWS_REGION": "us-west-2",
-    "IMGSIM_BUCKET": "imgsim-prod-123",
-    "IMGSIM_IMAGES_TABLE": "Images-prod",
-    "IMGSIM_EMBED_QUEUE_URL": "https://sqs.us-west-2.amazonaws.com/123/imgsim-embed",
-    "IMGSIM_MODEL_DATA_URL": "s3://imgsim-prod-123/models/clip/model.tar.gz",
-    "IMGSIM_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123:role/imgsim-sagemaker",
-}
+ENV = MWAA_BUNDLE_ENV
 PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
 # Every value MWAA's entrypoint takes (python/mwaa/entrypoint.py, AVAILABLE_COMMANDS), each
 # of which it hands the startup script as MWAA_AIRFLOW_COMPONENT; `scheduler` and `hybrid`

@@ -5,6 +5,7 @@ import json
 from cfnlint.api import lint_file
 
 from pipeline.aws_build.cfn_template import TEMPLATE_PATH, load_template, resolve
+from tests.helpers import policy_statements
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -150,13 +151,7 @@ def test_the_lint_check_can_fail(tmp_path):
 
 
 def _statements(logical_id):
-    properties = RESOURCES[logical_id]["Properties"]
-    documents = (
-        [properties["PolicyDocument"]]
-        if "PolicyDocument" in properties
-        else [p["PolicyDocument"] for p in properties.get("Policies", [])]
-    )
-    return [s for d in documents for s in d["Statement"]]
+    return policy_statements(RESOURCES, logical_id)
 
 
 def _granted(logical_id, resource):
