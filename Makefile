@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+IMGSIM := $(VENV)/bin/imgsim
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup browser test unit lint lock demo up down status package mwaa bench eval clean
@@ -50,27 +51,27 @@ lock: setup
 	$(PY) -m pip freeze --exclude-editable | grep -v -i '^torch==' > constraints.txt
 
 demo: setup
-	$(PY) -m pipeline.local demo
+	$(IMGSIM) demo
 
 up: setup
-	$(PY) -m pipeline.local up
+	$(IMGSIM) up
 
 down:
-	$(PY) -m pipeline.local down
+	$(IMGSIM) down
 
 status:
-	$(PY) -m pipeline.local status
+	$(IMGSIM) status
 
 # The Lambda code package (pipeline/ + lambdas/) and the dependencies layer, stripped to fit
 # Lambda's 250 MB unzipped limit: build/imgsim.zip and build/imgsim-deps-layer.zip.
 package: setup
-	$(PY) -m pipeline.aws_build.lambda_package build
+	$(IMGSIM) build lambda build
 
 # The Amazon MWAA bundle: build/mwaa/{dags/,requirements.txt,startup.sh} (docs/deploy.md, MWAA).
 # Reads AWS_REGION (the serving images are looked up for it), IMGSIM_BUCKET,
 # IMGSIM_EMBED_QUEUE_URL, IMGSIM_MODEL_DATA_URL, IMGSIM_SAGEMAKER_ROLE_ARN, ...
 mwaa: setup
-	$(PY) -m pipeline.aws_build.mwaa_bundle build/mwaa
+	$(IMGSIM) build mwaa build/mwaa
 
 # Embedding throughput vs its baselines (about 2 minutes), then similarity lookup latency vs
 # faiss, the seed design and a bare read (about 15 minutes: the seed design is slow on moto).
@@ -85,9 +86,9 @@ EVAL_MODELS := --model color-layout-v1 --model efficientnet-lite0-imagenet \
 	--model efficientnet-lite0-imagenet-int8 --model clip-vit-b-32-random-init-seed0
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 eval: setup
-	$(PY) -m pipeline.evaluate samples/photos $(EVAL_MODELS)
+	$(IMGSIM) eval samples/photos $(EVAL_MODELS)
 	test -d $(FASHION_MNIST) || (apt-get update && apt-get install -y dataset-fashion-mnist)
-	$(PY) -m pipeline.evaluate $(FASHION_MNIST) --limit 2000 $(EVAL_MODELS)
+	$(IMGSIM) eval $(FASHION_MNIST) --limit 2000 $(EVAL_MODELS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -9,17 +9,15 @@ name is a new digest, as new code is. The replaced version stays (UpdateReplaceP
 rollback moves the alias back); `prune` deletes all but the newest `KEEP` versions and those an
 alias names.
 
-    python -m pipeline.aws_build.api_versions digest build/imgsim.zip Name=Value ...
-    python -m pipeline.aws_build.api_versions prune FUNCTION_NAME [--keep N]
+    imgsim api-versions digest build/imgsim.zip Name=Value ...
+    imgsim api-versions prune FUNCTION_NAME [--keep N]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.aws_build.cfn_template import TEMPLATE_PATH, load_template
@@ -66,33 +64,3 @@ def prune(lambda_client: Any, function_name: str, keep: int = KEEP) -> list[str]
     for version in doomed:
         lambda_client.delete_function(FunctionName=function_name, Qualifier=version)
     return doomed
-
-
-def _parameter(text: str) -> tuple[str, str]:
-    name, equals, value = text.partition("=")
-    if not equals or not name:
-        raise argparse.ArgumentTypeError(f"expected Name=Value, got {text!r}")
-    return name, value
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.aws_build.api_versions")
-    commands = parser.add_subparsers(dest="command", required=True)
-    digest = commands.add_parser("digest", help="print the ApiVersionDigest of a deploy")
-    digest.add_argument("code", type=Path, help="the code package (build/imgsim.zip)")
-    digest.add_argument("parameters", nargs="*", type=_parameter, help="the deploy's Name=Value")
-    pruning = commands.add_parser("prune", help="delete the API function's old versions")
-    pruning.add_argument("function_name")
-    pruning.add_argument("--keep", type=int, default=KEEP)
-    args = parser.parse_args(argv)
-    if args.command == "digest":
-        print(version_digest(args.code.read_bytes(), dict(args.parameters)))
-    else:
-        import boto3
-
-        deleted = prune(boto3.client("lambda"), args.function_name, args.keep)
-        print(f"deleted versions: {', '.join(deleted) or 'none'}")
-
-
-if __name__ == "__main__":
-    main()

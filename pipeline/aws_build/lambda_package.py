@@ -17,12 +17,11 @@ over the 250 MB Lambda allows a function and its layers together. What goes:
   name stays.
 
 tests/integration/test_lambda_package.py runs both handlers from the unpacked artifacts.
-`python -m pipeline.aws_build.lambda_package build/` writes both zips (`make package`).
+`imgsim build lambda` writes both zips into build/ (`make package`).
 """
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import hashlib
 import io
@@ -334,26 +333,27 @@ def build_code(work: Path, out: Path, interpreter: str | None = None) -> Path:
     return zip_tree(root, out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, nargs="?", default=REPO_ROOT / "build")
-    args = parser.parse_args(argv)
-    out: Path = args.out
+@dataclass(frozen=True)
+class Built:
+    """Both zips, with what each takes unzipped and zipped, and what stripping the layer saved."""
+
+    sizes: dict[Path, tuple[int, int]]
+    report: StripReport
+    bytecode: bool
+
+    @property
+    def unzipped(self) -> int:
+        return sum(unzipped for unzipped, _ in self.sizes.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.unzipped < LAMBDA_UNZIPPED_LIMIT
+
+
+def build(out: Path) -> Built:
+    """Write out/imgsim.zip (the code) and out/imgsim-deps-layer.zip (the layer)."""
     out.mkdir(parents=True, exist_ok=True)
     code = build_code(out / "code-work", out / "imgsim.zip")
     layer, report = build_layer(out / "layer-work", out / "imgsim-deps-layer.zip")
     sizes = {path: (unzipped_size(path), path.stat().st_size) for path in (code, layer)}
-    for path, (unzipped, zipped) in sizes.items():
-        print(f"{path}: {unzipped / 1e6:.1f} MB unzipped, {zipped / 1e6:.1f} MB zipped")
-    total = sum(unzipped for unzipped, _ in sizes.values())
-    print(
-        f"stripped {report.bytes_before / 1e6:.1f} -> {report.bytes_after / 1e6:.1f} MB; "
-        f"total unzipped {total / 1e6:.1f} MB of Lambda's {LAMBDA_UNZIPPED_LIMIT / 1e6:.1f} MB"
-    )
-    if not find_interpreter():
-        print(f"warning: no python{RUNTIME_PYTHON} here: the zips have no bytecode")
-    return 0 if total < LAMBDA_UNZIPPED_LIMIT else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return Built(sizes, report, find_interpreter() is not None)

@@ -22,11 +22,8 @@ tests/dags/test_mwaa_install.py installs the bundle the way MWAA does in a Pytho
 
 from __future__ import annotations
 
-import argparse
-import os
 import shlex
 import shutil
-import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -131,15 +128,3 @@ def build(out: Path, env: Mapping[str, str]) -> Path:
     (out / "startup.sh").write_text(script)
     (out / "startup.sh").chmod(0o755)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.aws_build.mwaa_bundle")
-    parser.add_argument("out", nargs="?", default="build/mwaa", type=Path)
-    args = parser.parse_args(argv)
-    built = build(args.out, os.environ)
-    sys.stdout.write(f"MWAA bundle in {built}: dags/, requirements.txt, startup.sh\n")
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,15 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from pipeline.cli import campaigns, evaluation, images, pipeline_commands, stack_commands
+from pipeline.aws_build.api_versions import KEEP
+from pipeline.cli import (
+    build_commands,
+    campaigns,
+    evaluation,
+    images,
+    pipeline_commands,
+    stack_commands,
+)
 from pipeline.cli.errors import EXIT_CODES, CliError
 from pipeline.cli.files import collect_files
 from pipeline.cli.output import Output
@@ -50,6 +58,10 @@ app = typer.Typer(
 )
 campaign_app = typer.Typer(help="Generation campaigns (campaigns/<name>.yaml, run in Airflow).")
 app.add_typer(campaign_app, name="campaign")
+build_app = typer.Typer(help="Build what a deploy to AWS uploads (docs/deploy.md).")
+app.add_typer(build_app, name="build")
+versions_app = typer.Typer(help="The API function's published versions on AWS.")
+app.add_typer(versions_app, name="api-versions")
 
 
 class Session:
@@ -129,6 +141,63 @@ def status(ctx: typer.Context) -> None:
     """Each service of the local stack: its URL and health (exit 3 when not running)."""
     session = _session(ctx)
     stack_commands.show_status(session.target.config, session.out)
+
+
+@app.command()
+def env(ctx: typer.Context) -> None:
+    """Shell exports that point boto3, the AWS CLI and imgsim at the local stack:
+    eval "$(imgsim env)"."""
+    session = _session(ctx)
+    stack_commands.show_env(session.target.config, session.out)
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """`up`, then the sample uploads and photos through the stack, with their records."""
+    session = _session(ctx)
+    stack_commands.run_demo(session.target.config, session.out)
+
+
+@build_app.command("lambda")
+def build_lambda(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Argument(help="where the zips go")] = Path("build"),
+) -> None:
+    """The Lambda code package (imgsim.zip) and dependencies layer (imgsim-deps-layer.zip),
+    stripped to fit Lambda's 250 MB unzipped (exit 1 when they do not)."""
+    build_commands.lambda_zips(out_dir, _session(ctx).out)
+
+
+@build_app.command("mwaa")
+def build_mwaa(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Argument(help="where the bundle goes")] = Path("build/mwaa"),
+) -> None:
+    """The MWAA bundle (dags/, requirements.txt, startup.sh) from the deployed stack's settings
+    in the environment (AWS_REGION, IMGSIM_BUCKET, IMGSIM_EMBED_QUEUE_URL, ...)."""
+    build_commands.mwaa_bundle(out_dir, _session(ctx).out)
+
+
+@versions_app.command("digest")
+def api_versions_digest(
+    ctx: typer.Context,
+    code: Annotated[Path, typer.Argument(help="the code package (build/imgsim.zip)")],
+    parameters: Annotated[
+        list[str] | None, typer.Argument(help="the deploy's --parameter-overrides Name=Value")
+    ] = None,
+) -> None:
+    """The ApiVersionDigest of a deploy: a new one publishes the API's next version."""
+    build_commands.api_version_digest(code, parameters or [], _session(ctx).out)
+
+
+@versions_app.command("prune")
+def api_versions_prune(
+    ctx: typer.Context,
+    function_name: Annotated[str, typer.Argument(help="the API function (stack output)")],
+    keep: Annotated[int, typer.Option(min=1, help="published versions kept")] = KEEP,
+) -> None:
+    """Delete the API function's published versions but the newest and those an alias names."""
+    build_commands.api_version_prune(function_name, keep, _session(ctx).out)
 
 
 @app.command()

@@ -1,8 +1,10 @@
-"""`up`, `down`, `status`: `pipeline.local.stack`'s own functions, shown as a table with each
-service's health."""
+"""`up`, `down`, `status`, `env` and `demo`: `pipeline.local.stack`'s own functions, shown as a
+table with each service's health."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from typing import Any
 
@@ -10,8 +12,9 @@ import requests
 
 from pipeline.cli.errors import FAILED, NOT_RUNNING, CliError
 from pipeline.cli.output import Output
-from pipeline.local import stack
-from pipeline.local.config import LocalConfig
+from pipeline.local import demo, stack
+from pipeline.local.config import LOCAL_CREDENTIALS, LocalConfig, local_settings
+from pipeline.local.state_file import StackState
 
 # where each service says it is up; for the emulators any HTTP answer will do
 HEALTH_PATHS = {
@@ -86,11 +89,12 @@ def show_status(config: LocalConfig, out: Output) -> None:
         raise CliError(f"not healthy: {', '.join(sick)}", FAILED)
 
 
-def start(config: LocalConfig, out: Output) -> None:
+def start(config: LocalConfig, out: Output) -> StackState:
     with out.busy("starting the local stack (moto, emulators, API, Airflow) ..."):
-        stack.up(config)
+        state = stack.up(config)
         settle(config)
     show_status(config, out)
+    return state
 
 
 def settle(config: LocalConfig) -> None:
@@ -109,3 +113,25 @@ def stop(config: LocalConfig, out: Output) -> None:
         stopped = stack.down(config)
     out.say("stopped" if stopped else "nothing was running")
     out.data({"stopped": stopped})
+
+
+def environment(config: LocalConfig) -> dict[str, str]:
+    """What points boto3, the AWS CLI and `imgsim` at the local stack."""
+    settings = local_settings(config)
+    return {**settings.to_env(), **LOCAL_CREDENTIALS, "IMGSIM_API_URL": config.api_url}
+
+
+def show_env(config: LocalConfig, out: Output) -> None:
+    """`export NAME=value` lines for `eval "$(imgsim env)"` (a JSON object with --json)."""
+    env = environment(config)
+    if out.as_json:
+        out.data(env)
+        return
+    sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())))
+
+
+def run_demo(config: LocalConfig, out: Output) -> None:
+    """`up`, then the sample uploads and photos through the stack, their records printed."""
+    state = start(config, out)
+    demo.run(local_settings(config), state.api_url, state.airflow_url)
+    out.say('point boto3 or the AWS CLI at the stack with: eval "$(imgsim env)"')

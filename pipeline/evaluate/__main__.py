@@ -5,7 +5,7 @@ DATASET: a folder with one sub-folder per label (e.g. samples/photos), or a fold
 into build/models/): efficientnet-lite0-imagenet, efficientnet-lite0-imagenet-int8,
 efficientnet-lite0-random-init-seed0, color-layout-v1, clip-vit-b-32-random-init-seed0.
 --api: a running stack (bucket and endpoints from the environment, e.g.
-`eval "$(python -m pipeline.local env)"`). Prints a Markdown table, then JSON lines.
+`eval "$(imgsim env)"`). Prints a Markdown table, then JSON lines.
 """
 
 from __future__ import annotations

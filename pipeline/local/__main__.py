@@ -1,6 +1,6 @@
-"""python -m pipeline.local up|down|status|env|demo (and `services`, which `up` starts; `deploy`
-and `airflow`, which the compose file runs). The `imgsim` CLI (pipeline.cli) shows
-up, down and status with tables and health checks."""
+"""`python -m pipeline.local deploy|services|airflow`: the stack's parts in the foreground, for
+the compose file's containers. People type `imgsim up|down|status|env|demo` (pipeline.cli); the
+same sub-commands here, plain, serve the stack tests that still drive this module."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.command == "demo":
             demo.run(local_settings(config), state.api_url, state.airflow_url)
-        print('point boto3 or the AWS CLI at it with: eval "$(python -m pipeline.local env)"')
+        print('point boto3 or the AWS CLI at it with: eval "$(imgsim env)"')
     elif args.command == "down":
         print("stopped" if stack.down(config) else "nothing was running")
     elif args.command == "status":

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import copy
 
-from pipeline.aws_build.api_versions import main, version_digest
+from typer.testing import CliRunner
+
+from pipeline.aws_build.api_versions import version_digest
 from pipeline.aws_build.cfn_template import load_template, resolve
+from pipeline.cli.app import app
+from pipeline.cli.errors import USAGE
 
 TEMPLATE = load_template()
 CODE = b"PK\x03\x04 the code package"
@@ -57,8 +61,19 @@ def test_the_digest_changes_with_the_code_and_with_each_configuration_change() -
     assert all(len(d) == 16 and int(d, 16) >= 0 for d in changed.values())
 
 
-def test_the_command_prints_the_digest_of_a_deploy(tmp_path, capsys) -> None:
+def test_the_command_prints_the_digest_of_a_deploy(tmp_path) -> None:
     package = tmp_path / "imgsim.zip"
     package.write_bytes(CODE)
-    main(["digest", str(package), *(f"{k}={v}" for k, v in DEPLOY.items())])
-    assert capsys.readouterr().out.strip() == version_digest(CODE, DEPLOY, TEMPLATE)
+    pairs = [f"{k}={v}" for k, v in DEPLOY.items()]
+    result = CliRunner().invoke(app, ["api-versions", "digest", str(package), *pairs])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == version_digest(CODE, DEPLOY, TEMPLATE)
+
+
+def test_a_parameter_without_a_value_or_no_package_is_a_usage_error(tmp_path) -> None:
+    package = tmp_path / "imgsim.zip"
+    package.write_bytes(CODE)
+    bad_pair = CliRunner().invoke(app, ["api-versions", "digest", str(package), "ModelId"])
+    assert bad_pair.exit_code == USAGE and "expected Name=Value" in bad_pair.stderr
+    missing = CliRunner().invoke(app, ["api-versions", "digest", str(tmp_path / "none.zip")])
+    assert missing.exit_code == USAGE and "imgsim build lambda" in missing.stderr

@@ -4,6 +4,7 @@ when nothing runs or the arguments are wrong, and the per-prompt rows of `campai
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +14,7 @@ from pipeline.cli.campaigns import prompt_rows
 from pipeline.cli.errors import NOT_RUNNING, USAGE, CliError
 from pipeline.cli.files import collect_files
 from pipeline.local.processes import free_port
-from tests.helpers import image_bytes
+from tests.helpers import MWAA_BUNDLE_ENV, image_bytes
 
 
 @pytest.fixture
@@ -91,6 +92,37 @@ def test_down_without_a_stack_says_so(run):
     result = run("--json", "down")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {"stopped": False}
+
+
+def test_env_exports_what_points_boto3_and_imgsim_at_the_stack(run):
+    result = run("env")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith("export ") for line in lines)
+    exported = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in lines)
+    assert exported["IMGSIM_API_URL"].startswith("http://127.0.0.1:")
+    assert exported["AWS_ENDPOINT_URL_S3"].startswith("http://127.0.0.1:")
+    assert json.loads(run("--json", "env").stdout) == exported
+
+
+def test_build_mwaa_names_the_settings_it_lacks_and_writes_the_bundle(run, tmp_path, monkeypatch):
+    for name in MWAA_BUNDLE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    missing = run("build", "mwaa", str(tmp_path / "mwaa"))
+    assert missing.exit_code == USAGE and "IMGSIM_BUCKET" in missing.stderr
+    for name, value in MWAA_BUNDLE_ENV.items():
+        monkeypatch.setenv(name, value)
+    built = run("--json", "build", "mwaa", str(tmp_path / "mwaa"))
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout) == {"bundle": str(tmp_path / "mwaa")}
+    assert (tmp_path / "mwaa" / "startup.sh").is_file()
+    assert (tmp_path / "mwaa" / "dags" / "pipeline" / "settings.py").is_file()
+
+
+def test_every_command_a_person_types_is_one_of_imgsims(run):
+    text = run("--help").output + run("build", "--help").output
+    for command in ("up", "down", "status", "env", "demo", "eval", "build", "lambda", "mwaa"):
+        assert f" {command} " in text, command
 
 
 def test_help_lists_the_exit_codes(run):
