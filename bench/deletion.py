@@ -8,7 +8,7 @@ with the local stack's 2 s long poll, the similarity service warm in this proces
 1. events to invisible: an object of one of the query's current top results is removed from
    the bucket; the clock runs from the DeleteObject call until a lookup no longer returns the
    image (S3 notification -> SQS -> pump -> ingest handler -> deletion marker);
-2. DELETE /images/{id}'s path (pipeline.lifecycle.deletion.Deleter.delete_image): the call,
+2. DELETE /images/{id}'s path (pipeline.deletion.deleter.Deleter.delete_image): the call,
    after which the next lookup already leaves the image out;
 3. compaction of the prompt with the tombstones those deletions left: every shard rewritten
    without the deleted rows, the manifest swapped, the old files deleted.
@@ -33,9 +33,9 @@ import numpy as np
 
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
+from pipeline.deletion.deleter import Deleter
 from pipeline.embedding.compaction import Compactor
 from pipeline.ingest.ingestor import Ingestor
-from pipeline.lifecycle.deletion import Deleter
 from pipeline.local.config import isolated_settings
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.event_pump import EventPump

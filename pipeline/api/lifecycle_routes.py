@@ -1,5 +1,5 @@
 """DELETE /images/{image_id}: a takedown or privacy request. The object goes first, then the
-same deletion path an S3 removal event takes (pipeline.lifecycle.deletion) runs at once, so the
+same deletion path an S3 removal event takes (pipeline.deletion.deleter) runs at once, so the
 image leaves every lookup before the answer; the event that follows finds the work done."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from pipeline.api.dependencies import ApiDependencies
 from pipeline.api.openapi import responses
 from pipeline.api.security import requirement
-from pipeline.lifecycle.deletion import Deleter
+from pipeline.deletion.deleter import Deleter
 from pipeline.storage.keys import IMAGE_ID_PATTERN
 
 ImageIdPath = Annotated[str, Path(pattern=IMAGE_ID_PATTERN, description="an image id")]

@@ -1,1 +1,2 @@
-"""An image's life after ingest: deletion everywhere it reached, and duplicates."""
+"""Deleting an image everywhere it reached (`deleter`), in any order S3's events arrive
+(`sequencers`)."""

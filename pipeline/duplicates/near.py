@@ -49,9 +49,10 @@ def nearest_earlier(new_ids: Sequence[str], table: pa.Table, threshold: float) -
     return found
 
 
-class RunLifecycle:
-    """What an embedding run's commit owes the lifecycle: images deleted during the run lose
-    what the commit wrote for them, and new images get their `near_duplicate_of`."""
+class PostCommit:
+    """The steps after an embedding run's commit: images deleted during the run lose what the
+    commit wrote for them (the commit writer's `settle_deleted`), and new images get their
+    `near_duplicate_of`."""
 
     def __init__(
         self,

@@ -32,9 +32,9 @@ import numpy as np
 
 from pipeline import aws
 from pipeline.commit.writer import Committed, CommitWriter
+from pipeline.duplicates.near import PostCommit
 from pipeline.embedding.attempts import MAX_ATTEMPTS, Step, gave_up_reason, next_step
 from pipeline.embedding.superseded import SupersededRows
-from pipeline.lifecycle.near_duplicates import RunLifecycle
 from pipeline.settings import Settings
 from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING
 from pipeline.storage.keys import embed_run_prefix, input_part, shard_key
@@ -95,8 +95,6 @@ class EmbeddingRun:
         self.stores = stores or RunStores.from_settings(settings)
         self.images = self.stores.images
         self.embeddings = self.stores.embeddings
-        self.manifests = self.stores.manifests
-        self.shards = self.stores.shards
 
     @property
     def input_uri(self) -> str:
@@ -274,8 +272,10 @@ class EmbeddingRun:
         done = [t.committed() for t, _ in good]
         committed = [c for c, ok in zip(done, marked, strict=True) if ok]
         refused = [c for c, ok in zip(done, marked, strict=True) if not ok]
-        lifecycle = RunLifecycle(self.settings, self.images, self.manifests, self.shards)
-        lifecycle_summary = lifecycle.after_commit(model_id, committed, refused)
+        post_commit = PostCommit(
+            self.settings, self.images, self.stores.manifests, self.stores.shards
+        )
+        post_summary = post_commit.after_commit(model_id, committed, refused)
         restored = SupersededRows(self.stores).restore(refused, model_id, self.run_id)
         for target, result in bad:
             writer.mark(
@@ -290,7 +290,7 @@ class EmbeddingRun:
             # what a model upgrade's follow-up needs: which model wrote which prompts' shards
             "model_id": model_id or None,
             "prompts": sorted(shards),
-            **lifecycle_summary,
+            **post_summary,
             **restored,
         }
 

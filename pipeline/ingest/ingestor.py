@@ -3,8 +3,8 @@
 Idempotent by construction: the record is keyed by image id and guarded by the object's
 ETag, and the embed request is sent until the record says it was (`embed_requested_at`),
 so redelivered events and retries after a crash between the two writes converge on one
-record and one request. Removal events go to `pipeline.lifecycle.deletion`; an exact copy of an
-embedded image reuses its vector (`pipeline.lifecycle.duplicates`) instead of a request.
+record and one request. Removal events go to `pipeline.deletion.deleter`; an exact copy of an
+embedded image reuses its vector (`pipeline.duplicates.exact`) instead of a request.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pipeline.deletion.deleter import Deleter
+from pipeline.deletion.sequencers import normalized
+from pipeline.duplicates.exact import Duplicates
 from pipeline.ingest.notifications import REMOVED, ObjectEvent
 from pipeline.ingest.validation import InvalidImage, validate_image
-from pipeline.lifecycle.deletion import Deleter
-from pipeline.lifecycle.duplicates import Duplicates
-from pipeline.lifecycle.sequencers import normalized
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Limits, Settings
 from pipeline.storage.bucket import ObjectStore, StoredObject

@@ -30,7 +30,7 @@ class Manifest:
     shard_rows: dict[str, int] = field(default_factory=dict)
     version: int = 0
     # Deleted images whose rows a listed shard may still hold: lookups skip them at once,
-    # compaction drops the rows and then the ids (pipeline.lifecycle.deletion).
+    # compaction drops the rows and then the ids (pipeline.deletion.deleter).
     tombstones: frozenset[str] = frozenset()
 
     @property

@@ -86,9 +86,6 @@ class Backfill:
         self._s3 = s3 or aws.client(settings, "s3")
         self.stores = stores or RunStores.from_settings(settings)
         self.images = self.stores.images
-        self.embeddings = self.stores.embeddings
-        self.manifests = self.stores.manifests
-        self.shards = self.stores.shards
         self.active = active or ActiveModels(settings)
         self._generation: str | None = None
 

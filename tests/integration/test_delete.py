@@ -14,9 +14,9 @@ import requests
 from lambdas.api.handler import make_handler as make_api_handler
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
+from pipeline.deletion.deleter import Deleter
 from pipeline.embedding.compaction import Compactor
 from pipeline.ingest.ingestor import Ingestor
-from pipeline.lifecycle.deletion import Deleter
 from pipeline.local.api_gateway import LocalApi
 from pipeline.local.event_pump import EventPump
 from pipeline.settings import Settings

@@ -12,11 +12,11 @@ import requests
 from lambdas.ingest.handler import make_handler
 from pipeline import aws
 from pipeline.commit.writer import Committed
+from pipeline.deletion.deleter import Deleter
+from pipeline.duplicates.near import PostCommit
 from pipeline.embedding.compaction import Compactor
 from pipeline.embedding.superseded import SupersededRows
 from pipeline.ingest.ingestor import Ingestor
-from pipeline.lifecycle.deletion import Deleter
-from pipeline.lifecycle.near_duplicates import RunLifecycle
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
@@ -185,8 +185,8 @@ def test_near_duplicate_grouping_never_roots_a_group_at_a_deleted_image(world):
     images.put_version(embedded_image("e", PROMPT))
     commit_shard(settings, PROMPT, MODEL, "run-e", {"e": b_vector})
     assert images.set_outcome("e", "etag-e", {"status": "embedded", "embedding_model_id": MODEL})
-    lifecycle = RunLifecycle(settings, images, ManifestStore(settings), ShardStore(settings))
-    assert lifecycle.after_commit(MODEL, [Committed("e", "etag-e", PROMPT)], []) == {
+    post_commit = PostCommit(settings, images, ManifestStore(settings), ShardStore(settings))
+    assert post_commit.after_commit(MODEL, [Committed("e", "etag-e", PROMPT)], []) == {
         "deleted_during_run": 0,
         "near_duplicates": 0,
     }

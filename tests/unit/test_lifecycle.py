@@ -1,5 +1,5 @@
-"""The pure parts of pipeline.lifecycle: sequencer order, near-duplicate choice, and which
-ranked candidates a deduplicated page shows."""
+"""The pure parts of deletion, duplicates and lookup visibility: sequencer order,
+near-duplicate choice, and which ranked candidates a deduplicated page shows."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.deletion.sequencers import normalized
+from pipeline.duplicates.near import nearest_earlier
 from pipeline.ingest.notifications import CREATED, REMOVED, object_events
-from pipeline.lifecycle.near_duplicates import nearest_earlier
-from pipeline.lifecycle.sequencers import normalized
 from pipeline.lookup.visibility import Visibility, group_of
 from pipeline.storage.shards import ShardRow, merge_tables, rows_table
 
