@@ -13,10 +13,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.models import Server
 
+from pipeline.api.deletion_routes import deletion_router
 from pipeline.api.dependencies import ApiDependencies
 from pipeline.api.error_handlers import add_error_handlers
 from pipeline.api.gallery_routes import gallery_router
-from pipeline.api.lifecycle_routes import lifecycle_router
 from pipeline.api.openapi import DESCRIPTION, TITLE, VERSION, Resolver
 from pipeline.api.routes import add_routes
 from pipeline.api.security import Middleware, api_key_middleware, security_schemes
@@ -29,7 +29,7 @@ def create_app(api: ApiDependencies) -> APIGatewayRestResolver:
     app.use([api_key_middleware(settings.api_keys), body_limit(settings.limits.max_body_bytes)])
     add_routes(app, api)
     app.include_router(gallery_router(settings))
-    app.include_router(lifecycle_router(api))
+    app.include_router(deletion_router(api))
     add_error_handlers(app)
     schemes = security_schemes(settings.api_keys)
     app.enable_swagger(

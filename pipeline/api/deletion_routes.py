@@ -24,7 +24,7 @@ class DeletedImage(BaseModel):
     status: Literal["deleted"]
 
 
-def lifecycle_router(api: ApiDependencies) -> Router:
+def deletion_router(api: ApiDependencies) -> Router:
     router = Router()
     guard = requirement(api.settings.api_keys)
     ingestor = api.ingestor
