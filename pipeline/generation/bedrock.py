@@ -22,7 +22,7 @@ from pipeline import aws
 from pipeline.generation.budget import API_BUDGET, RetryBudget
 from pipeline.generation.budget import CAMPAIGN_BUDGET as CAMPAIGN_BUDGET  # for the DAG
 from pipeline.generation.families import family, limits
-from pipeline.generation.lifecycle import (
+from pipeline.generation.model_status import (
     STABILITY_NOTE,
     ModelUnavailable,
     check_model,

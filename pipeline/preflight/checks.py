@@ -10,11 +10,11 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from pipeline.generation.lifecycle import (
+from pipeline.generation.model_status import (
     NOT_OFFERED_CODES,
     REGION_FIX,
     ModelUnavailable,
-    lifecycle_of,
+    model_status_of,
     not_offered_reason,
     verdict,
 )
@@ -84,14 +84,14 @@ def model_offered(model_id: str, region: str, answer: Answer, today: date) -> Ch
             return _not_offered(name, model_id, region)
         fix = "allow bedrock:GetFoundationModel to this identity" if _denied(answer) else ""
         return Check(name, Status.UNKNOWN, answer.said("GetFoundationModel", region), fix)
-    lifecycle = lifecycle_of(model_id, dict(answer.response["modelDetails"]))
+    status = model_status_of(model_id, dict(answer.response["modelDetails"]))
     try:
-        legacy, message = verdict(lifecycle, today)
+        legacy, message = verdict(status, today)
     except ModelUnavailable as exc:
         return Check(name, Status.FAIL, str(exc), MODEL_FIX)
     if legacy:
         return Check(name, Status.WARN, message, MODEL_FIX)
-    return Check(name, Status.PASS, f"{model_id} is {lifecycle.status} in {region}")
+    return Check(name, Status.PASS, f"{model_id} is {status.status} in {region}")
 
 
 def model_access(model_id: str, region: str, answer: Answer) -> Check:

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline import aws
 from pipeline.aws_build.mwaa_bundle import MWAA_AIRFLOW_VERSION
 from pipeline.embedding.transform_params import DEFAULT_INSTANCE_TYPE
-from pipeline.generation.lifecycle import control_plane
+from pipeline.generation.model_status import control_plane
 from pipeline.preflight.checks import (
     Answer,
     Check,

@@ -31,7 +31,7 @@ from pipeline.generation.bedrock import (
 )
 from pipeline.generation.budget import LIFECYCLE_BUDGET
 from pipeline.generation.families import DEFAULT_IMAGE_MODEL
-from pipeline.generation.lifecycle import control_plane
+from pipeline.generation.model_status import control_plane
 from pipeline.local.bedrock.catalogue import Access
 from pipeline.local.bedrock.server import BedrockEmulator, Behaviour
 from pipeline.settings import Settings
@@ -217,7 +217,7 @@ def test_get_foundation_model_answers_each_models_lifecycle(emulator):
 
 def test_a_legacy_model_is_a_warning_and_an_active_one_is_not(emulator, caplog):
     client, _ = emulator(today=BEFORE_EOL)
-    with caplog.at_level("INFO", logger="pipeline.generation.lifecycle"):
+    with caplog.at_level("INFO", logger="pipeline.generation.model_status"):
         client.generate(TITAN, "a fork", 512, 512, 1)
         client.generate(DEFAULT_IMAGE_MODEL, "a fork", 512, 512, 1)
     legacy, active = caplog.records
@@ -261,7 +261,7 @@ def test_the_api_budget_fits_inside_api_gateways_29_seconds():
 def test_an_unreachable_control_plane_is_a_warning_not_a_failure(emulator, caplog):
     client, behaviour = emulator()
     client.settings = client.settings.with_endpoint("http://127.0.0.1:9", ("bedrock",))
-    with caplog.at_level("WARNING", logger="pipeline.generation.lifecycle"):
+    with caplog.at_level("WARNING", logger="pipeline.generation.model_status"):
         result = client.generate(DEFAULT_IMAGE_MODEL, "a fork", 512, 512, 1)
     assert result.image and behaviour.calls == 1
     assert "cannot check" in caplog.text

@@ -16,7 +16,7 @@ from pipeline.generation.bedrock import (
     request_body,
 )
 from pipeline.generation.families import DEFAULT_IMAGE_MODEL, max_base_prompt_chars, seed_in_range
-from pipeline.generation.lifecycle import Lifecycle, ModelUnavailable, verdict
+from pipeline.generation.model_status import ModelStatus, ModelUnavailable, verdict
 from pipeline.generation.modifiers import CAMERA_ANGLES, STYLES, choose
 from pipeline.local.bedrock.catalogue import MODELS
 from pipeline.settings import Settings
@@ -129,12 +129,12 @@ def test_titan_prompts_leave_room_for_the_modifiers():
 
 
 def test_lifecycle_verdicts():
-    titan = Lifecycle("amazon.titan-image-generator-v2:0", "LEGACY", date(2026, 6, 30))
+    titan = ModelStatus("amazon.titan-image-generator-v2:0", "LEGACY", date(2026, 6, 30))
     legacy, message = verdict(titan, date(2026, 6, 29))
     assert legacy and "closed to new customers" in message and "2026-06-30" in message
     with pytest.raises(ModelUnavailable, match="end of life on 2026-06-30"):
         verdict(titan, date(2026, 6, 30))
-    legacy, message = verdict(Lifecycle("stability.sd3-5-large-v1:0", "ACTIVE"), date(2026, 1, 1))
+    legacy, message = verdict(ModelStatus("stability.sd3-5-large-v1:0", "ACTIVE"), date(2026, 1, 1))
     assert not legacy and "aws-marketplace:Subscribe" in message
 
 

@@ -38,36 +38,36 @@ class ModelUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class Lifecycle:
+class ModelStatus:
     model_id: str
     status: str  # ACTIVE | LEGACY
     end_of_life: date | None = None
 
 
-def lifecycle_of(model_id: str, details: dict[str, Any]) -> Lifecycle:
+def model_status_of(model_id: str, details: dict[str, Any]) -> ModelStatus:
     """From GetFoundationModel's modelDetails."""
     cycle = details.get("modelLifecycle") or {}
     end = cycle.get("endOfLifeTime")
-    return Lifecycle(model_id, str(cycle.get("status", "ACTIVE")), end.date() if end else None)
+    return ModelStatus(model_id, str(cycle.get("status", "ACTIVE")), end.date() if end else None)
 
 
-def verdict(lifecycle: Lifecycle, today: date) -> tuple[bool, str]:
+def verdict(model_status: ModelStatus, today: date) -> tuple[bool, str]:
     """(is it Legacy, the message to log) for a usable model; ModelUnavailable for one past its
     end of life."""
-    model = lifecycle.model_id
-    if lifecycle.status == "LEGACY":
-        if lifecycle.end_of_life and lifecycle.end_of_life <= today:
+    model = model_status.model_id
+    if model_status.status == "LEGACY":
+        if model_status.end_of_life and model_status.end_of_life <= today:
             raise ModelUnavailable(
-                f"{model} reached its end of life on {lifecycle.end_of_life}: choose an Active "
+                f"{model} reached its end of life on {model_status.end_of_life}: choose an Active "
                 "image model (docs/design.md, Generation)"
             )
-        until = f", end of life on {lifecycle.end_of_life}" if lifecycle.end_of_life else ""
+        until = f", end of life on {model_status.end_of_life}" if model_status.end_of_life else ""
         return True, (
             f"{model} is Legacy on Bedrock{until}: closed to new customers; move to an Active "
             "image model (docs/design.md, Generation)"
         )
     note = f"; {STABILITY_NOTE}" if family(model) == "stability" else ""
-    return False, f"{model} is {lifecycle.status.title()} on Bedrock{note}"
+    return False, f"{model} is {model_status.status.title()} on Bedrock{note}"
 
 
 REGION_FIX = (
@@ -118,6 +118,6 @@ def check_model(
     except BotoCoreError as exc:
         log.warning("cannot check %s's lifecycle: %s", model_id, exc)
         return None
-    legacy, message = verdict(lifecycle_of(model_id, details), today or datetime.now(UTC).date())
+    legacy, message = verdict(model_status_of(model_id, details), today or datetime.now(UTC).date())
     log.log(logging.WARNING if legacy else logging.INFO, message)
     return message
