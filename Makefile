@@ -30,11 +30,13 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-# ruff (lint and format) and mypy; .pre-commit-config.yaml runs the same three.
+# ruff (lint and format) and mypy (.pre-commit-config.yaml runs the same three), and the
+# package layers of ARCHITECTURE.md with import-linter (the contract is in pyproject.toml).
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # The fast tests: pure logic, no servers (seconds).
 unit: setup
