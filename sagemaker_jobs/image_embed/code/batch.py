@@ -1,5 +1,9 @@
-"""Batch execution: fetch, decode and preprocess images in worker threads while the model runs
-forward passes on the previous batch. One bad image yields an error line, never a failed batch.
+"""Batch execution: fetch, decode and preprocess images while the model runs forward passes on
+the previous batch. One bad image yields an error line, never a failed batch.
+
+Preparation runs in worker processes (`prep_pool`: the batch job's default, not bound by one
+GIL) writing into shared batch buffers the model reads in place, or in threads of this process
+(one image per call, an embedder without a portable preparation, or IMGSIM_PREPARATION=threads).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from PIL import Image
 
 try:
     from .embedders import Embedder
+    from .prep_pool import PreparationPool
 except ImportError:  # SageMaker imports code/ modules top-level
     from embedders import Embedder  # type: ignore[no-redef]
+    from prep_pool import PreparationPool  # type: ignore[no-redef]
 
 MAX_PIXELS = 4096 * 4096
 
@@ -54,6 +60,27 @@ def decode(data: bytes) -> Image.Image:
         return image.convert("RGB")
 
 
+@dataclass(frozen=True)
+class PrepareBytes:
+    """What a preparation process runs for one image: decode, then the embedder's portable
+    preparation (picklable: it carries no model)."""
+
+    prepare: Callable[[Image.Image], np.ndarray]
+
+    def __call__(self, data: bytes) -> np.ndarray:
+        return np.asarray(self.prepare(decode(data)))
+
+
+def start_pool(embedder: Embedder, workers: int, capacity: int) -> PreparationPool | None:
+    """Worker processes preparing `capacity`-image batches for `embedder`, or None where its
+    preparation cannot leave this process (the caller keeps threads)."""
+    portable = embedder.portable_prepare()
+    if portable is None:
+        return None
+    probe = np.asarray(portable(Image.new("RGB", (64, 48), (128, 128, 128))))
+    return PreparationPool(PrepareBytes(portable), probe, workers=workers, capacity=capacity)
+
+
 @dataclass
 class _Prepared:
     request: Request
@@ -75,9 +102,38 @@ def embed_requests(
     fetch: Callable[[str], bytes],
     batch_size: int = 16,
     workers: int = 2,
+    pool: PreparationPool | None = None,
 ) -> list[dict[str, Any]]:
-    """One result per request, in request order."""
+    """One result per request, in request order; prepared by `pool` (its batch size) if given,
+    else by `workers` threads."""
+    if pool is not None:
+        return list(_embed_pool(requests, embedder, fetch, pool, io_threads=max(4, workers)))
     return list(_embed_iter(requests, embedder, fetch, batch_size, workers))
+
+
+def _embed_pool(
+    requests: Sequence[Request],
+    embedder: Embedder,
+    fetch: Callable[[str], bytes],
+    pool: PreparationPool,
+    io_threads: int,
+) -> Iterator[dict[str, Any]]:
+    def load(index: int) -> bytes:
+        request = requests[index]
+        return request.data if request.data is not None else fetch(request.s3_uri or "")
+
+    start = 0
+    for batch, errors in pool.batches(len(requests), load, io_threads):
+        chunk, start = requests[start : start + len(batch)], start + len(batch)
+        # The ring's view goes to the model as it is; only a batch with failed rows is
+        # compacted (a copy) so that no garbage row reaches the forward pass.
+        good = batch if not errors else batch[[i for i in range(len(batch)) if i not in errors]]
+        vectors = iter(embedder.embed_prepared(good) if len(good) else [])
+        for pos, request in enumerate(chunk):
+            if pos in errors:
+                yield {"image_id": request.image_id, "error": errors[pos]}
+            else:
+                yield _embedding(request, next(vectors), embedder)
 
 
 def _embed_iter(
@@ -113,8 +169,12 @@ def _forward(batch: list[_Prepared], embedder: Embedder) -> Iterator[dict[str, A
         if prepared.pixels is None:
             yield {"image_id": prepared.request.image_id, "error": prepared.error}
         else:
-            yield {
-                "image_id": prepared.request.image_id,
-                "embedding": next(vectors).astype(np.float32).tolist(),
-                "model_id": embedder.model_id,
-            }
+            yield _embedding(prepared.request, next(vectors), embedder)
+
+
+def _embedding(request: Request, vector: np.ndarray, embedder: Embedder) -> dict[str, Any]:
+    return {
+        "image_id": request.image_id,
+        "embedding": vector.astype(np.float32).tolist(),
+        "model_id": embedder.model_id,
+    }

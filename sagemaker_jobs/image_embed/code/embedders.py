@@ -20,6 +20,7 @@ Every vector is float32 and L2-normalized.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +42,8 @@ class Embedder(Protocol):
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray: ...
 
+    def portable_prepare(self) -> Callable[[Image.Image], np.ndarray] | None: ...
+
 
 class PreparesPixels:
     """The batch job's hand-off by default: preparation threads produce the model's input
@@ -51,6 +54,11 @@ class PreparesPixels:
     def prepare(self, image: Image.Image) -> np.ndarray:
         """What a preparation thread hands over for one image."""
         return np.asarray(self.preprocess(image))
+
+    def portable_prepare(self) -> Callable[[Image.Image], np.ndarray] | None:
+        """`prepare` as a picklable callable that carries no model, for a preparation process
+        (batch.start_pool); None where only this process can prepare."""
+        return self.preprocess
 
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         """The vectors of a stack of what `prepare` returned."""
@@ -147,6 +155,10 @@ class ClipPreprocessor:
             return pixels["pixel_values"][0].astype(np.float32)
         return self.fast(image)
 
+    def portable(self) -> Callable[[Image.Image], np.ndarray] | None:
+        """This preprocessing without the transformers processor (None when only it will do)."""
+        return self.fast if self.exact else None
+
 
 def onnx_providers(ort: Any) -> list[str]:
     """CUDA when this ONNX Runtime build has it (onnxruntime-gpu on a GPU instance), else CPU."""
@@ -219,6 +231,13 @@ class ClipEmbedder(PreparesPixels):
             return self.preprocess(image)
         return self.preprocess.fast.resize_crop(image)
 
+    def portable_prepare(self) -> Callable[[Image.Image], np.ndarray] | None:
+        """`prepare`, as a preparation process can run it."""
+        if not self.preprocess.exact:
+            return None
+        fast = self.preprocess.fast
+        return fast if self.device.type == "cpu" else fast.resize_crop
+
     def embed_prepared(self, batch: np.ndarray) -> np.ndarray:
         """uint8 crops (a GPU's hand-off) normalised on the device; float pixels (the CPU's, or
         an unusual processor configuration's) go straight to `embed`."""
@@ -257,6 +276,9 @@ class OnnxClipEmbedder(PreparesPixels):
     def embed(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {"pixel_values": np.ascontiguousarray(batch, np.float32)})
         return l2_normalize(out[0])
+
+    def portable_prepare(self) -> Callable[[Image.Image], np.ndarray] | None:
+        return self.preprocess.portable()
 
 
 class OnnxEfficientNetEmbedder(PreparesPixels):

@@ -16,12 +16,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 try:
-    from .batch import Request, embed_requests, parse_json_lines
+    from .batch import Request, embed_requests, parse_json_lines, start_pool
     from .embedders import Embedder, load_embedder, read_model_card
+    from .prep_pool import PreparationPool
 except ImportError:  # SageMaker imports code/ modules top-level
-    from batch import Request, embed_requests, parse_json_lines  # type: ignore[no-redef]
+    from batch import (  # type: ignore[no-redef]
+        Request,
+        embed_requests,
+        parse_json_lines,
+        start_pool,
+    )
     from embedders import Embedder, load_embedder, read_model_card  # type: ignore[no-redef]
+    from prep_pool import PreparationPool  # type: ignore[no-redef]
 
+PREPARATION_MODES = ("processes", "threads")
 JSON_LINES = ("application/jsonlines", "application/x-jsonlines", "application/jsonl")
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/webp", "application/x-image")
 
@@ -36,6 +44,7 @@ class EmbeddingModel:
     card: dict[str, Any]
     batch_size: int = 16
     workers: int = 2
+    pool: PreparationPool | None = field(default=None, repr=False)
     _s3: Any = field(default=None, repr=False)
 
     def fetch(self, uri: str) -> bytes:
@@ -54,14 +63,22 @@ class EmbeddingModel:
 MAX_DEFAULT_WORKERS = 8
 
 
-def default_workers() -> int:
-    """Preparation threads of this model-server worker: the cores the process may use, shared
-    among the container's workers (SAGEMAKER_TS_MAX_WORKERS: one per GPU), at most 8 per
-    worker: on a GPU instance decoding is what limits the job, and beyond about 8 threads in
-    one process they contend for its GIL (bench/embed_throughput.py, README "Throughput")."""
+def default_workers(processes: bool = False) -> int:
+    """Preparation workers of this model-server worker: the cores the process may use, shared
+    among the container's workers (SAGEMAKER_TS_MAX_WORKERS: one per GPU). Threads stop at 8:
+    beyond that they contend for the one GIL (docs/performance.md); processes have one each."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     server_workers = max(1, int(os.environ.get("SAGEMAKER_TS_MAX_WORKERS", "1")))
-    return max(1, min((usable or 1) // server_workers, MAX_DEFAULT_WORKERS))
+    share = max(1, (usable or 1) // server_workers)
+    return share if processes else min(share, MAX_DEFAULT_WORKERS)
+
+
+def preparation_mode() -> str:
+    """IMGSIM_PREPARATION: `processes` (the default) or `threads` (the baseline)."""
+    mode = os.environ.get("IMGSIM_PREPARATION", "processes").strip().lower()
+    if mode not in PREPARATION_MODES:
+        raise ValueError(f"IMGSIM_PREPARATION={mode!r}: use one of {', '.join(PREPARATION_MODES)}")
+    return mode
 
 
 def worker_device(context: Any, cuda_available: bool) -> str | None:
@@ -74,17 +91,20 @@ def worker_device(context: Any, cuda_available: bool) -> str | None:
 
 def model_fn(model_dir: str, context: Any = None) -> EmbeddingModel:
     """Load once per model-server worker: the embedder named by the model directory's card, on
-    the worker's GPU."""
+    the worker's GPU, and its preparation processes (spawned, so after CUDA is safe)."""
     threads = int(os.environ.get("IMGSIM_TORCH_THREADS", "0")) or None
     precision = os.environ.get("IMGSIM_PRECISION", "fp32")
+    processes = preparation_mode() == "processes"
     device = worker_device(context, _cuda_available()) if context is not None else None
+    embedder = load_embedder(Path(model_dir), threads=threads, precision=precision, device=device)
+    batch_size = int(os.environ.get("IMGSIM_BATCH_SIZE", "16"))
+    workers = int(os.environ.get("IMGSIM_DECODE_WORKERS", "0")) or default_workers(processes)
     return EmbeddingModel(
-        embedder=load_embedder(
-            Path(model_dir), threads=threads, precision=precision, device=device
-        ),
+        embedder=embedder,
         card=read_model_card(Path(model_dir)),
-        batch_size=int(os.environ.get("IMGSIM_BATCH_SIZE", "16")),
-        workers=int(os.environ.get("IMGSIM_DECODE_WORKERS", "0")) or default_workers(),
+        batch_size=batch_size,
+        workers=workers,
+        pool=start_pool(embedder, workers, batch_size) if processes else None,
     )
 
 
@@ -118,7 +138,11 @@ def input_fn(
 def predict_fn(
     input_data: list[Request], model: EmbeddingModel, context: Any = None
 ) -> list[dict[str, Any]]:
-    return embed_requests(input_data, model.embedder, model.fetch, model.batch_size, model.workers)
+    """One image (an endpoint's request) is prepared here; a batch by the preparation pool."""
+    pool = model.pool if len(input_data) > 1 else None
+    return embed_requests(
+        input_data, model.embedder, model.fetch, model.batch_size, model.workers, pool=pool
+    )
 
 
 def output_fn(prediction: list[dict[str, Any]], accept: str | None, context: Any = None) -> str:
