@@ -2,8 +2,8 @@
 layer: installed for the functions' runtime, stripped of what the handlers never load, and
 measured against Lambda's unzipped limit.
 
-`pip install -t` of the dependencies measures 284 MB on disk (pyarrow 170 MB, numpy 71 MB),
-over the 250 MB Lambda allows a function and its layers together. What goes:
+`pip install -t` of the dependencies is over the 250 MB Lambda allows a function and its
+layers together (pyarrow and numpy are most of it; sizes in docs/performance.md). What goes:
 
 - pyarrow's Flight (libarrow_flight and its Python bindings), its remote filesystems
   (libarrow_s3 and the S3/GCS/Azure/HDFS modules; `pyarrow.fs` imports them inside
@@ -322,7 +322,7 @@ def lambda_package(root: Path = REPO_ROOT) -> bytes:
 def build_code(work: Path, out: Path, interpreter: str | None = None) -> Path:
     """The code package (`lambda_package`) with bytecode for the runtime's interpreter, as
     the layer has: /var/task is read-only too, and compiling the 60 modules the API imports
-    took about 80 ms of every cold start."""
+    cost every cold start (docs/performance.md)."""
     root = work / "code"
     shutil.rmtree(root, ignore_errors=True)
     with zipfile.ZipFile(io.BytesIO(lambda_package())) as archive:

@@ -45,7 +45,7 @@ def _deploy_to_endpoint(config: LocalConfig) -> None:
     if not settings.endpoint("cloudformation"):
         raise SystemExit(
             "deploy is for a local endpoint: set AWS_ENDPOINT_URL. For AWS use "
-            "`aws cloudformation deploy` (see README)."
+            "`aws cloudformation deploy` (see docs/deploy.md)."
         )
     deploy(settings, StackSpec(name=config.stack_name, code_bucket=f"{settings.bucket}-code"))
     print(f"deployed {config.stack_name} to {settings.endpoint('cloudformation')}")
