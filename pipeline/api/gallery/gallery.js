@@ -102,6 +102,7 @@
 
   async function loadPrompts() {
     const data = await api("GET", "/prompts");
+    const shown = currentPrompt();
     prompts = data.prompts;
     const select = $("prompt");
     select.replaceChildren(
@@ -113,7 +114,15 @@
       $("prompt-info").textContent = "No prompt has embedded images yet.";
       return;
     }
+    // a reload keeps the prompt shown; the page opens on the prompt with the most images (the
+    // first of those, on a tie), so the first view already shows results
+    const kept = prompts.findIndex((p) => p.prompt === shown);
+    select.value = String(kept >= 0 ? kept : mostImages(prompts));
     await choosePrompt();
+  }
+
+  function mostImages(list) {
+    return list.reduce((best, p, i) => (p.images > list[best].images ? i : best), 0);
   }
 
   async function choosePrompt() {
