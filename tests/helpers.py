@@ -249,3 +249,12 @@ MWAA_BUNDLE_ENV = {
     "IMGSIM_MODEL_DATA_URL": "s3://imgsim-prod-123/models/clip/model.tar.gz",
     "IMGSIM_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123:role/imgsim-sagemaker",
 }
+
+
+def fresh_dag(dag):
+    """A copy of a module-level DAG for one test. `dag.test(run_conf=...)` resolves the run's
+    conf into the DAG's own Param objects (Airflow's `process_params` updates them in place),
+    so a conf one test passes would otherwise be the next test's default in this process."""
+    import copy
+
+    return copy.deepcopy(dag)

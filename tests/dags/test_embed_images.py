@@ -32,6 +32,7 @@ from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
 from tests.helpers import (
     drain_messages,
+    fresh_dag,
     gradient_jpeg,
     image_bytes,
     queue_url,
@@ -45,9 +46,10 @@ LOGICAL_DATE = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 def dag(airflow_stack):
     from dags.embed_images import embed_images_dag
 
-    for task in embed_images_dag.tasks:
+    dag = fresh_dag(embed_images_dag)
+    for task in dag.tasks:
         task.retries = 0  # a failure should fail the test run, not wait for a retry
-    return embed_images_dag
+    return dag
 
 
 def _upload(settings, key, data, prompt=None):
