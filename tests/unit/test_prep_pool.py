@@ -219,7 +219,12 @@ def test_a_dead_worker_fails_the_call_and_the_next_call_restarts_the_pool():
         pool.close()
 
 
-def test_workers_leave_when_the_model_server_is_killed(tmp_path):
+@pytest.mark.parametrize(
+    "end, returncode",
+    [("os.kill(os.getpid(), signal.SIGKILL)", -signal.SIGKILL), ("sys.exit(0)", 0)],
+)
+def test_workers_leave_when_the_model_server_exits_or_is_killed(tmp_path, end, returncode):
+    """No close(): a model server killed, or one that exits without closing its model."""
     script = (
         "import os, signal, sys\n"
         "import numpy as np\n"
@@ -228,10 +233,11 @@ def test_workers_leave_when_the_model_server_is_killed(tmp_path):
         "if __name__ == '__main__':\n"
         "    pool = PreparationPool(_double, np.zeros(4, np.float32), workers=2, capacity=2)\n"
         "    print(*pool.pids, flush=True)\n"
-        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"    {end}\n"
     )
     (tmp_path / "server.py").write_text(script)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    before = _shm()
     done = subprocess.run(
         [sys.executable, str(tmp_path / "server.py")],
         env=env,
@@ -239,7 +245,10 @@ def test_workers_leave_when_the_model_server_is_killed(tmp_path):
         capture_output=True,
         timeout=120,
     )
-    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert done.returncode == returncode, done.stderr
+    assert _shm() <= before
+    if returncode == 0:  # (after a kill, multiprocessing's tracker reclaims the queues' locks)
+        assert "leaked" not in done.stderr, done.stderr
     pids = [int(pid) for pid in done.stdout.split()]
     assert len(pids) == 2
     deadline = time.monotonic() + 30
