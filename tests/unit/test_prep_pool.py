@@ -255,3 +255,16 @@ def test_workers_leave_when_the_model_server_exits_or_is_killed(tmp_path, end, r
     while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in pids)
+
+
+def test_the_ring_goes_to_the_temporary_directory_where_dev_shm_is_too_small(monkeypatch, tmp_path):
+    from sagemaker_jobs.image_embed.code import prep_pool
+
+    monkeypatch.setattr(prep_pool, "SHM_DIR", str(tmp_path / "no-shm"))  # no space there
+    monkeypatch.setattr(prep_pool.tempfile, "tempdir", str(tmp_path))
+    pool = PreparationPool(_double, np.zeros(4, np.float32), workers=1, capacity=2)
+    try:
+        assert pool.ring_path.startswith(str(tmp_path)) and not os.path.exists(pool.ring_path)
+        assert _count(pool, [bytes([3] * 4)] * 3) == [([24, 24], {}), ([24], {})]
+    finally:
+        pool.close()
