@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 IMGSIM := $(VENV)/bin/imgsim
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup browser test unit lint lock demo up down status package mwaa bench eval clean
+.PHONY: setup browser test unit integration lint lock demo up down status package mwaa bench eval clean
 
 # torch goes in first and alone: the CPU build (2.13.0) that lies on this disk. Nothing the
 # project installs afterwards may replace it (no torchvision, open_clip or timm). Everything
@@ -38,9 +38,15 @@ lint: setup
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-# The fast tests: pure logic, no servers (seconds).
+# The tiers are markers that tests/conftest.py gives by folder and fixture (pyproject.toml lists
+# them). The fast tests: pure logic, no servers and no model (seconds).
 unit: setup
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest -m "not (stack or model)"
+
+# The middle tier: the rest but Airflow, the browser and the whole stack: the API, ingest,
+# embedding and lookups on moto and the emulators, and the models (a few minutes).
+integration: setup
+	$(PY) -m pytest -n 3 --dist loadfile -m "(stack or model) and not (airflow or browser or e2e or mwaa)"
 
 # Test files spread over 3 workers (pytest-xdist, whole files per worker so module fixtures are
 # shared): most of the suite waits on servers, Airflow and subprocesses, not on the 2 cores.

@@ -18,9 +18,10 @@ import pytest
 from pipeline.local.config import isolated_settings
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.moto_server import MotoServer
-from pipeline.local.processes import free_port, start_group, stop_group, wait_until
+from pipeline.local.processes import free_port, start_group, stop_group
 from pipeline.settings import Settings
 from sagemaker_jobs.build_model import build
+from tests.helpers import sagemaker_emulator_answers
 
 HERE = Path(__file__).parent
 # servers a session started are stopped even when it is interrupted (SIGINT, SIGTERM, SIGHUP)
@@ -56,6 +57,48 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# The tiers (markers declared in pyproject.toml): a test in one of these folders, or using one of
+# these fixtures, gets the markers. `make unit` runs what needs neither servers nor a model
+# (`stack`, `model`); `make integration` the rest but Airflow, the browser and the whole stack.
+TIER_OF_FOLDER = {
+    "integration": ("stack",),
+    "dags": ("stack", "airflow"),
+    "browser": ("stack", "browser"),
+    "e2e": ("stack", "e2e"),
+}
+TIER_OF_FIXTURE = {
+    "moto_server": ("stack",),  # every deployed stack, the SageMaker emulator's S3
+    "airflow_db": ("stack", "airflow"),
+    "tiny_clip_artifact": ("model",),
+    "efficientnet_artifact": ("model",),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.relative_to(HERE).parts if item.path.is_relative_to(HERE) else ()
+        markers = set(TIER_OF_FOLDER.get(parts[0], ()) if len(parts) > 1 else ())
+        for fixture in set(getattr(item, "fixturenames", ())) & TIER_OF_FIXTURE.keys():
+            markers.update(TIER_OF_FIXTURE[fixture])
+        for marker in sorted(markers):
+            item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def fresh_dag_modules() -> Iterator[None]:
+    """DAG files read their environment when imported (the campaigns folder, the embed queue
+    URL): each test imports them afresh and leaves none behind, so no test sees a DAG module
+    another test imported under its own environment."""
+    _forget_dag_modules()
+    yield
+    _forget_dag_modules()
+
+
+def _forget_dag_modules() -> None:
+    for name in [n for n in sys.modules if n.startswith("dags.")]:
+        del sys.modules[name]
+
+
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
@@ -88,7 +131,7 @@ def sagemaker_emulator(
     url = f"http://127.0.0.1:{port}"
     client = boto3.client("sagemaker", endpoint_url=url, region_name="us-east-1")
     try:
-        wait_until(lambda: bool(client.list_transform_jobs()), 60, "the SageMaker emulator")
+        sagemaker_emulator_answers(client)
         yield url
     finally:
         stop_group(proc.pid)

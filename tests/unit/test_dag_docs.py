@@ -1,5 +1,6 @@
 """Every DAG in dags/ says in its doc_md (shown on its page in the Airflow UI) what it does and
-what to do when it fails."""
+what to do when it fails. Each test imports the DAG files afresh (tests/conftest.py): the first
+test imports one under an environment in which it defines no DAG, as DAG-run tests do."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).parents[2] / "dags"
+
+
+def test_a_campaign_folder_without_campaigns_defines_no_dag(monkeypatch, tmp_path):
+    from airflow.sdk import DAG
+
+    monkeypatch.setenv("IMGSIM_CAMPAIGNS_DIR", str(tmp_path))
+    module = importlib.import_module("dags.generate_campaign")
+    assert tmp_path == module.CAMPAIGNS_DIR
+    assert not [d for d in vars(module).values() if isinstance(d, DAG)]
 
 
 @pytest.mark.parametrize("module", sorted(p.stem for p in DAGS.glob("*.py")))
