@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from sagemaker_jobs.build_model import build
 from sagemaker_jobs.image_embed.code import inference
 from sagemaker_jobs.image_embed.code.batch import PrepareBytes, Request, embed_requests
 from sagemaker_jobs.image_embed.code.prep_pool import PoolBroken, PreparationPool
+from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,8 +211,8 @@ def test_a_dead_worker_fails_the_call_and_the_next_call_restarts_the_pool():
         assert _count(pool, [bytes([1] * 4)]) == [([8], {})]
         first = pool.pids
         os.kill(first[0], signal.SIGKILL)  # killed between calls: restarted before the next
-        while pool.alive()[0]:  # (its other threads may outlive its main one a little)
-            time.sleep(0.05)
+        # (its other threads may outlive its main one a little)
+        eventually(lambda: not pool.alive()[0], 30, 0.05, "the killed worker gone")
         assert _count(pool, [bytes([2] * 4)]) == [([16], {})]
         assert not set(first) & set(pool.pids)
     finally:
@@ -251,10 +251,7 @@ def test_workers_leave_when_the_model_server_exits_or_is_killed(tmp_path, end, r
         assert "leaked" not in done.stderr, done.stderr
     pids = [int(pid) for pid in done.stdout.split()]
     assert len(pids) == 2
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(_alive(pid) for pid in pids)
+    eventually(lambda: not any(_alive(pid) for pid in pids), 30, 0.2, f"workers {pids} gone")
 
 
 def test_the_ring_goes_to_the_temporary_directory_where_dev_shm_is_too_small(monkeypatch, tmp_path):
