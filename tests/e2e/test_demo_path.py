@@ -89,8 +89,7 @@ def test_up_uploads_embedded_by_airflow_a_lookup_in_the_gallery_then_down(tmp_pa
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             gallery = Gallery(page).open(api)
             assert f"{PROMPT} ({len(ids)} images, {model})" in gallery.wait_for_prompts()
-            gallery.choose_prompt(PROMPT)
-            gallery.wait_for_results(K)  # the prompt's newest image against the others
+            gallery.wait_for_results(K)  # on opening: the prompt's newest image against the others
             gallery.by_id("file").set_input_files(PHOTOS / "coffee" / "original.jpg")
             gallery.by_id("search-file").click()
             expect(gallery.by_id("query")).to_contain_text("your photo original.jpg")
