@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import boto3
 from botocore.exceptions import ClientError
 
-from pipeline.embedding.serving_image import workers_environment
+from pipeline.embedding.serving_image import ENDPOINT_ENVIRONMENT, workers_environment
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,11 @@ def _ensure_model_and_config(spec: EndpointSpec, name: str, where: dict[str, Any
             primary_container=ContainerDefinition(
                 image=spec.image_uri,
                 model_data_url=spec.model_data_url,
-                environment={**workers_environment(spec.instance_type), **spec.environment},
+                environment={
+                    **workers_environment(spec.instance_type),
+                    **ENDPOINT_ENVIRONMENT,
+                    **spec.environment,
+                },
             ),
             # the endpoint's inputs are image bodies and the artifact carries its wheels: the
             # container needs no network

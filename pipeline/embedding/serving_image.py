@@ -97,3 +97,8 @@ def workers_environment(instance_type: str) -> dict[str, str]:
     model with minWorkers and maxWorkers from these two (1 when unset), so both are set."""
     workers = str(model_server_workers(instance_type))
     return {"SAGEMAKER_TS_MIN_WORKERS": workers, "SAGEMAKER_TS_MAX_WORKERS": workers}
+
+
+# The endpoint embeds one image per request: its preparation stays in the handler's threads, so
+# no pool of preparation processes (one per core) idles beside each model-server worker.
+ENDPOINT_ENVIRONMENT = {"IMGSIM_PREPARATION": "threads"}

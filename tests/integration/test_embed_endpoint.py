@@ -73,6 +73,7 @@ def test_deploy_creates_an_endpoint_that_answers_a_vector(settings, artifacts):
     assert model["EnableNetworkIsolation"] is True
     env = model["PrimaryContainer"]["Environment"]
     assert env["SAGEMAKER_TS_MIN_WORKERS"] == env["SAGEMAKER_TS_MAX_WORKERS"] == "1"
+    assert env["IMGSIM_PREPARATION"] == "threads"  # one image per request: no process pool
     result = _embed(settings)
     assert result["model_id"] == TINY and len(result["embedding"]) == 32
 

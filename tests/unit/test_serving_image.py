@@ -8,6 +8,7 @@ import pytest
 from pipeline.aws_build.cfn_template import load_template
 from pipeline.embedding.run import EmbeddingRun
 from pipeline.embedding.serving_image import (
+    ENDPOINT_ENVIRONMENT,
     SERVING_IMAGE,
     gpus,
     model_server_workers,
@@ -25,7 +26,11 @@ def test_the_template_s_endpoint_model_is_isolated_and_runs_the_serving_image():
     default_image = EMBED_MODEL["PrimaryContainer"]["Image"]["Fn::If"][1]["Fn::Sub"]
     assert default_image.endswith(f"/{SERVING_IMAGE.repository}:{SERVING_IMAGE.tag('cpu')}")
     env = EMBED_MODEL["PrimaryContainer"]["Environment"]
-    assert env == {"SAGEMAKER_TS_MIN_WORKERS": "1", "SAGEMAKER_TS_MAX_WORKERS": "1"}
+    assert env == {
+        "SAGEMAKER_TS_MIN_WORKERS": "1",
+        "SAGEMAKER_TS_MAX_WORKERS": "1",
+        **ENDPOINT_ENVIRONMENT,
+    }
 
 
 def test_the_wheels_target_the_image_s_python_and_every_glibc_it_runs():
