@@ -9,9 +9,10 @@ SIGTERM (a CI timeout, `kill`) ends Python without running it, and a Ctrl-C duri
 - when the session finishes (interrupted or not) and when the interpreter exits, every process
   group this process started (`pipeline.local.processes.started_groups`) and every group of
   the local stacks registered with `watch_stack_dir` that is still alive is stopped;
-- `run_cli` runs a `python -m pipeline.local ...` command in its own session, so a Ctrl-C
-  at the terminal reaches only pytest, which then interrupts the command and waits for it to
-  stop what it started.
+- `run_cli` runs a command (`imgsim up`, ...) in its own session, so a Ctrl-C at the
+  terminal reaches only pytest, which then interrupts the command and waits for it to stop
+  what it started; `run_imgsim` runs `imgsim` so, and `exports` and `services` read what its
+  `env` and `--json status` print.
 
 Only a SIGKILL leaves servers behind: CONTRIBUTING.md says how to find and stop them.
 """
@@ -20,13 +21,17 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
+import shlex
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -36,6 +41,8 @@ from pipeline.local.state_file import read_state
 
 INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 CLI_GRACE_SECONDS = 60.0  # how long an interrupted `up` may take to stop what it started
+# the `imgsim` console script's own entry (pipeline.cli.app:main), run by this interpreter
+IMGSIM = (sys.executable, "-m", "pipeline.cli")
 
 _stack_dirs: dict[Path, None] = {}
 
@@ -87,6 +94,29 @@ def run_cli(
             raise
         raise
     return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
+
+
+def run_imgsim(
+    args: Sequence[str], env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`imgsim <args>` as a person types it, through `run_cli`."""
+    return run_cli([*IMGSIM, *args], env, timeout)
+
+
+def exports(env_output: str) -> dict[str, str]:
+    """The variables `eval "$(imgsim env)"` sets, read as the shell reads its lines."""
+    pairs = (shlex.split(line)[1].split("=", 1) for line in env_output.splitlines() if line)
+    return {name: value for name, value in pairs}
+
+
+def services(status_json: str) -> dict[str, Any]:
+    """`imgsim --json status` (or `up`) as {"running": bool, "<service>": {url, pid, health,
+    what}}."""
+    status = json.loads(status_json)
+    return {
+        "running": status["running"],
+        **{part["service"]: part for part in status.get("services", [])},
+    }
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:

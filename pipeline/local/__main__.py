@@ -1,11 +1,10 @@
 """`python -m pipeline.local deploy|services|airflow`: the stack's parts in the foreground, for
-the compose file's containers. People type `imgsim up|down|status|env|demo` (pipeline.cli); the
-same sub-commands here, plain, serve the stack tests that still drive this module."""
+the compose file's containers (which install no cli extra). People type
+`imgsim up|down|status|env|demo` (pipeline.cli)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import subprocess
@@ -14,21 +13,14 @@ from pathlib import Path
 
 from pipeline import aws
 from pipeline.aws_build import REPO_ROOT
-from pipeline.local import demo, stack
 from pipeline.local.airflow_standalone import airflow_env
-from pipeline.local.config import LOCAL_CREDENTIALS, LocalConfig, local_settings
+from pipeline.local.config import LocalConfig
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.embed_endpoint import ensure_endpoint
 from pipeline.local.lambda_host import LambdaHost
 from pipeline.local.loopback import run_until_signalled
 from pipeline.local.model_artifact import ensure_model
 from pipeline.settings import Settings
-
-
-def _env_lines(config: LocalConfig) -> str:
-    settings = local_settings(config)
-    env = {**settings.to_env(), **LOCAL_CREDENTIALS, "IMGSIM_API_URL": config.api_url}
-    return "\n".join(f"export {k}={v}" for k, v in sorted(env.items()))
 
 
 def _serve(host: str, port: int) -> None:
@@ -85,11 +77,6 @@ def _airflow(config: LocalConfig, host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.local", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start moto, deploy infra/template.yaml, start pump and API")
-    sub.add_parser("down", help="stop what `up` started; state is kept for the next `up`")
-    sub.add_parser("status", help="what is running")
-    sub.add_parser("env", help="shell exports that point boto3 and the AWS CLI at the stack")
-    sub.add_parser("demo", help="`up`, then drop the sample photos and print their records")
     sub.add_parser(
         "deploy",
         help="deploy infra/template.yaml to the endpoint in "
@@ -116,25 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         _serve(args.host, args.port)
     elif args.command == "deploy":
         _deploy_to_endpoint(config)
-    elif args.command == "airflow":
+    else:
         _airflow(config, args.host, args.port)
-    elif args.command in ("up", "demo"):
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-        state = stack.up(config)
-        print(
-            f"local stack up: AWS APIs (moto) {state.moto_url} | API {state.api_url} | "
-            f"SageMaker emulator {state.sagemaker_url} | Airflow UI "
-            f"{state.airflow_url or 'not started (IMGSIM_LOCAL_AIRFLOW=0)'}"
-        )
-        if args.command == "demo":
-            demo.run(local_settings(config), state.api_url, state.airflow_url)
-        print('point boto3 or the AWS CLI at it with: eval "$(imgsim env)"')
-    elif args.command == "down":
-        print("stopped" if stack.down(config) else "nothing was running")
-    elif args.command == "status":
-        print(json.dumps(stack.status(config), indent=2))
-    elif args.command == "env":
-        print(_env_lines(config))
 
 
 if __name__ == "__main__":

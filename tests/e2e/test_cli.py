@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from pipeline.local.processes import free_port
 from tests.helpers import gradient_jpeg
-from tests.process_guard import run_cli, watch_stack_dir
+from tests.process_guard import run_imgsim, watch_stack_dir
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +34,7 @@ def imgsim(tmp_path_factory) -> Iterator:
     watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
 
     def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-        return run_cli([sys.executable, "-m", "pipeline.cli", "--json", *args], env, timeout)
+        return run_imgsim(["--json", *args], env, timeout)
 
     yield run
     run("down", timeout=120)

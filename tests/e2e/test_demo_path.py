@@ -5,9 +5,7 @@ Chromium and opens a record; `down` leaves no process behind."""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 import psutil
 import requests
@@ -19,18 +17,18 @@ from pipeline.settings import Settings
 from tests.browser.gallery_page import Gallery, chromium, keep_screenshot
 from tests.helpers import still_running
 from tests.polling import eventually
-from tests.process_guard import run_cli, watch_stack_dir
+from tests.process_guard import exports, run_imgsim, services, watch_stack_dir
 
 PROMPT = "demo path photos"
 SUBJECTS = ("chelsea", "coffee", "rocket")  # 8 views each in samples/photos
 K = 12  # the page's default top-k
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
-    """`python -m pipeline.local <args>` as a user runs it (`up` on busy cores takes minutes)."""
+def _cli(env: dict[str, str], *args: str, code: int = 0) -> str:
+    """`imgsim <args>` as a user runs it (`up` on busy cores takes minutes)."""
     watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
-    result = run_cli([sys.executable, "-m", "pipeline.local", *args], env, 900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run_imgsim(args, env, 900)
+    assert result.returncode == code, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
 
@@ -68,13 +66,11 @@ def test_up_uploads_embedded_by_airflow_a_lookup_in_the_gallery_then_down(tmp_pa
     env.pop("AIRFLOW_HOME", None)
     family: list[psutil.Process] = []
     try:
-        _cli(env, "up")
-        status = json.loads(_cli(env, "status"))
-        lines = _cli(env, "env").splitlines()
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+        status = services(_cli(env, "--json", "up"))
+        exported = exports(_cli(env, "env"))
         family = _processes(status)
-        api, airflow = exports["IMGSIM_API_URL"], status["airflow"]["url"]
-        ids = drop_photos(Settings.from_env(exports), SUBJECTS, PROMPT, id_prefix="e2e-")
+        api, airflow = exported["IMGSIM_API_URL"], status["airflow"]["url"]
+        ids = drop_photos(Settings.from_env(exported), SUBJECTS, PROMPT, id_prefix="e2e-")
         records = await_embedding(api, ids, timeout=600)
         assert {r.get("status") for r in records.values()} == {"embedded"}, records
         assert _asset_triggered_successes(airflow) >= 1  # the scheduler embedded them
@@ -111,4 +107,4 @@ def test_up_uploads_embedded_by_airflow_a_lookup_in_the_gallery_then_down(tmp_pa
     _, alive = psutil.wait_procs(family, timeout=10)
     running = [p for p in alive if still_running(p)]
     assert running == [], [(p.pid, p.cmdline()) for p in running]
-    assert json.loads(_cli(env, "status")) == {"running": False}
+    assert services(_cli(env, "--json", "status", code=3)) == {"running": False}

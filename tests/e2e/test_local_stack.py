@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,21 +24,21 @@ from pipeline.storage.manifests_table import ManifestStore
 from tests.events import AWS_PUT, s3_put_record
 from tests.helpers import gradient_jpeg, still_running
 from tests.polling import eventually
-from tests.process_guard import run_cli, watch_stack_dir
+from tests.process_guard import IMGSIM, exports, run_imgsim, services, watch_stack_dir
 
 
 class Stack:
-    """`python -m pipeline.local` as a user runs it, for one stack directory and port set."""
+    """`imgsim` as a user runs it, for one stack directory and port set."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.status: dict[str, Any] = {"running": False}
         self.exports: dict[str, str] = {}
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> str:
+    def cli(self, *args: str, env: dict[str, str] | None = None, code: int = 0) -> str:
         """An interrupted `up` still stops what it started (tests/process_guard.py)."""
-        result = run_cli([sys.executable, "-m", "pipeline.local", *args], env or self.env, 300)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        result = run_imgsim(args, env or self.env, 300)
+        assert result.returncode == code, result.stdout[-3000:] + result.stderr[-3000:]
         return result.stdout
 
     def ensure_up(self) -> None:
@@ -49,11 +48,9 @@ class Stack:
         pids = [part["pid"] for part in self.status.values() if isinstance(part, dict)]
         if self.status["running"] and all(is_alive(pid) for pid in pids):
             return
-        self.cli("up")
-        self.status = json.loads(self.cli("status"))
+        self.status = services(self.cli("--json", "up"))
         if not self.exports:
-            lines = self.cli("env").splitlines()
-            self.exports = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+            self.exports = exports(self.cli("env"))
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +130,7 @@ def test_an_upload_is_embedded_by_the_event_driven_dag(local_stack):
     """Its embed request is also delivered twice more, as SQS may (at-least-once), through
     the real AssetWatcher: the runs those copies trigger embed nothing again."""
     status, exports = local_stack
-    assert status["running"] and status["airflow"]["alive"]
+    assert status["running"] and status["airflow"]["health"] == "healthy"
     settings = Settings.from_env(exports)
     _upload(exports, "uploads/e2e-owl.jpg", "an owl")
     head = aws.client(settings, "s3").head_object(Bucket=settings.bucket, Key="uploads/e2e-owl.jpg")
@@ -215,7 +212,7 @@ def test_campaign_run_reaches_airflow_through_mwaa_invoke_rest_api(local_stack, 
     }
 
     def imgsim(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "pipeline.cli", "--json", *args]
+        command = [*IMGSIM, "--json", *args]
         return subprocess.run(
             command, env={**env, **extra}, capture_output=True, text=True, timeout=900
         )
@@ -331,7 +328,7 @@ def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
     _, alive = psutil.wait_procs(family, timeout=10)
     running = [p for p in alive if still_running(p)]
     assert running == [], [(p.pid, p.cmdline()) for p in running]
-    assert json.loads(stack.cli("status")) == {"running": False}
+    assert services(stack.cli("--json", "status", code=3)) == {"running": False}
 
 
 def _airflow_part(process: psutil.Process) -> str | None:

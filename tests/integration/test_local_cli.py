@@ -1,9 +1,9 @@
-"""`python -m pipeline.local up|status|down` as a newcomer runs it: background servers, an
-upload seen through the API within seconds, and state kept across down/up."""
+"""`imgsim up|status|env|down` as a newcomer runs it: background servers, an upload seen
+through the API within seconds, and state kept across down/up; and `python -m pipeline.local
+deploy`, which the compose file's containers run."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +18,7 @@ import requests
 from pipeline.local.processes import free_port, is_alive
 from tests.helpers import gradient_jpeg
 from tests.polling import eventually
-from tests.process_guard import run_cli, watch_stack_dir
+from tests.process_guard import exports, run_imgsim, services, watch_stack_dir
 
 
 @pytest.fixture
@@ -35,16 +35,14 @@ def cli(tmp_path):
 
     watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
 
-    def run(*args: str) -> str:
-        result = run_cli([sys.executable, "-m", "pipeline.local", *args], env, 180)
-        assert result.returncode == 0, result.stdout + result.stderr
+    def run(*args: str, code: int = 0) -> str:
+        result = run_imgsim(args, env, 300)
+        assert result.returncode == code, result.stdout + result.stderr
         return result.stdout
 
     run.env = env  # type: ignore[attr-defined]
     yield run
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.local", "down"], env=env, timeout=60, capture_output=True
-    )
+    run_imgsim(["down"], env, 60)
 
 
 def _wait_for(url: str, timeout: float) -> requests.Response:
@@ -57,23 +55,26 @@ def _wait_for(url: str, timeout: float) -> requests.Response:
 
 
 def _exports_and_s3(run: Any) -> tuple[dict[str, str], Any]:
-    """What `env` prints, and an S3 client pointed at the stack as a user would make one."""
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in run("env").splitlines())
+    """What `env` exports, and an S3 client pointed at the stack as a user would make one."""
+    exported = exports(run("env"))
     s3 = boto3.client(
         "s3",
-        endpoint_url=exports["AWS_ENDPOINT_URL_S3"],
+        endpoint_url=exported["AWS_ENDPOINT_URL_S3"],
         region_name="us-east-1",
         aws_access_key_id="x",
         aws_secret_access_key="x",
     )
-    return exports, s3
+    return exported, s3
 
 
 def test_up_upload_down_up_keeps_the_record(cli):
     run = cli
     run("up")
-    status = json.loads(run("status"))
+    status = services(run("--json", "status"))
     assert status["running"] is True
+    assert {status[part]["health"] for part in ("moto", "api", "sagemaker", "bedrock")} == {
+        "healthy"
+    }
     exports, s3 = _exports_and_s3(run)
     api = exports["IMGSIM_API_URL"]
     started = time.monotonic()
@@ -93,7 +94,7 @@ def test_up_upload_down_up_keeps_the_record(cli):
     assert not any(
         is_alive(status[part]["pid"]) for part in ("moto", "api", "sagemaker", "bedrock")
     )
-    assert json.loads(run("status")) == {"running": False}
+    assert services(run("--json", "status", code=3)) == {"running": False}
 
     run("up")
     again = requests.get(f"{api}/images/newcomer", timeout=10)
@@ -122,13 +123,7 @@ def test_state_survives_concurrent_large_uploads(cli):
     assert all(r.get("status") == "pending" for r in recorded.values()), recorded
 
     run("down")
-    out = subprocess.run(
-        [sys.executable, "-m", "pipeline.local", "up"],
-        env=cli.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_imgsim(["up"], cli.env, 300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "unreadable" not in out.stderr
     for image_id in ids:

@@ -72,3 +72,18 @@ def test_compose_subcommands_exist_in_the_local_entry_point():
         with pytest.raises(SystemExit) as done:
             main([command, "--help"])
         assert done.value.code == 0
+
+
+@pytest.mark.parametrize("command", ["up", "down", "status", "env", "demo"])
+def test_what_people_type_is_only_in_imgsim(command, capsys):
+    """`python -m pipeline.local` keeps only the containers' commands: a person's `up` is
+    `imgsim up`."""
+    import typer
+
+    from pipeline.cli.app import app
+    from pipeline.local.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main([command])
+    assert done.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert command in typer.main.get_group(app).commands
