@@ -18,6 +18,7 @@ from pipeline.cli import (
     campaigns,
     evaluation,
     images,
+    model_commands,
     pipeline_commands,
     stack_commands,
 )
@@ -26,6 +27,7 @@ from pipeline.cli.files import collect_files
 from pipeline.cli.output import Output
 from pipeline.cli.preflight import preflight as run_preflight
 from pipeline.cli.target import Target
+from pipeline.embedding.endpoint import DEFAULT_INSTANCE_TYPE as ENDPOINT_INSTANCE_TYPE
 from pipeline.embedding.transform_params import DEFAULT_INSTANCE_TYPE
 from pipeline.local.config import LocalConfig
 from pipeline.monitoring.health import Thresholds
@@ -62,6 +64,10 @@ build_app = typer.Typer(help="Build what a deploy to AWS uploads (docs/deploy.md
 app.add_typer(build_app, name="build")
 versions_app = typer.Typer(help="The API function's published versions on AWS.")
 app.add_typer(versions_app, name="api-versions")
+model_app = typer.Typer(help="Model artifacts: build one, retire an old one.")
+app.add_typer(model_app, name="model")
+endpoint_app = typer.Typer(help="The real-time embedding endpoint (IMGSIM_EMBED_ENDPOINT).")
+app.add_typer(endpoint_app, name="endpoint")
 
 
 class Session:
@@ -198,6 +204,116 @@ def api_versions_prune(
 ) -> None:
     """Delete the API function's published versions but the newest and those an alias names."""
     build_commands.api_version_prune(function_name, keep, _session(ctx).out)
+
+
+class BuiltFamily(StrEnum):
+    """sagemaker_jobs.build_model's families that need no checkpoint (a unit test checks)."""
+
+    efficientnet_lite0 = "efficientnet-lite0"
+    color_layout_v1 = "color-layout-v1"
+
+
+class RandomConfig(StrEnum):
+    """sagemaker_jobs.build_model.RANDOM_CONFIGS (a unit test checks)."""
+
+    tiny = "tiny"
+    vit_b_32 = "vit-b-32"
+
+
+class OnnxPrecision(StrEnum):
+    fp32 = "fp32"
+    int8 = "int8"
+
+
+@model_app.command("build")
+def model_build(
+    ctx: typer.Context,
+    family: Annotated[
+        BuiltFamily | None, typer.Option(help="a family built here, offline (no checkpoint)")
+    ] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="a local directory of a transformers CLIP checkpoint")
+    ] = None,
+    hf_model_id: Annotated[
+        str | None,
+        typer.Option(help="a CLIP checkpoint on the Hugging Face hub (needs network)"),
+    ] = None,
+    random_init: Annotated[
+        bool, typer.Option("--random-init", help="a randomly initialised CLIP (--config)")
+    ] = False,
+    config: Annotated[RandomConfig, typer.Option(help="--random-init's")] = RandomConfig.tiny,
+    seed: Annotated[int, typer.Option()] = 0,
+    onnx: Annotated[
+        OnnxPrecision | None,
+        typer.Option(
+            help="serve the image tower with ONNX Runtime (efficientnet-lite0 always does)"
+        ),
+    ] = None,
+    random_weights: Annotated[
+        bool,
+        typer.Option("--random-weights", help="efficientnet-lite0 from a seeded random init"),
+    ] = False,
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("build/model.tar.gz"),
+    upload_to: Annotated[
+        str | None, typer.Option("--upload", help="s3://bucket/key to upload it to")
+    ] = None,
+) -> None:
+    """Build the embedding model.tar.gz (model, imgsim_model.json, code/ and its wheels) from
+    one of --family, --checkpoint, --hf-model-id, --random-init."""
+    model_commands.build_model(
+        output,
+        _session(ctx).out,
+        family=family.value if family else None,
+        checkpoint=checkpoint,
+        hf_model_id=hf_model_id,
+        random_init=random_init,
+        config=config.value,
+        seed=seed,
+        onnx=onnx.value if onnx else None,
+        random_weights=random_weights,
+        upload_to=upload_to,
+    )
+
+
+@model_app.command("retire")
+def model_retire(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(help="the old model (no prompt answered by it)")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check and list, remove nothing")] = (
+        False
+    ),
+) -> None:
+    """Remove an old model's shards, manifests and vectors once every prompt has switched
+    (exit 1, nothing removed, while one is still answered by it)."""
+    session = _session(ctx)
+    model_commands.retire_model(session.target.settings(), model_id, dry_run, session.out)
+
+
+@endpoint_app.command("deploy")
+def endpoint_deploy(
+    ctx: typer.Context,
+    model_data_url: Annotated[str, typer.Option(help="s3://.../model.tar.gz")],
+    role_arn: Annotated[str, typer.Option(help="the SageMaker execution role")],
+    instance_type: Annotated[str, typer.Option()] = ENDPOINT_INSTANCE_TYPE,
+    instance_count: Annotated[int, typer.Option(min=1)] = 1,
+    image_uri: Annotated[
+        str, typer.Option(help="default: the SageMaker PyTorch inference image")
+    ] = "",
+    timeout: Annotated[int, typer.Option(min=1, help="seconds to wait InService")] = 3600,
+) -> None:
+    """Deploy or update the embedding endpoint on an artifact (unchanged when it already
+    serves it)."""
+    session = _session(ctx)
+    model_commands.deploy_endpoint(
+        session.target.settings(),
+        session.out,
+        model_data_url=model_data_url,
+        role_arn=role_arn,
+        instance_type=instance_type,
+        instance_count=instance_count,
+        image_uri=image_uri,
+        timeout=timeout,
+    )
 
 
 @app.command()

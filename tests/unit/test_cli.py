@@ -3,17 +3,23 @@ when nothing runs or the arguments are wrong, and the per-prompt rows of `campai
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
+import tarfile
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from pipeline.cli.app import app
+from pipeline.cli import model_commands
+from pipeline.cli.app import BuiltFamily, RandomConfig, app
 from pipeline.cli.campaigns import prompt_rows
 from pipeline.cli.errors import NOT_RUNNING, USAGE, CliError
 from pipeline.cli.files import collect_files
+from pipeline.embedding.endpoint import EndpointSpec
 from pipeline.local.processes import free_port
+from sagemaker_jobs.build_model import FAMILIES, MODEL_CARD, RANDOM_CONFIGS
 from tests.helpers import MWAA_BUNDLE_ENV, image_bytes
 
 
@@ -120,8 +126,11 @@ def test_build_mwaa_names_the_settings_it_lacks_and_writes_the_bundle(run, tmp_p
 
 
 def test_every_command_a_person_types_is_one_of_imgsims(run):
-    text = run("--help").output + run("build", "--help").output
+    text = "".join(run(*group, "--help").output for group in ([], ["build"], ["model"]))
+    text += run("endpoint", "--help").output
     for command in ("up", "down", "status", "env", "demo", "eval", "build", "lambda", "mwaa"):
+        assert f" {command} " in text, command
+    for command in ("model", "retire", "endpoint", "deploy"):
         assert f" {command} " in text, command
 
 
@@ -180,3 +189,64 @@ def test_eval_wants_a_model_or_the_stack_and_a_labelled_folder(run, tmp_path):
     result = run("eval", str(tmp_path), "--model", "color-layout-v1")
     assert result.exit_code == USAGE
     assert "one sub-folder per label" in result.output
+
+
+def test_model_build_writes_the_artifact_of_the_family_asked_for(run, tmp_path):
+    output = tmp_path / "deeper" / "color.tar.gz"
+    built = run("--json", "model", "build", "--family", "color-layout-v1", "-o", str(output))
+    assert built.exit_code == 0, built.output
+    assert json.loads(built.stdout) == {
+        "model_id": "color-layout-v1",
+        "artifact": str(output),
+        "uploaded_to": None,
+    }
+    with tarfile.open(output) as archive:
+        card = json.load(archive.extractfile(MODEL_CARD))  # type: ignore[arg-type]
+    assert card["model_id"] == "color-layout-v1" and card["family"] == "color-layout"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "got none"),
+        (["--family", "color-layout-v1", "--random-init"], "got --family, --random-init"),
+        (["--family", "color-layout-v1", "--upload", "http://x/m.tar.gz"], "s3://bucket/key"),
+        (["--family", "no-such-family"], "no-such-family"),
+    ],
+)
+def test_model_build_wants_one_source_and_an_s3_upload(run, tmp_path, args, says):
+    result = run("model", "build", *args, "-o", str(tmp_path / "m.tar.gz"))
+    assert result.exit_code == USAGE and says in result.output, result.output
+    assert not (tmp_path / "m.tar.gz").exists()
+
+
+def test_the_model_and_endpoint_options_are_those_of_the_functions_they_call():
+    """Each choice offered is one the builder knows, and each option reaches its argument."""
+    assert {f.value for f in BuiltFamily} == set(FAMILIES) - {"hf-clip"}
+    assert {c.value for c in RandomConfig} == set(RANDOM_CONFIGS)
+    group = typer.main.get_group(app)
+    options = {
+        path: {p.name for p in group.commands[path[0]].commands[path[1]].params}  # type: ignore[attr-defined]
+        for path in (("model", "build"), ("model", "retire"), ("endpoint", "deploy"))
+    }
+    assert options[("model", "retire")] == {"model_id", "dry_run"}
+    called = {
+        ("model", "build"): model_commands.build_model,
+        ("endpoint", "deploy"): model_commands.deploy_endpoint,
+    }
+    for path, function in called.items():
+        assert options[path] <= set(inspect.signature(function).parameters), path
+    assert (
+        set(inspect.signature(EndpointSpec).parameters) - {"environment"}
+        <= options[("endpoint", "deploy")]
+    )
+
+
+def test_endpoint_deploy_refuses_what_sagemaker_would_before_calling_it(run):
+    result = run(
+        "endpoint", "deploy", "--model-data-url", "s3://b/m.tar.gz", "--role-arn", "deployer"
+    )
+    assert result.exit_code == USAGE and "ARN of the SageMaker execution role" in result.output
+    local = run("endpoint", "deploy", "--model-data-url", "/tmp/m.tar.gz", "--role-arn", "arn:x")
+    assert local.exit_code == USAGE and "s3:// URI" in local.output
+    assert run("endpoint", "deploy", "--role-arn", "arn:x").exit_code == USAGE
