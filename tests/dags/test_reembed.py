@@ -157,7 +157,7 @@ def _assert_one_model_each(settings, answers) -> None:
         np.testing.assert_allclose(scores, expected, atol=1e-5)
 
 
-def test_upgrade_while_lookups_run_then_retire_the_old_model(upgrade_world, capfd):
+def test_upgrade_while_lookups_run_then_retire_the_old_model(upgrade_world, capfd, tmp_path):
     settings, dag, new_uri = upgrade_world
     lookups = Lookups(settings)
     before = lookups.once()
@@ -209,10 +209,10 @@ def test_upgrade_while_lookups_run_then_retire_the_old_model(upgrade_world, capf
     assert _state(settings) == state
 
     # retire the old model by command: shards, manifests and vectors go, the new ones stay
-    env = {**os.environ, **settings.to_env()}
-    command = [sys.executable, "-m", "pipeline.upgrade", "retire"]
+    env = {**os.environ, **settings.to_env(), "IMGSIM_LOCAL_DIR": str(tmp_path / "no-stack")}
+    command = [sys.executable, "-m", "pipeline.cli", "--json", "model", "retire"]
     refused = subprocess.run([*command, NEW], env=env, capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "still answers 2 prompt(s)" in refused.stderr
+    assert refused.returncode == 1 and "still answers 2 prompt(s)" in refused.stderr
     done = subprocess.run([*command, OLD], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)

@@ -9,9 +9,11 @@ from dataclasses import replace
 
 import boto3
 import pytest
+from typer.testing import CliRunner
 
 from pipeline import aws
-from pipeline.embedding.endpoint import EndpointSpec, deploy, main
+from pipeline.cli.app import app
+from pipeline.embedding.endpoint import EndpointSpec, deploy
 from pipeline.embedding.transform_config import serving_image_uri
 from pipeline.local.config import LOCAL_SAGEMAKER_ROLE
 from pipeline.local.embed_endpoint import ensure_endpoint
@@ -116,25 +118,33 @@ def test_the_execution_role_is_required(settings, artifacts):
 
 
 def test_the_cli_deploys_with_the_environment_settings(
-    settings, artifacts, monkeypatch, capsys, sagemaker_emulator
+    settings, artifacts, monkeypatch, sagemaker_emulator, tmp_path
 ):
+    """`imgsim endpoint deploy`, with no local stack running: the settings of the environment."""
     for key, value in settings.to_env().items():
         monkeypatch.setenv(key, value)
-    main(
+    monkeypatch.setenv("IMGSIM_LOCAL_DIR", str(tmp_path / "no-stack"))
+    imgsim = CliRunner()
+    deployed = imgsim.invoke(
+        app,
         [
+            "--json",
+            "endpoint",
+            "deploy",
             "--model-data-url",
             artifacts[COLOR],
             "--role-arn",
             "arn:aws:iam::123456789012:role/deployer-given",
             "--image-uri",
             "123456789012.dkr.ecr.us-east-1.amazonaws.com/custom:1",
-        ]
+        ],
     )
-    printed = json.loads(capsys.readouterr().out)
+    assert deployed.exit_code == 0, deployed.output
+    printed = json.loads(deployed.stdout)
     assert printed["endpoint_name"] == settings.embed_endpoint and printed["action"] == "created"
     sm = boto3.client("sagemaker", endpoint_url=sagemaker_emulator, region_name="us-east-1")
     model = sm.describe_model(ModelName=printed["config_name"])
     assert model["PrimaryContainer"]["Image"].endswith("/custom:1")
     assert _embed(settings)["model_id"] == COLOR
-    with pytest.raises(SystemExit):
-        main(["--model-data-url", artifacts[COLOR]])  # no --role-arn
+    no_role = imgsim.invoke(app, ["endpoint", "deploy", "--model-data-url", artifacts[COLOR]])
+    assert no_role.exit_code == 2 and "--role-arn" in no_role.output
