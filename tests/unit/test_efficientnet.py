@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from sagemaker_jobs.build_model import build
+from sagemaker_jobs.efficientnet import PREPROCESS, load_network, pooled_features
 from sagemaker_jobs.image_embed.code import inference
 from sagemaker_jobs.image_embed.code.batch import Request
 from sagemaker_jobs.image_embed.code.embedders import ResizeCropNormalize
-from sagemaker_jobs.efficientnet import PREPROCESS, load_network, pooled_features
 from tests.helpers import gradient_jpeg
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
