@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,9 +163,16 @@ def dsn(port: int, host: str = "127.0.0.1", database: str = DATABASE) -> str:
     return f"host={host} port={port} user={SUPERUSER} dbname={database}"
 
 
-def start(data_dir: Path, port: int, log_path: Path | None = None, timeout: float = 30.0) -> Server:
+def start(
+    data_dir: Path,
+    port: int,
+    log_path: Path | None = None,
+    timeout: float = 30.0,
+    options: Mapping[str, str] | None = None,
+) -> Server:
     """Start the server on 127.0.0.1:port in its own process group, wait until it accepts
-    connections, and make sure the vector extension exists in its database."""
+    connections, and make sure the vector extension exists in its database. options are
+    server settings (`shared_buffers`, ...) on top of this module's."""
     data_dir = Path(data_dir)
     init(data_dir)
     argv = [
@@ -182,6 +190,8 @@ def start(data_dir: Path, port: int, log_path: Path | None = None, timeout: floa
         "-c",
         "max_connections=50",
     ]
+    for name, value in (options or {}).items():
+        argv += ["-c", f"{name}={value}"]
     log = log_path or data_dir.parent / f"{data_dir.name}.log"
     proc = start_group(_as_server_user(argv), log, env=_server_env())
     server = Server(pid=proc.pid, port=port, data_dir=data_dir)
