@@ -66,11 +66,15 @@ def _server_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVER_USER)
     except KeyError:
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        subprocess.run(
-            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER],
-            check=True,
-            capture_output=True,
-        )
+        argv = [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+        try:
+            subprocess.run([*argv, SERVER_USER], check=True, capture_output=True, text=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", None) or exc
+            raise PostgresError(
+                f"PostgreSQL refuses to run as root, and the user {SERVER_USER} to run it as "
+                f"could not be created ({detail}): create it, or run as a non-root user"
+            ) from exc
         return pwd.getpwnam(SERVER_USER)
 
 
