@@ -1,7 +1,7 @@
 """The exact scan against pgvector's HNSW index on the local PostgreSQL, in one run.
 
     python bench/scale_index.py [--n 100000] [--clusters 100] [--sigma 0.5] [--queries 1000]
-        [--m 16] [--ef-construction 64] [--ef-search 40,80,160,320] [--filter-rows 10000]
+        [--m 16] [--ef-construction 128] [--ef-search 40,100,200,400,800] [--filter-rows 10000]
 
 Data: N synthetic 512-d unit vectors in clusters on the unit sphere. Cluster centers are
 uniform on the sphere (normalized Gaussians); each vector picks a center uniformly and is
@@ -165,8 +165,8 @@ def main() -> None:
     parser.add_argument("--sigma", type=float, default=0.5)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construction", type=int, default=64)
-    parser.add_argument("--ef-search", default="40,80,160,320")
+    parser.add_argument("--ef-construction", type=int, default=128)
+    parser.add_argument("--ef-search", default="40,100,200,400,800")
     parser.add_argument("--filter-rows", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -267,7 +267,7 @@ def main() -> None:
             cases[0].update(quality(truth, truth))
             conn.execute("SET hnsw.iterative_scan = relaxed_order")
             results["filter_planner_choice"] = plan_of(conn, where, queries[0])
-            runs = [("planner's choice, relaxed_order", "relaxed_order", False, 40)]
+            runs = [("planner's choice, relaxed_order, ef_search=40", "relaxed_order", False, 40)]
             runs += [
                 (f"hnsw forced, relaxed_order, ef_search={ef}", "relaxed_order", True, ef)
                 for ef in ef_values
