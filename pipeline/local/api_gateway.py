@@ -1,11 +1,16 @@
 """The API on loopback: HTTP requests become API Gateway REST proxy events for the same
-handler that runs on Lambda, and its proxy responses become HTTP responses."""
+handler that runs on Lambda, and its proxy responses become HTTP responses.
+
+Requests arrive on threads, but the handler runs one invocation at a time, as one Lambda
+execution environment does: the handler's resolver (powertools) keeps the current event on
+the app, so two invocations at once would read each other's event."""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -73,6 +78,8 @@ def invocation_payload_bytes(event: dict[str, Any]) -> int:
 
 
 def _make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
+    one_invocation = threading.Lock()  # one execution environment
+
     class ProxyRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -104,7 +111,8 @@ def _make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             try:
-                result = handler(event, LocalLambdaContext("imgsim-api-local"))
+                with one_invocation:
+                    result = handler(event, LocalLambdaContext("imgsim-api-local"))
             except Exception:  # API Gateway answers 502 when the function itself fails
                 log.exception("API handler raised")
                 result = {

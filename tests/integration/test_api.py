@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
@@ -359,3 +360,26 @@ def test_the_local_adapter_builds_the_event_api_gateway_sends():
     for key in ("resource", "path", "httpMethod", "pathParameters", "body", "isBase64Encoded"):
         assert local[key] == real[key], key
     assert set(local["requestContext"]) <= set(real["requestContext"])
+
+
+def test_the_local_gateway_runs_one_invocation_at_a_time_like_one_lambda_environment():
+    """The API's resolver keeps the current event on the app (powertools), as any handler may
+    keep state between lines: requests that arrive together must not run together, or one
+    answers with another's event (seen: a gallery search refused for a missing image_id)."""
+    current: dict[str, str] = {}
+
+    def handler(event, context):
+        current["path"] = event["path"]
+        time.sleep(0.05)  # long enough for another request to arrive meanwhile
+        return {"statusCode": 200, "body": json.dumps({"path": current["path"]})}
+
+    server = LocalApi(handler).start()
+    try:
+        paths = [f"/p{n}" for n in range(8)]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(
+                pool.map(lambda p: requests.get(server.url + p, timeout=30).json()["path"], paths)
+            )
+    finally:
+        server.stop()
+    assert answers == paths
