@@ -79,7 +79,8 @@ class Deleter:
         It answers "deleted" only once the record is a marker: a version put and recorded
         between the read and the marking goes too, object first (left in the bucket, a
         redelivered creation event of it would record it again); if versions keep coming,
-        503 and nothing is claimed."""
+        503: every object seen is gone from the bucket, and their removal events finish the
+        deletion, but the answer claims it only once a retry finds the marker."""
         record = self.images.get(image_id)
         if record is None:
             raise ApiError(404, "image_not_found", f"no image {image_id}")
@@ -92,7 +93,8 @@ class Deleter:
         raise ApiError(
             503,
             "delete_not_settled",
-            f"image {image_id} kept getting new versions while it was deleted: retry",
+            f"image {image_id} kept getting new versions while it was deleted; the objects "
+            "seen are removed: retry to confirm the deletion",
         )
 
     def purge(self, record: dict[str, Any], sequencer: str | None) -> DeletionResult:

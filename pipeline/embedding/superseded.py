@@ -97,7 +97,10 @@ class SupersededRows:
         return reopened
 
     def _reopen(self, image_id: str, etag: str) -> int:
-        return int(self.writer.mark(Committed(image_id, etag, None), {"status": PENDING}))
+        """Back to pending with a fresh count of attempts: the run that embedded this version
+        did its part, so the runs that embed it again are not charged for the late commit."""
+        reopened = {"status": PENDING, "embed_attempts": 0}
+        return int(self.writer.mark(Committed(image_id, etag, None), reopened))
 
     def _current_row(self, record: dict[str, Any], model_id: str) -> ShardRow | None:
         """The current version's row, when its vector of this model is still stored."""

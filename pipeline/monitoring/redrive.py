@@ -105,7 +105,7 @@ def _move_task(sqs: Any, source_arn: str, target_arn: str) -> str | None:
         if not_implemented(error):
             return None
         raise
-    if tasks and tasks[0].get("Status") == "RUNNING":
+    if tasks and tasks[0].get("Status") in ("RUNNING", "CANCELLING"):  # SQS allows one
         return str(tasks[0]["TaskHandle"])
     started = sqs.start_message_move_task(SourceArn=source_arn, DestinationArn=target_arn)
     return str(started["TaskHandle"])

@@ -166,7 +166,7 @@ def test_a_run_committing_a_replaced_version_after_its_successor_leaves_the_curr
 
     summary = slow.commit()
     assert (summary["embedded"], summary["reopened"], summary["relisted"]) == (1, 1, 0)
-    assert images.get("r1")["status"] == "pending"
+    assert (images.get("r1")["status"], images.get("r1")["embed_attempts"]) == ("pending", 0)
     stale = embeddings.get("r1")
     assert stale["source_etag"] == old_etag  # the slow commit's write replaced the fast one's
     assert score_of_r1() is None  # neither vector is shown: the old one is not current

@@ -37,6 +37,10 @@ def test_a_new_digest_replaces_the_version_the_alias_names() -> None:
     assert _description(CodeKey=code_key, ApiVersionDigest="aaaa") != _description(
         CodeKey=code_key, ApiVersionDigest="bbbb"
     )
+    # the digest is in the function's configuration too: PublishVersion of an unchanged
+    # function fails, and a digest may change through a parameter the function does not read
+    env = resources["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["IMGSIM_API_VERSION_DIGEST"] == {"Ref": "ApiVersionDigest"}
     alias = resources["ApiFunctionAlias"]["Properties"]
     assert alias["FunctionVersion"] == {"Fn::GetAtt": ["ApiFunctionVersion", "Version"]}
     assert resources["ApiFunctionVersion"]["UpdateReplacePolicy"] == "Retain"  # pruned by us

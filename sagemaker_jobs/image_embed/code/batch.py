@@ -1,5 +1,7 @@
 """Batch execution: fetch, decode and preprocess images while the model runs forward passes on
-the previous batch. One bad image yields an error line, never a failed batch.
+the previous batch. One bad image yields an error line, never a failed batch; a preparation
+process that dies (killed for memory, a crash in a native decoder) fails the request, and the
+next request starts the processes afresh.
 
 Preparation runs in worker processes (`prep_pool`: the batch job's default, not bound by one
 GIL) writing into shared batch buffers the model reads in place, or in threads of this process

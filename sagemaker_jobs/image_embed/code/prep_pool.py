@@ -175,7 +175,12 @@ class PreparationPool:
                 with self._queued_lock:  # to the worker with the least queued
                     worker = self._queued.index(min(self._queued))
                     self._queued[worker] += 1
-                self._tasks[worker].put((slot, pos, data))
+                try:
+                    self._tasks[worker].put((slot, pos, data))
+                except Exception as exc:  # a broken queue: the row fails, the wait still ends
+                    with self._queued_lock:
+                        self._queued[worker] -= 1
+                    self._results.put((slot, pos, f"{type(exc).__name__}: {exc}", -1))
 
         with ThreadPoolExecutor(max_workers=max(1, io_threads), thread_name_prefix="fetch") as io:
 
