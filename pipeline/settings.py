@@ -22,6 +22,7 @@ ENDPOINT_VARIABLES: dict[str, str] = {
     "sagemaker-runtime": "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
     "service-quotas": "AWS_ENDPOINT_URL_SERVICE_QUOTAS",  # `imgsim preflight`
     "mwaa": "AWS_ENDPOINT_URL_MWAA",  # InvokeRestApi: `imgsim campaign run` on MWAA
+    "rds-data": "AWS_ENDPOINT_URL_RDS_DATA",  # the vector index's PostgreSQL, by the Data API
 }
 # Bedrock's clients are made in `Settings.bedrock_region`, every other one in `region`.
 BEDROCK_SERVICES = ("bedrock", "bedrock-runtime")
@@ -77,6 +78,14 @@ class Settings:
     image_size: int = 512
     allow_https_urls: bool = False  # `url` inputs: s3:// of the bucket always, https:// if set
     near_duplicate_threshold: float = 0.95  # cosine from an earlier image of the prompt
+    # The vector index (PostgreSQL + pgvector through the RDS Data API; docs/design.md): a
+    # (prompt, model) of at least `vector_index_threshold` live rows is ranked by its HNSW
+    # index once built. "off", or no cluster configured: every lookup is the exact scan.
+    vector_index: str = "auto"
+    vector_index_threshold: int = 100_000
+    vector_db_cluster_arn: str = ""
+    vector_db_secret_arn: str = ""
+    vector_db_name: str = "imgsim"
     endpoints: Mapping[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     # The boto3 session clients are made from (credentials, role, profile); None means
@@ -100,6 +109,11 @@ class Settings:
             limits=Limits(**_read(Limits, LIMITS_VARIABLES, env)),
             **values,
         )
+
+    @property
+    def vector_index_enabled(self) -> bool:
+        """Whether lookups and the sync use the vector index at all."""
+        return self.vector_index.lower() != "off" and bool(self.vector_db_cluster_arn)
 
     def endpoint(self, service: str) -> str | None:
         return self.endpoints.get(service)
@@ -147,6 +161,11 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "image_size": "IMGSIM_IMAGE_SIZE",
     "allow_https_urls": "IMGSIM_ALLOW_HTTPS_URLS",
     "near_duplicate_threshold": "IMGSIM_NEAR_DUPLICATE_THRESHOLD",
+    "vector_index": "IMGSIM_VECTOR_INDEX",
+    "vector_index_threshold": "IMGSIM_VECTOR_INDEX_THRESHOLD",
+    "vector_db_cluster_arn": "IMGSIM_VECTOR_DB_CLUSTER_ARN",
+    "vector_db_secret_arn": "IMGSIM_VECTOR_DB_SECRET_ARN",
+    "vector_db_name": "IMGSIM_VECTOR_DB_NAME",
 }
 LIMITS_VARIABLES: dict[str, str] = {
     "max_body_bytes": "IMGSIM_MAX_BODY_BYTES",
