@@ -4,18 +4,21 @@ names, same template) per test that needs one, so no test sees another's leftove
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 
-from pipeline.local.config import isolated_settings
+from pipeline.local import postgres
+from pipeline.local.config import isolated_settings, vector_db_arns
 from pipeline.local.deploy import StackSpec, deploy
 from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import free_port, start_group, stop_group
@@ -71,6 +74,8 @@ TIER_OF_FIXTURE = {
     "airflow_db": ("stack", "airflow"),
     "tiny_clip_artifact": ("model",),
     "efficientnet_artifact": ("model",),
+    "pg_server": ("stack",),
+    "rds_data": ("stack",),
 }
 
 
@@ -135,6 +140,70 @@ def sagemaker_emulator(
         yield url
     finally:
         stop_group(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[postgres.Server]:
+    """A real PostgreSQL + pgvector server for the session, on a free port, stopped by its
+    process group (pipeline/local/postgres.py). Its data directory is made under the system's
+    temporary directory, opened to others: as root the server runs as an unprivileged user
+    that cannot enter pytest's root-private tmp_path."""
+    base = Path(tempfile.mkdtemp(prefix="imgsim-pg-"))
+    base.chmod(0o755)
+    server = postgres.start(base / "data", free_port(), log_path=base / "postgres.log")
+    try:
+        yield server
+    finally:
+        postgres.stop(server)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class RdsData:
+    """The RDS Data API emulator in front of `pg_server`: its URL, the cluster and secret ARNs
+    it answers for (the local stack's, in us-east-1) and the database requests name."""
+
+    url: str
+    cluster_arn: str
+    secret_arn: str
+    database: str
+    server: postgres.Server
+
+    def client(self) -> Any:  # a boto3 rds-data client
+        return boto3.client("rds-data", endpoint_url=self.url, region_name="us-east-1")
+
+    def settings(self, base: Settings) -> Settings:
+        """`base` pointed at this emulator, its ARNs and database (the vector index on)."""
+        return replace(
+            base,
+            vector_db_cluster_arn=self.cluster_arn,
+            vector_db_secret_arn=self.secret_arn,
+            vector_db_name=self.database,
+        ).with_endpoint(self.url, services=("rds-data",))
+
+
+@pytest.fixture(scope="session")
+def rds_data(
+    pg_server: postgres.Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RdsData]:
+    """`python -m pipeline.local.rds_data` on a free port in front of the session's PostgreSQL,
+    with the database `imgsim` created, as `imgsim up` starts it; stopped by its group."""
+    from pipeline.local.vector_db import start_rds_data
+
+    cluster_arn, secret_arn = vector_db_arns("us-east-1")
+    settings = replace(
+        Settings(), vector_db_cluster_arn=cluster_arn, vector_db_secret_arn=secret_arn
+    )
+    postgres.create_database(pg_server, settings.vector_db_name)
+    port = free_port()
+    log = tmp_path_factory.mktemp("rds-data") / "emulator.log"
+    pid = start_rds_data(port, pg_server, settings, log, dict(os.environ))
+    try:
+        yield RdsData(
+            f"http://127.0.0.1:{port}", cluster_arn, secret_arn, settings.vector_db_name, pg_server
+        )
+    finally:
+        stop_group(pid)
 
 
 @pytest.fixture(scope="session")

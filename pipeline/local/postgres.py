@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from pipeline.local.processes import is_alive, start_group, stop_group
 
@@ -232,6 +233,25 @@ def stop(server: Server, timeout: float = 20.0) -> None:
     while is_alive(server.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     stop_group(server.pid)
+
+
+def create_database(server: Server, name: str) -> bool:
+    """Create database `name` unless it exists (True when created). Extensions are the
+    caller's to create in it, as on Aurora."""
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    return True
+
+
+def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server on host:port answers a connection (for `imgsim status`)."""
+    try:
+        with psycopg.connect(dsn(port, host), connect_timeout=5):
+            return True
+    except psycopg.OperationalError:
+        return False
 
 
 def version(server: Server) -> tuple[str, str]:
