@@ -22,6 +22,11 @@ Base64Image = Annotated[
 ImageUrl = Annotated[
     str, Field(min_length=1, description="s3://<bucket>/<key>, or https:// when enabled")
 ]
+RANKING_DESCRIPTION = (
+    "what ranked the prompt's candidates: `exact` (a scan of every vector) or `hnsw` (the "
+    "prompt's vector index, with the newest vectors scanned exactly beside it)"
+)
+EXACT_DESCRIPTION = "rank by the exact scan even where the prompt has a vector index"
 DEDUPE_DESCRIPTION = (
     "one image per near-duplicate group: a group's first image stands for its copies "
     "(duplicate_of, near_duplicate_of); copies of the query image are left out"
@@ -132,7 +137,11 @@ class SimilarityPage(BaseModel):
     prompt: str
     model_id: str
     k: int
-    candidates: int
+    candidates: int = Field(
+        description="the candidates ranked: with `exact`, those that passed the filters; "
+        "with `hnsw`, the vectors the index and the newer shards hold"
+    )
+    ranking: Literal["exact", "hnsw"] = Field(description=RANKING_DESCRIPTION)
     next_cursor: str | None = Field(description="pass it back as cursor for the next page")
     results: list[Match]
 
@@ -179,6 +188,7 @@ class MultiQuery(BaseModel):
     k: int = Field(default=10, ge=1, le=MAX_K, strict=True)
     images: list[Base64Image] = Field(default_factory=list, max_length=MAX_QUERY_IMAGES)
     image_ids: list[ImageId] = Field(default_factory=list, max_length=MAX_QUERY_IMAGES)
+    exact: bool = Field(default=False, strict=True, description=EXACT_DESCRIPTION)
 
     @model_validator(mode="after")
     def _some_images(self) -> MultiQuery:
@@ -197,6 +207,7 @@ class QueryMatches(BaseModel):
     image_id: str | None = absent()
     index: int | None = absent()
     model_id: str
+    ranking: Literal["exact", "hnsw"] = Field(description=RANKING_DESCRIPTION)
     results: list[Match]
 
 

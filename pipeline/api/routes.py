@@ -19,6 +19,7 @@ from pipeline.api import images as images_api
 from pipeline.api.dependencies import ApiDependencies
 from pipeline.api.models import (
     DEDUPE_DESCRIPTION,
+    EXACT_DESCRIPTION,
     PROMPT_DESCRIPTION,
     Embedding,
     EmbeddingQueued,
@@ -175,9 +176,10 @@ def add_routes(app: APIGatewayRestResolver, api: ApiDependencies) -> None:
         min_score: Annotated[float | None, Query(ge=-1, le=1)] = None,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
         dedupe: Annotated[bool, Query(description=DEDUPE_DESCRIPTION)] = False,
+        exact: Annotated[bool, Query(description=EXACT_DESCRIPTION)] = False,
     ) -> SimilarityPage:
         with lookup_metrics(api.similarity.cache):
-            page = api.similarity.lookup(image_id, prompt, k, min_score, cursor, dedupe)
+            page = api.similarity.lookup(image_id, prompt, k, min_score, cursor, dedupe, exact)
         return SimilarityPage.model_validate(page)
 
     @app.post(
@@ -216,5 +218,7 @@ def add_routes(app: APIGatewayRestResolver, api: ApiDependencies) -> None:
         ),
     )
     def post_similarity(query: MultiQuery) -> MultiQueryResults:
-        lists = api.queries.similar_to_each(query.prompt, query.k, query.images, query.image_ids)
+        lists = api.queries.similar_to_each(
+            query.prompt, query.k, query.images, query.image_ids, query.exact
+        )
         return MultiQueryResults.model_validate(lists)

@@ -7,8 +7,8 @@ re-embedded), the row of the later shard in manifest order wins.
 
 Deleted images: a manifest with tombstones is compacted whole (every shard, whatever its size),
 the tombstoned rows are left out of the merged shard, and the swap clears the tombstones it
-applied, unless a run listed a new shard meanwhile (that shard may hold a row of one of them:
-the tombstones then stay for the next compaction).
+applied, unless another shard is listed beside it (a run's new one, or those a vector index
+keeps apart: it may hold a row of one of them, so the tombstones stay for the next compaction).
 """
 
 from __future__ import annotations
@@ -64,10 +64,18 @@ class Compactor:
 
     @staticmethod
     def _picked(manifest: Manifest, max_rows: int) -> tuple[str, ...]:
-        """The small shards; every shard when deleted rows are to be dropped."""
-        if manifest.tombstones:
-            return manifest.shards
-        return tuple(k for k in manifest.shards if manifest.shard_rows.get(k, 0) < max_rows)
+        """The small shards; every shard when deleted rows are to be dropped. With a vector
+        index, the shards it holds and those it has not synced yet are never merged together
+        (a merged shard would be pending whole, and the exact scan would cover it all): the
+        indexed ones first, then the pending ones."""
+        groups = [manifest.indexed_shards, manifest.unindexed_shards]
+        for group in [g for g in groups if g]:
+            if manifest.tombstones:
+                return group
+            small = tuple(k for k in group if manifest.shard_rows.get(k, 0) < max_rows)
+            if len(small) >= 2:
+                return small
+        return ()
 
     def compact(self, prompt: str, model_id: str, run_id: str, max_rows: int) -> dict[str, Any]:
         manifest = self.manifests.get(prompt, model_id)

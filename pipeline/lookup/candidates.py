@@ -90,9 +90,9 @@ class CandidateCache:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._shards: dict[str, ShardData] = {}
-        self._combined: OrderedDict[tuple[str, str], Candidates] = OrderedDict()  # LRU first
-        self._sizes: dict[tuple[str, str], int] = {}
-        self._listed: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._combined: OrderedDict[tuple[str, str, str], Candidates] = OrderedDict()  # LRU first
+        self._sizes: dict[tuple[str, str, str], int] = {}
+        self._listed: dict[tuple[str, str, str], tuple[str, ...]] = {}
         self.hits = 0  # lookups answered from memory, unchanged manifest version
         self.shard_reads = 0  # how many shard files were read, for tests and metrics
         self.evictions = 0  # prompts dropped to stay under max_bytes
@@ -101,8 +101,10 @@ class CandidateCache:
     def nbytes(self) -> int:
         return sum(self._sizes.values())
 
-    def get(self, manifest: Manifest) -> Candidates:
-        key = (manifest.prompt, manifest.model_id)
+    def get(self, manifest: Manifest, part: str = "all") -> Candidates:
+        """The rows of the manifest's shards; `part` names which of the prompt's shards these
+        are (all, or those a vector index has not synced), each cached on its own."""
+        key = (manifest.prompt, manifest.model_id, part)
         with self._lock:
             cached = self._combined.get(key)
             if cached is not None and cached.version == manifest.version:
@@ -140,7 +142,7 @@ class CandidateCache:
             )
             start = end
 
-    def _evict(self, keep: tuple[str, str]) -> None:
+    def _evict(self, keep: tuple[str, str, str]) -> None:
         while self.nbytes > self.max_bytes and len(self._combined) > 1:
             oldest = next(iter(self._combined))
             if oldest == keep:

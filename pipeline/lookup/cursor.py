@@ -55,10 +55,12 @@ def query_digest(
     min_score: float | None,
     dedupe: bool = False,
     model_id: str | None = None,
+    exact: bool = False,
 ) -> str:
     """What ties a cursor to its query (k may change from page to page): the scores of a
-    page depend on the model that answered it, so a cursor of another model is refused."""
-    text = json.dumps([image_id, prompt, min_score, bool(dedupe), model_id])
+    page depend on the model that answered it, so a cursor of another model is refused, and
+    on the ranking (the exact scan's and the index's round differently)."""
+    text = json.dumps([image_id, prompt, min_score, bool(dedupe), model_id, *(["exact"] * exact)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

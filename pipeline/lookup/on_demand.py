@@ -102,7 +102,7 @@ class OnDemandQueries:
         }
 
     def similar_to_each(
-        self, prompt: str, k: int, images: list[str], image_ids: list[str]
+        self, prompt: str, k: int, images: list[str], image_ids: list[str], exact: bool = False
     ) -> dict[str, Any]:
         """One top-k list of `prompt` per stored image id, then per sent (base64) image.
 
@@ -134,6 +134,15 @@ class OnDemandQueries:
             queries.append(({"index": index}, result["embedding"], result["model_id"], None))
         lists = []
         for label, vector, model_id, exclude in queries:
-            ranked = self.similarity.top_k(vector, model_id, normalized, k, None, 0, exclude)
-            lists.append({**label, "model_id": model_id, "results": ranked["results"]})
+            ranked = self.similarity.top_k(
+                vector, model_id, normalized, k, None, 0, exclude, exact=exact
+            )
+            lists.append(
+                {
+                    **label,
+                    "model_id": model_id,
+                    "ranking": ranked["ranking"],
+                    "results": ranked["results"],
+                }
+            )
         return {"prompt": normalized, "k": k, "queries": lists}

@@ -4,25 +4,27 @@ Query path dependencies are numpy, pyarrow and boto3 only (no torch, no Pillow).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
-import numpy as np
-
 from pipeline.errors import ApiError
-from pipeline.lookup.candidates import CandidateCache, Candidates
+from pipeline.lookup.candidates import CandidateCache
 from pipeline.lookup.cursor import decode_cursor, encode_cursor, query_digest
 from pipeline.lookup.model_vectors import EndpointVectors
-from pipeline.lookup.ranking import Position, rank
+from pipeline.lookup.ranking import Position
+from pipeline.lookup.sources import ExactSource, IndexSource, RankingSource
 from pipeline.lookup.visibility import GROUP_ATTRIBUTES, Visibility, group_of
 from pipeline.prompts import InvalidPrompt, checked_prompt
 from pipeline.settings import Settings
 from pipeline.storage.active_models import ActiveModels
 from pipeline.storage.bucket import ObjectStore
+from pipeline.storage.data_api import DataApi
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import DELETED, EMBEDDED, ImageStore, embedded_with
-from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.manifests_table import Manifest, ManifestStore
 from pipeline.storage.shards import ShardStore
+from pipeline.storage.vector_index import VectorIndex
 
 MAX_K = 100
 CANDIDATE_COLUMNS = ["image_id", "embedding", "s3_key", "source_etag"]
@@ -41,6 +43,7 @@ class SimilarityService:
         cache: CandidateCache,
         active: ActiveModels | None = None,
         model_vectors: EndpointVectors | None = None,
+        index: VectorIndex | None = None,
     ) -> None:
         self.settings = settings
         self.images = images
@@ -50,6 +53,7 @@ class SimilarityService:
         self.cache = cache
         self.active = active or ActiveModels(settings, manifests.client)
         self.model_vectors = model_vectors  # None: no on-demand vectors of another model
+        self.index = index  # None: every prompt is ranked by the exact scan
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimilarityService:
@@ -63,6 +67,7 @@ class SimilarityService:
             ObjectStore(settings),
             CandidateCache(lambda key: shards.read(key, CANDIDATE_COLUMNS)),
             model_vectors=EndpointVectors(settings, embeddings),
+            index=VectorIndex(DataApi(settings)) if settings.vector_index_enabled else None,
         )
 
     def lookup(
@@ -73,9 +78,11 @@ class SimilarityService:
         min_score: float | None = None,
         cursor: str | None = None,
         dedupe: bool = False,
+        exact: bool = False,
     ) -> dict[str, Any]:
         """The page of the ranking that `cursor` points at (the first without one); with
-        `dedupe`, one image per near-duplicate group (pipeline.lookup.visibility)."""
+        `dedupe`, one image per near-duplicate group (pipeline.lookup.visibility); with
+        `exact`, by the exact scan even where the prompt has a vector index."""
         try:
             normalized = checked_prompt(prompt, self.settings.limits.max_prompt_chars)
         except InvalidPrompt as exc:
@@ -83,7 +90,7 @@ class SimilarityService:
         query = self.query_vector(image_id, self.active.get(normalized), normalized)
         # the answering model is part of the query: a cursor of a page another model
         # answered (the prompt's pointer switched between two pages) is refused
-        digest = query_digest(image_id, normalized, min_score, dedupe, query["model_id"])
+        digest = query_digest(image_id, normalized, min_score, dedupe, query["model_id"], exact)
         after = decode_cursor(cursor, digest) if cursor else None
         page = self.top_k(
             query["embedding"],
@@ -95,6 +102,7 @@ class SimilarityService:
             image_id,
             dedupe=dedupe,
             carried=after.groups if after else (),
+            exact=exact,
         )
         last, groups = page.pop("last"), page.pop("groups")
         next_cursor = encode_cursor(last, digest, groups) if page["next_cursor"] else None
@@ -155,10 +163,12 @@ class SimilarityService:
         exclude: str | None,
         dedupe: bool = False,
         carried: tuple[str, ...] = (),
+        exact: bool = False,
     ) -> dict[str, Any]:
         """The k best current candidates after `after` (None or 0: from the top), with
         `next_cursor` true when more follow, `last`, the position of the page's last row, and
-        `groups`, what the next page's cursor carries (see Visibility).
+        `groups`, what the next page's cursor carries (see Visibility), and which
+        ranking answered (`ranking`: pipeline.lookup.sources; `exact` forces the scan).
 
         A candidate is current when its Images record is embedded, for this prompt and model,
         from the object version the row's vector came from (`source_etag`): a replaced
@@ -176,17 +186,17 @@ class SimilarityService:
                     "prompt_not_found",
                     f"no embedded images for prompt {prompt!r} with model {model_id}",
                 )
-            candidates = self.cache.get(manifest)
+            source = self._source(manifest, exact)
             visible = Visibility(
                 manifest.tombstones,
-                candidates.ids,
+                source,
                 dedupe,
                 query_group,
-                partial(self._current_ids, prompt=prompt, model_id=model_id, candidates=candidates),
+                partial(self._current_ids, prompt=prompt, model_id=model_id, source=source),
                 carried,
             )
             page, more, total = self._current(
-                candidates, vector, model_id, prompt, k, min_score, position, exclude, visible
+                source, vector, model_id, prompt, k, min_score, position, exclude, visible
             )
             latest = self.manifests.get(prompt, model_id)
             if latest is not None and latest.version == manifest.version:
@@ -200,19 +210,31 @@ class SimilarityService:
                 {
                     "image_id": i,
                     "similarity": s,
-                    "url": self.objects.presign_get(str(candidates.s3_keys[row]), expiry),
+                    "url": self.objects.presign_get(s3_key, expiry),
                 }
-                for i, s, row in page
+                for i, s, s3_key in page
             ],
             "candidates": total,
+            "ranking": source.name,
             "next_cursor": more,
             "last": (page[-1][1], page[-1][0]) if page else None,
             "groups": visible.groups_for_next_page([i for i, _, _ in page]),
         }
 
+    def _source(self, manifest: Manifest, exact: bool) -> RankingSource:
+        """The index where the (prompt, model) has one (the exact scan of its pending shards
+        beside it), else the exact scan of every shard."""
+        if exact or self.index is None or manifest.index_table is None:
+            return ExactSource(self.cache.get(manifest))
+        pending = manifest.unindexed_shards
+        newer = (
+            self.cache.get(replace(manifest, shards=pending), part="pending") if pending else None
+        )
+        return IndexSource(self.index, manifest.index_table, manifest.index_rows, newer)
+
     def _current(
         self,
-        candidates: Candidates,
+        source: RankingSource,
         vector: Any,
         model_id: str,
         prompt: str,
@@ -221,42 +243,42 @@ class SimilarityService:
         after: Position | None,
         exclude: str | None,
         visible: Visibility,
-    ) -> tuple[list[tuple[str, float, int]], bool, int]:
+    ) -> tuple[list[tuple[str, float, str]], bool, int]:
         """Up to k current candidates after `after`, whether another one follows, and how
         many candidates passed the filters (current or not: that takes a read per row)."""
-        found: list[tuple[str, float, int]] = []
+        found: list[tuple[str, float, str]] = []
         dropped, total = 0, None
         while len(found) <= k:  # k + 1: the extra one says whether a next page exists
             limit = k + 1 - len(found) + dropped
-            ranked = rank(
-                candidates.matrix, candidates.ids, vector, limit, exclude, min_score, after
-            )
+            ranked = source.rank(vector, limit, exclude, min_score, after)
             total = ranked.total if total is None else total
             if not ranked.ids:
                 break
             records = self.images.batch_get(ranked.ids, CURRENT_ATTRIBUTES + GROUP_ATTRIBUTES)
             current = [
                 i
-                for i, row in zip(ranked.ids, ranked.rows, strict=True)
-                if _current(records.get(i), prompt, model_id, candidates.etags[row])
+                for i, etag in zip(ranked.ids, ranked.etags, strict=True)
+                if _current(records.get(i), prompt, model_id, etag)
             ]
             shown = dict(zip(current, visible.keep(current, records), strict=True))
-            for i, s, row in zip(ranked.ids, ranked.scores, ranked.rows, strict=True):
+            for i, s, key in zip(ranked.ids, ranked.scores, ranked.s3_keys, strict=True):
                 if shown.get(i, False):
-                    found.append((i, s, row))
+                    found.append((i, s, key))
                 else:
                     dropped += 1
             after = (ranked.scores[-1], ranked.ids[-1])
-            if ranked.remaining <= len(ranked.ids):
+            if ranked.exhausted:
                 break
         return found[:k], len(found) > k, total or 0
 
     def _current_ids(
-        self, ids: list[str], prompt: str, model_id: str, candidates: Candidates
+        self, ids: list[str], prompt: str, model_id: str, source: RankingSource
     ) -> set[str]:
         records = self.images.batch_get(ids, CURRENT_ATTRIBUTES)
-        etags = {i: candidates.etags[np.flatnonzero(candidates.ids == i)[0]] for i in ids}
-        return {i for i in ids if _current(records.get(i), prompt, model_id, etags[i])}
+        etags = source.etags(ids)
+        return {
+            i for i in ids if i in etags and _current(records.get(i), prompt, model_id, etags[i])
+        }
 
 
 def _current(

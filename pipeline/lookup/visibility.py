@@ -12,10 +12,8 @@ beyond the page's roots, so pages stay cheap and a group's root is the same imag
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any
-
-import numpy as np
 
 from pipeline.lookup.cursor import group_token
 
@@ -33,7 +31,7 @@ class Visibility:
     def __init__(
         self,
         tombstones: frozenset[str],
-        candidate_ids: np.ndarray,
+        candidate_ids: Container[str],  # the ranking source's rows (`in` asks it)
         dedupe: bool = False,
         query_group: str | None = None,
         current: Callable[[list[str]], set[str]] | None = None,
@@ -74,11 +72,7 @@ class Visibility:
         return kept
 
     def _present_roots(self, roots: set[str]) -> set[str]:
-        listed = [
-            r
-            for r in sorted(roots)
-            if r not in self.tombstones and bool(np.any(self.candidate_ids == r))
-        ]
+        listed = [r for r in sorted(roots) if r not in self.tombstones and r in self.candidate_ids]
         if not listed or self.current is None:
             return set(listed)
         return self.current(listed)

@@ -32,6 +32,13 @@ class Manifest:
     # Deleted images whose rows a listed shard may still hold: lookups skip them at once,
     # compaction drops the rows and then the ids (pipeline.deletion.deleter).
     tombstones: frozenset[str] = frozenset()
+    # The vector index (pipeline.index_sync): the table that holds the rows of every listed
+    # shard but `pending` (None: no index, the exact scan answers), and the rows it holds.
+    # A commit's shard is pending until the sync has upserted it; compaction never merges a
+    # pending shard with an indexed one, so the index's coverage survives it.
+    index_table: str | None = None
+    pending: tuple[str, ...] = ()
+    index_rows: int = 0
 
     @property
     def rows(self) -> int:
@@ -49,11 +56,15 @@ class Manifest:
         Sound because the new shard is last, so its row wins over any older row of the id; an
         image deleted while the shard was made is tombstoned again after the commit."""
         shards = self.shards if key in self.shards else (*self.shards, key)
+        pending = self.pending
+        if self.index_table is not None and key not in pending:
+            pending = (*pending, key)  # a retried commit's rows may differ: synced again
         return replace(
             self,
             shards=shards,
             shard_rows={**self.shard_rows, key: rows},
             tombstones=self.tombstones - frozenset(ids),
+            pending=pending,
         )
 
     def with_tombstones(self, image_ids: frozenset[str]) -> Manifest:
@@ -65,7 +76,36 @@ class Manifest:
         position = min(self.shards.index(k) for k in old)
         shards = (*kept[:position], new_key, *kept[position:])
         shard_rows = {k: v for k, v in self.shard_rows.items() if k not in old}
-        return replace(self, shards=shards, shard_rows={**shard_rows, new_key: rows})
+        pending = tuple(k for k in self.pending if k not in old)
+        if any(k in self.pending for k in old):
+            pending = (*pending, new_key)
+        return replace(
+            self, shards=shards, shard_rows={**shard_rows, new_key: rows}, pending=pending
+        )
+
+    @property
+    def indexed_shards(self) -> tuple[str, ...]:
+        """The listed shards whose rows the index holds (none without an index)."""
+        if self.index_table is None:
+            return ()
+        return tuple(k for k in self.shards if k not in self.pending)
+
+    @property
+    def unindexed_shards(self) -> tuple[str, ...]:
+        """The listed shards the exact scan covers: all of them without an index."""
+        if self.index_table is None:
+            return self.shards
+        return tuple(k for k in self.shards if k in self.pending)
+
+    def indexed(self, table: str | None, synced: Iterable[str], rows: int) -> Manifest:
+        """The index `table` holds the rows of the shards `synced` (those still listed) and
+        `rows` rows in all; a shard listed since stays pending. `table` None: no index."""
+        if table is None:
+            return replace(self, index_table=None, pending=(), index_rows=0)
+        done = frozenset(synced)
+        base = self.pending if table == self.index_table else self.shards
+        pending = tuple(k for k in base if k in self.shards and k not in done)
+        return replace(self, index_table=table, pending=pending, index_rows=rows)
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -116,6 +156,9 @@ class ManifestStore(aws.Adapter):
             shard_rows={k: int(v) for k, v in item.get("shard_rows", {}).items()},
             version=int(item["version"]),
             tombstones=frozenset(item.get("tombstones", [])),
+            index_table=item.get("index_table") or None,
+            pending=tuple(item.get("pending", [])),
+            index_rows=int(item.get("index_rows", 0)),
         )
 
     def update(
@@ -125,11 +168,7 @@ class ManifestStore(aws.Adapter):
         for attempt in range(attempts):
             current = self.get(prompt, model_id) or Manifest(prompt=prompt, model_id=model_id)
             new = change(current)
-            if (new.shards, new.shard_rows, new.tombstones) == (
-                current.shards,
-                current.shard_rows,
-                current.tombstones,
-            ):
+            if _content(new) == _content(current):
                 return current
             new = replace(new, version=current.version + 1)
             condition = (
@@ -150,6 +189,7 @@ class ManifestStore(aws.Adapter):
                             "rows": new.rows,
                             "version": new.version,
                             "tombstones": sorted(new.tombstones),
+                            **_index_attributes(new),
                         }
                     ),
                 )
@@ -157,3 +197,26 @@ class ManifestStore(aws.Adapter):
             except self.client.exceptions.ConditionalCheckFailedException:
                 time.sleep(0.01 * (attempt + 1))
         raise ConcurrentUpdate(f"manifest {prompt!r}/{model_id} changed {attempts} times in a row")
+
+
+def _content(manifest: Manifest) -> tuple[Any, ...]:
+    """Everything an update may change (not the version)."""
+    return (
+        manifest.shards,
+        manifest.shard_rows,
+        manifest.tombstones,
+        manifest.index_table,
+        manifest.pending,
+        manifest.index_rows,
+    )
+
+
+def _index_attributes(manifest: Manifest) -> dict[str, Any]:
+    """The vector index's attributes, only on a manifest that has one."""
+    if manifest.index_table is None:
+        return {}
+    return {
+        "index_table": manifest.index_table,
+        "pending": list(manifest.pending),
+        "index_rows": manifest.index_rows,
+    }

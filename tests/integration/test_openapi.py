@@ -70,6 +70,7 @@ def test_spec_lists_every_route_with_its_parameters_and_answers(api):
         "min_score",
         "cursor",
         "dedupe",
+        "exact",
     }
     k = next(p for p in similarity["parameters"] if p["name"] == "k")["schema"]
     assert (k["minimum"], k["maximum"], k["default"]) == (1, 100, 10)

@@ -68,4 +68,4 @@ def test_a_prompt_larger_than_the_bound_is_still_answered_and_kept_alone():
     cache.get(_manifest("b", ["b/0"]))
     big = cache.get(_manifest("a", ["a/0"]))
     assert big.matrix.shape == (3000, DIM)
-    assert list(cache._combined) == [("a", "m")] and cache.evictions == 1
+    assert list(cache._combined) == [("a", "m", "all")] and cache.evictions == 1
