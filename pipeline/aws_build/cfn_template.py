@@ -18,8 +18,8 @@ TEMPLATE_PATH = REPO_ROOT / "infra" / "template.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns `!Ref X` into {"Ref": X} and `!GetAtt A.B` into
-    {"Fn::GetAtt": [A, B]}, like CloudFormation's own long form."""
+    """SafeLoader that turns `!Ref X` into {"Ref": X}, `!Condition X` into {"Condition": X} and
+    `!GetAtt A.B` into {"Fn::GetAtt": [A, B]}, like CloudFormation's own long form."""
 
 
 def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
@@ -31,8 +31,8 @@ def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any
         value = loader.construct_mapping(node, deep=True)
     else:
         raise yaml.constructor.ConstructorError(None, None, f"unexpected node {node!r}")
-    if suffix == "Ref":
-        return {"Ref": value}
+    if suffix in ("Ref", "Condition"):  # a condition named inside another: {"Condition": X}
+        return {suffix: value}
     if suffix == "GetAtt" and isinstance(value, str):
         value = value.split(".", 1)
     return {f"Fn::{suffix}": value}

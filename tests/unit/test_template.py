@@ -358,3 +358,102 @@ def test_the_local_stack_s_copy_names_the_function_where_moto_cannot_reference_a
     assert "${ApiFunctionAlias}" not in json.dumps(local)
     assert "functions/${ApiFunction.Arn}/invocations" in json.dumps(local)
     assert "ApiFunctionAlias" in RESOURCES  # the template itself is untouched
+
+
+VECTOR_INDEX_RESOURCES = ("VectorDbSubnetGroup", "VectorDbCluster", "VectorDbInstance")
+
+
+def test_the_vector_index_exists_only_when_asked_for_and_is_reached_through_the_data_api():
+    """VectorIndex=aurora (default none) makes an Aurora PostgreSQL Serverless v2 cluster with
+    the Data API, its own Secrets Manager secret and the database the code names; nothing of it
+    exists otherwise, and the API function's variables are then empty (the exact scan)."""
+    from pipeline.settings import Settings
+
+    assert TEMPLATE["Parameters"]["VectorIndex"]["Default"] == "none"
+    conditions = TEMPLATE["Conditions"]
+    assert conditions["WithVectorIndex"] == {"Fn::Equals": [{"Ref": "VectorIndex"}, "aurora"]}
+    assert {"Condition": "WithVectorIndex"} in conditions["WithVectorDbSubnets"]["Fn::And"]
+    kinds = ("AWS::RDS::DBCluster", "AWS::RDS::DBInstance", "AWS::RDS::DBSubnetGroup")
+    rds = {name for name, r in RESOURCES.items() if r["Type"] in kinds}
+    assert rds == set(VECTOR_INDEX_RESOURCES)
+    for name in (*VECTOR_INDEX_RESOURCES, "VectorIndexPolicy"):
+        assert RESOURCES[name]["Condition"] in ("WithVectorIndex", "WithVectorDbSubnets"), name
+    cluster = RESOURCES["VectorDbCluster"]["Properties"]
+    assert cluster["Engine"] == "aurora-postgresql"
+    assert cluster["EnableHttpEndpoint"] is True
+    assert cluster["ManageMasterUserPassword"] is True and "MasterUserPassword" not in cluster
+    assert cluster["StorageEncrypted"] is True
+    assert cluster["DatabaseName"] == Settings().vector_db_name
+    scaling = cluster["ServerlessV2ScalingConfiguration"]
+    assert scaling["MinCapacity"] == {"Ref": "VectorDbMinCapacity"}
+    assert TEMPLATE["Parameters"]["VectorDbMinCapacity"]["Default"] == 0  # pauses when idle
+    assert scaling["SecondsUntilAutoPause"]["Fn::If"][0] == "VectorDbPauses"
+    # Aurora PostgreSQL 17 (17.4 is its first minor): pgvector 0.8, iterative index scans
+    major, minor = TEMPLATE["Parameters"]["VectorDbEngineVersion"]["Default"].split(".")
+    assert (int(major), int(minor)) >= (17, 4)
+    instance = RESOURCES["VectorDbInstance"]["Properties"]
+    assert instance["DBInstanceClass"] == "db.serverless"
+    assert instance["DBClusterIdentifier"] == {"Ref": "VectorDbCluster"}
+    # derived from the shards: deleted with the stack, no final snapshot
+    for name in ("VectorDbCluster", "VectorDbInstance"):
+        assert RESOURCES[name]["DeletionPolicy"] == "Delete", name
+        assert RESOURCES[name]["UpdateReplacePolicy"] == "Delete", name
+    env = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    arn = {"Fn::GetAtt": ["VectorDbCluster", "DBClusterArn"]}
+    secret = {"Fn::GetAtt": ["VectorDbCluster", "MasterUserSecret.SecretArn"]}
+    assert env["IMGSIM_VECTOR_DB_CLUSTER_ARN"] == {"Fn::If": ["WithVectorIndex", arn, ""]}
+    assert env["IMGSIM_VECTOR_DB_SECRET_ARN"] == {"Fn::If": ["WithVectorIndex", secret, ""]}
+    assert env["IMGSIM_VECTOR_DB_NAME"] == {
+        "Fn::If": ["WithVectorIndex", cluster["DatabaseName"], ""]
+    }
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["VectorDbClusterArn"] == {**outputs["VectorDbClusterArn"], "Value": arn}
+    assert outputs["VectorDbSecretArn"]["Value"] == secret
+    assert outputs["VectorIndexPolicyArn"]["Value"] == {"Ref": "VectorIndexPolicy"}
+    for name in ("VectorDbClusterArn", "VectorDbSecretArn", "VectorIndexPolicyArn"):
+        assert outputs[name]["Condition"] == "WithVectorIndex", name
+
+
+def test_the_data_api_grants_name_the_cluster_and_its_secret_and_only_the_index_has_them():
+    """The Data API runs as its caller and reads the secret as the caller: the API role (the
+    policy attaches itself) and the Airflow role (the runbook attaches it) get the five rds-data
+    actions on the cluster and GetSecretValue on its secret, in a policy that exists only with
+    the index; no other statement of the template names rds-data or Secrets Manager."""
+    policy = RESOURCES["VectorIndexPolicy"]
+    assert policy["Properties"]["Roles"] == [{"Ref": "ApiFunctionRole"}]
+    cluster = {"Fn::GetAtt": ["VectorDbCluster", "DBClusterArn"]}
+    secret = {"Fn::GetAtt": ["VectorDbCluster", "MasterUserSecret.SecretArn"]}
+    assert _granted("VectorIndexPolicy", cluster) == {
+        "rds-data:ExecuteStatement",
+        "rds-data:BatchExecuteStatement",
+        "rds-data:BeginTransaction",
+        "rds-data:CommitTransaction",
+        "rds-data:RollbackTransaction",
+    }
+    assert _granted("VectorIndexPolicy", secret) == {"secretsmanager:GetSecretValue"}
+    identities = {**_of_type("AWS::IAM::Role"), **_of_type("AWS::IAM::ManagedPolicy")}
+    for name in set(identities) - {"VectorIndexPolicy"}:
+        actions = json.dumps([s["Action"] for s in _statements(name)])
+        assert "rds-data:" not in actions and "secretsmanager:" not in actions, name
+
+
+def test_cfn_lint_passes_with_the_vector_index_on(tmp_path):
+    """The same lint on a copy whose defaults turn the index on, in subnets of its own."""
+    on = tmp_path / "template.yaml"
+    text = TEMPLATE_PATH.read_text()
+    for before, after in (
+        (
+            "    Default: none\n    AllowedValues: [none, aurora]",
+            "    Default: aurora\n    AllowedValues: [none, aurora]",
+        ),
+        (
+            '    Type: CommaDelimitedList\n    Default: ""',
+            '    Type: CommaDelimitedList\n    Default: "subnet-0a1b2c3d,subnet-4e5f6a7b"',
+        ),
+    ):
+        assert text.count(before) == 1
+        text = text.replace(before, after)
+    on.write_text(text)
+    assert load_template(on)["Parameters"]["VectorIndex"]["Default"] == "aurora"
+    matches = lint_file(on)
+    assert matches == [], "\n".join(str(m) for m in matches)
