@@ -240,6 +240,19 @@ def policy_statements(resources: Mapping[str, Any], logical_id: str) -> list[dic
     return [s for d in documents for s in d["Statement"]]
 
 
+def attached_statements(resources: Mapping[str, Any], logical_id: str) -> list[dict[str, Any]]:
+    """Every statement of `logical_id` (a role or managed policy) and of the template's managed
+    policies that attach themselves to it (their `Roles`), whatever their Condition: what the
+    identity may do when every optional part of the stack is on."""
+    attached = [
+        name
+        for name, resource in resources.items()
+        if resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy")
+        and {"Ref": logical_id} in resource["Properties"].get("Roles", [])
+    ]
+    return [s for name in (logical_id, *attached) for s in policy_statements(resources, name)]
+
+
 # A deployment's values for the MWAA bundle's environment (the bundle tests build with them)
 MWAA_BUNDLE_ENV = {
     "AWS_REGION": "us-west-2",

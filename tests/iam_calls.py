@@ -18,6 +18,8 @@ call whose name is an operation and whose receiver is none of these raises `Unkn
 the scan never guesses. Libraries that call AWS with a client or session of ours (powertools'
 idempotency, the Airflow amazon provider) are not read: `LIBRARY_CALLS` lists what each imported
 module calls, and importing an AWS-calling module not listed raises `UnknownCallSite` as well.
+What a service does as the caller on its behalf is written in `IMPLIED_ACTIONS` (an rds-data
+call reads the cluster's secret: secretsmanager:GetSecretValue).
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 OUR_PACKAGES = ("pipeline", "lambdas", "dags", "sagemaker_jobs")
 
 # Parameters that hold a client by convention (a function handed a client by its caller).
-SERVICE_PARAMETERS = {"s3": "s3", "sqs": "sqs", "dynamodb": "dynamodb", "sagemaker": "sagemaker"}
+SERVICE_PARAMETERS = {
+    "s3": "s3",
+    "sqs": "sqs",
+    "dynamodb": "dynamodb",
+    "sagemaker": "sagemaker",
+    "rds_data": "rds-data",
+}
 
 # Client methods that are not operations but make one.
 TRANSFER_METHODS = {
@@ -60,6 +68,14 @@ ACTION_OF_OPERATION = {
     ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
     ("sqs", "SendMessageBatch"): "sqs:SendMessage",
     ("sqs", "ChangeMessageVisibilityBatch"): "sqs:ChangeMessageVisibility",
+}
+
+# Actions a service takes with the caller's identity on the caller's behalf, beyond the call's
+# own: the RDS Data API reads the statement's secretArn (the cluster's credentials) from Secrets
+# Manager as the caller, so every rds-data call also needs secretsmanager:GetSecretValue
+# (Aurora user guide, "Authorizing access to the Amazon RDS Data API").
+IMPLIED_ACTIONS: dict[str, tuple[str, ...]] = {
+    "rds-data": ("secretsmanager:GetSecretValue",),
 }
 
 # What third-party modules our code imports call on AWS with the caller's identity, read from
@@ -524,7 +540,10 @@ def _calls_in(scanner: _Scanner, scope: _Scope, operation_names: dict[str, str])
             operation = _operations(service)[method]
         else:
             raise UnknownCallSite(f"{where}: {method} is no operation of {service}")
-        calls.append(AwsCall(where, iam_action(service, operation)))
+        action = iam_action(service, operation)
+        calls.append(AwsCall(where, action))
+        implied = IMPLIED_ACTIONS.get(action.split(":", 1)[0], ())
+        calls += [AwsCall(f"{where} (implied by {action})", extra) for extra in implied]
     return calls
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.aws_build.cfn_template import load_template
-from tests.helpers import policy_statements
+from tests.helpers import attached_statements
 from tests.iam_calls import REPO_ROOT, UnknownCallSite, aws_calls, iam_action
 
 RESOURCES = load_template()["Resources"]
@@ -23,6 +23,11 @@ CODE_OF = {
     "AirflowTasksPolicy": DAGS,
     "SageMakerExecutionRole": ["sagemaker_jobs.image_embed.code.inference"],
 }
+
+# Managed policies of the template that the runbook attaches to an identity beside its own (the
+# vector index's Data API grants go to the Airflow role when VectorIndex=aurora; the API role
+# attaches them itself, through the policy's Roles).
+ATTACHED_BY_THE_RUNBOOK = {"AirflowTasksPolicy": ("VectorIndexPolicy",)}
 
 # What SageMaker itself does with the job's execution role (no code of ours makes these calls):
 # the CreateTransformJob execution-role permissions of the SageMaker developer guide, less
@@ -45,9 +50,11 @@ PLATFORM_CALLS = {
 
 
 def _granted_actions(identity: str) -> set[str]:
-    """Every action an Allow statement of the identity grants, on any resource."""
+    """Every action an Allow statement of the identity grants, on any resource, with every
+    optional part of the stack on (a call the code makes only then is granted only then)."""
     actions: set[str] = set()
-    for statement in policy_statements(RESOURCES, identity):
+    names = (identity, *ATTACHED_BY_THE_RUNBOOK.get(identity, ()))
+    for statement in (s for name in names for s in attached_statements(RESOURCES, name)):
         if statement.get("Effect") == "Allow":
             action = statement["Action"]
             actions |= {action} if isinstance(action, str) else set(action)
@@ -131,3 +138,43 @@ def test_an_unknown_call_site_fails_the_scan(tmp_path: Path, source: str) -> Non
     _package(tmp_path, source)
     with pytest.raises(UnknownCallSite):
         aws_calls(["pipeline.entry"], tmp_path)
+
+
+RDS_DATA_ACTIONS = {
+    "rds-data:ExecuteStatement",
+    "rds-data:BatchExecuteStatement",
+    "rds-data:BeginTransaction",
+    "rds-data:CommitTransaction",
+    "rds-data:RollbackTransaction",
+}
+
+
+def test_a_data_api_call_needs_its_action_and_the_secret_and_only_the_index_s_identities_have_them(
+    tmp_path: Path,
+) -> None:
+    """The Data API reads the cluster's secret as the caller: each rds-data call implies
+    secretsmanager:GetSecretValue. The API role and the Airflow role (with the policy the
+    runbook attaches) are granted both; the ingest role, which never ranks, is not."""
+    _package(
+        tmp_path,
+        "from pipeline import aws\n\n\n"
+        "def rank(settings, rds_data) -> None:\n"
+        "    aws.client(settings, 'rds-data').execute_statement(resourceArn='c', sql='s')\n"
+        "    tx = rds_data.begin_transaction(resourceArn='c', secretArn='s')\n"
+        "    rds_data.commit_transaction(resourceArn='c', secretArn='s', transactionId=tx)\n",
+    )
+    calls = {(c.where, c.action) for c in aws_calls(["pipeline.entry"], tmp_path)}
+    assert ("pipeline.entry:5", "rds-data:ExecuteStatement") in calls
+    assert (
+        "pipeline.entry:5 (implied by rds-data:ExecuteStatement)",
+        "secretsmanager:GetSecretValue",
+    ) in calls
+    assert set(_missing("IngestFunctionRole", ["pipeline.entry"], tmp_path)) == {
+        "rds-data:ExecuteStatement",
+        "rds-data:BeginTransaction",
+        "rds-data:CommitTransaction",
+        "secretsmanager:GetSecretValue",
+    }
+    for identity in ("ApiFunctionRole", "AirflowTasksPolicy"):
+        assert _missing(identity, ["pipeline.entry"], tmp_path) == {}, identity
+        assert RDS_DATA_ACTIONS | {"secretsmanager:GetSecretValue"} <= _granted_actions(identity)

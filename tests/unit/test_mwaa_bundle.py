@@ -177,3 +177,28 @@ def test_a_bundle_without_the_bucket_is_refused_with_what_is_missing(tmp_path):
     env = {k: v for k, v in ENV.items() if k != "IMGSIM_BUCKET"}
     with pytest.raises(SystemExit, match="IMGSIM_BUCKET"):
         build(tmp_path / "mwaa", env)
+
+
+def test_the_vector_index_s_stack_outputs_given_to_make_mwaa_reach_every_component(tmp_path):
+    """VectorIndex=aurora: the outputs VectorDbClusterArn and VectorDbSecretArn, exported before
+    `make mwaa`, are written into startup.sh (the managed secret's name has a `!` in it)."""
+    secret = "arn:aws:secretsmanager:us-west-2:123:secret:rds!cluster-0a1b-AbCdEf"
+    env = {
+        **ENV,
+        "IMGSIM_VECTOR_DB_CLUSTER_ARN": "arn:aws:rds:us-west-2:123:cluster:imgsim-vectordb",
+        "IMGSIM_VECTOR_DB_SECRET_ARN": secret,
+        "IMGSIM_VECTOR_DB_NAME": "imgsim",
+    }
+    script = build(tmp_path / "mwaa", env) / "startup.sh"
+    printed = subprocess.run(
+        ["sh", "-c", f". {script} && env"],
+        env={"PATH": "/usr/bin:/bin", "MWAA_AIRFLOW_COMPONENT": "worker"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    exported = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
+    assert exported["IMGSIM_VECTOR_DB_CLUSTER_ARN"] == env["IMGSIM_VECTOR_DB_CLUSTER_ARN"]
+    assert exported["IMGSIM_VECTOR_DB_SECRET_ARN"] == secret
+    assert exported["IMGSIM_VECTOR_DB_NAME"] == "imgsim"
