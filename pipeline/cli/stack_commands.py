@@ -7,12 +7,13 @@ import shlex
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from pipeline.cli.errors import FAILED, NOT_RUNNING, CliError
 from pipeline.cli.output import Output
-from pipeline.local import demo, stack
+from pipeline.local import demo, postgres, stack
 from pipeline.local.config import LOCAL_CREDENTIALS, LocalConfig, local_settings
 from pipeline.local.state_file import StackState
 
@@ -24,6 +25,7 @@ HEALTH_PATHS = {
     "bedrock": "/",
     "airflow": "/api/v2/monitor/health",
     "mwaa": "/",
+    "rds-data": "/",
 }
 DESCRIPTIONS = {
     "moto": "S3, SQS, DynamoDB (moto)",
@@ -32,6 +34,8 @@ DESCRIPTIONS = {
     "bedrock": "Bedrock emulator (painter)",
     "airflow": "Airflow 3 standalone",
     "mwaa": "MWAA emulator (InvokeRestApi to Airflow)",
+    "postgres": "PostgreSQL + pgvector (vector index)",
+    "rds-data": "RDS Data API emulator (to PostgreSQL)",
 }
 
 
@@ -40,7 +44,10 @@ SETTLE_SECONDS = 90  # how long `up` waits for every part to say healthy before 
 
 
 def probe(name: str, url: str) -> str:
-    """`healthy`, or why not, from one HTTP request."""
+    """`healthy`, or why not, from one HTTP request (PostgreSQL: one connection)."""
+    if name == "postgres":
+        port = urlsplit(url).port
+        return "healthy" if port and postgres.accepts_connections(port) else "no answer"
     try:
         response = requests.get(f"{url}{HEALTH_PATHS[name]}", timeout=PROBE_SECONDS)
     except requests.RequestException as exc:

@@ -25,6 +25,9 @@ def connection_json(settings: Settings, moto_url: str, sagemaker_url: str, bedro
         {s: {"endpoint_url": sagemaker_url} for s in ("sagemaker", "sagemaker-runtime")}
     )
     services["bedrock-runtime"] = {"endpoint_url": bedrock_url}
+    rds_data = settings.endpoint("rds-data")
+    if rds_data:  # the Data API emulator in front of the vector index
+        services["rds-data"] = {"endpoint_url": rds_data}
     return json.dumps(
         {
             "conn_type": "aws",

@@ -19,6 +19,7 @@ from pipeline.local.moto_recording import restore_state
 from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import is_alive, start_group, stop_group, wait_until
 from pipeline.local.state_file import StackState, clear_state, read_state, write_state
+from pipeline.local.vector_db import VectorDb, start_vector_db, stop_postgres
 
 
 def up(config: LocalConfig) -> StackState:
@@ -36,11 +37,14 @@ def up(config: LocalConfig) -> StackState:
         config.state_dir / "moto.log", recording=config.recording
     )
     started: list[int] = []
+    vector_db: VectorDb | None = None
     try:
         restore_state(moto, config.recording)
         deploy(settings, StackSpec(name=config.stack_name, code_bucket=f"{settings.bucket}-code"))
         model_data_url = ensure_model(settings, config.model)
         env = child_env(settings)
+        vector_db = start_vector_db(config, settings, env)
+        started += [vector_db.postgres_pid, vector_db.rds_data_pid]
         sagemaker = _start_sagemaker(config, env)
         started.append(sagemaker)
         ensure_endpoint(settings, model_data_url)
@@ -87,10 +91,13 @@ def up(config: LocalConfig) -> StackState:
             started.append(mwaa_pid)
     except BaseException:
         for pid in reversed(started):
-            stop_group(pid)
+            if vector_db is not None and pid == vector_db.postgres_pid:
+                stop_postgres(pid, config.postgres_data_dir)
+            else:
+                stop_group(pid)
         moto.stop()
         raise
-    assert moto.pid is not None
+    assert moto.pid is not None and vector_db is not None
     state = StackState(
         moto_pid=moto.pid,
         services_pid=services.pid,
@@ -104,6 +111,10 @@ def up(config: LocalConfig) -> StackState:
         airflow_url=config.airflow_url if airflow_pid else None,
         mwaa_pid=mwaa_pid,
         mwaa_url=config.mwaa_url if mwaa_pid else None,
+        postgres_pid=vector_db.postgres_pid,
+        postgres_url=vector_db.postgres_url,
+        rds_data_pid=vector_db.rds_data_pid,
+        rds_data_url=vector_db.rds_data_url,
     )
     write_state(config, state)
     return state
@@ -159,10 +170,13 @@ def down(config: LocalConfig) -> bool:
         state.services_pid,
         state.bedrock_pid,
         state.sagemaker_pid,
-        state.moto_pid,
+        state.rds_data_pid,
     ):
         if pid:
             stop_group(pid)
+    if state.postgres_pid:
+        stop_postgres(state.postgres_pid, config.postgres_data_dir)
+    stop_group(state.moto_pid)
     clear_state(config)
     return True
 
@@ -178,6 +192,8 @@ def status(config: LocalConfig) -> dict[str, object]:
         "bedrock": state.bedrock_url,
         "airflow": state.airflow_url,
         "mwaa": state.mwaa_url,
+        "postgres": state.postgres_url,
+        "rds-data": state.rds_data_url,
     }
     parts = {
         name: {"pid": pid, "url": urls[name], "alive": is_alive(pid)}

@@ -22,6 +22,10 @@ class StackState:
     airflow_url: str | None = None
     mwaa_pid: int | None = None  # the MWAA emulator, which runs with Airflow
     mwaa_url: str | None = None
+    postgres_pid: int | None = None  # PostgreSQL + pgvector (the vector index)
+    postgres_url: str | None = None  # postgresql://user@host:port/database
+    rds_data_pid: int | None = None  # the RDS Data API emulator in front of it
+    rds_data_url: str | None = None
 
     def pids(self) -> dict[str, int]:
         pids = {
@@ -34,6 +38,10 @@ class StackState:
             pids["airflow"] = self.airflow_pid
         if self.mwaa_pid:
             pids["mwaa"] = self.mwaa_pid
+        if self.postgres_pid:
+            pids["postgres"] = self.postgres_pid
+        if self.rds_data_pid:
+            pids["rds-data"] = self.rds_data_pid
         return pids
 
 

@@ -14,6 +14,7 @@ import pytest
 from pipeline.local.processes import free_port
 from tests.helpers import gradient_jpeg
 from tests.process_guard import run_imgsim, watch_stack_dir
+from tests.stack_env import vector_db_env
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def imgsim(tmp_path_factory) -> Iterator:
             f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
             for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW", "MWAA")
         },
+        **vector_db_env(),
     }
     env.pop("AIRFLOW_HOME", None)
 

@@ -18,6 +18,7 @@ from tests.browser.gallery_page import Gallery, chromium, keep_screenshot
 from tests.helpers import still_running
 from tests.polling import eventually
 from tests.process_guard import exports, run_imgsim, services, watch_stack_dir
+from tests.stack_env import vector_db_env
 
 PROMPT = "demo path photos"
 SUBJECTS = ("chelsea", "coffee", "rocket")  # 8 views each in samples/photos
@@ -62,6 +63,7 @@ def test_up_uploads_embedded_by_airflow_a_lookup_in_the_gallery_then_down(tmp_pa
             f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
             for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW", "MWAA")
         },
+        **vector_db_env(),
     }
     env.pop("AIRFLOW_HOME", None)
     family: list[psutil.Process] = []

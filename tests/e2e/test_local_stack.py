@@ -25,6 +25,7 @@ from tests.events import AWS_PUT, s3_put_record
 from tests.helpers import gradient_jpeg, still_running
 from tests.polling import eventually
 from tests.process_guard import IMGSIM, exports, run_imgsim, services, watch_stack_dir
+from tests.stack_env import vector_db_env
 
 
 class Stack:
@@ -64,6 +65,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             f"IMGSIM_LOCAL_{p}_PORT": str(free_port())
             for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW", "MWAA")
         },
+        **vector_db_env(),
     }
     env.pop("AIRFLOW_HOME", None)
     watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
@@ -308,7 +310,7 @@ def test_down_stops_every_process_it_started(local_stack, stack, tmp_path):
     every descendant (Airflow's scheduler, triggerer, task runners, ...) is gone after it.
     Other tests still pass after this one: their fixture brings the stack up again."""
     status, _ = local_stack
-    parts = ("moto", "api", "sagemaker", "bedrock", "airflow", "mwaa")
+    parts = ("moto", "api", "sagemaker", "bedrock", "airflow", "mwaa", "postgres", "rds-data")
     pids = [status[part]["pid"] for part in parts]
     family = []
     for pid in pids:

@@ -19,6 +19,7 @@ from pipeline.local.processes import free_port, is_alive
 from tests.helpers import gradient_jpeg
 from tests.polling import eventually
 from tests.process_guard import exports, run_imgsim, services, watch_stack_dir
+from tests.stack_env import vector_db_env
 
 
 @pytest.fixture
@@ -31,6 +32,7 @@ def cli(tmp_path):
         "IMGSIM_LOCAL_SAGEMAKER_PORT": str(free_port()),
         "IMGSIM_LOCAL_BEDROCK_PORT": str(free_port()),
         "IMGSIM_LOCAL_AIRFLOW": "0",
+        **vector_db_env(),
     }  # Airflow is covered by tests/e2e
 
     watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
@@ -67,15 +69,35 @@ def _exports_and_s3(run: Any) -> tuple[dict[str, str], Any]:
     return exported, s3
 
 
+def _data_api(exports: dict[str, str]) -> Any:
+    """`sql(statement)` through the stack's RDS Data API, as `imgsim env` points boto3 at it."""
+    client = boto3.client(
+        "rds-data",
+        endpoint_url=exports["AWS_ENDPOINT_URL_RDS_DATA"],
+        region_name=exports["AWS_REGION"],
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    return lambda statement: client.execute_statement(
+        resourceArn=exports["IMGSIM_VECTOR_DB_CLUSTER_ARN"],
+        secretArn=exports["IMGSIM_VECTOR_DB_SECRET_ARN"],
+        database=exports["IMGSIM_VECTOR_DB_NAME"],
+        sql=statement,
+    )
+
+
 def test_up_upload_down_up_keeps_the_record(cli):
     run = cli
     run("up")
     status = services(run("--json", "status"))
     assert status["running"] is True
-    assert {status[part]["health"] for part in ("moto", "api", "sagemaker", "bedrock")} == {
-        "healthy"
-    }
+    parts = ("moto", "api", "sagemaker", "bedrock", "postgres", "rds-data")
+    assert {status[part]["health"] for part in parts} == {"healthy"}
     exports, s3 = _exports_and_s3(run)
+    sql = _data_api(exports)
+    sql("CREATE EXTENSION IF NOT EXISTS vector")
+    sql("CREATE TABLE kept (v vector(3))")
+    sql("INSERT INTO kept VALUES ('[1,2,3]')")
     api = exports["IMGSIM_API_URL"]
     started = time.monotonic()
     s3.put_object(
@@ -91,9 +113,7 @@ def test_up_upload_down_up_keeps_the_record(cli):
     assert elapsed < 15
 
     run("down")
-    assert not any(
-        is_alive(status[part]["pid"]) for part in ("moto", "api", "sagemaker", "bedrock")
-    )
+    assert not any(is_alive(status[part]["pid"]) for part in parts)
     assert services(run("--json", "status", code=3)) == {"running": False}
 
     run("up")
@@ -101,6 +121,8 @@ def test_up_upload_down_up_keeps_the_record(cli):
     assert again.status_code == 200
     assert again.json()["sha256"] == record.json()["sha256"]
     assert requests.get(again.json()["url"], timeout=10).content == gradient_jpeg()
+    # the vector index's PostgreSQL keeps its data across `down` and `up` too
+    assert sql("SELECT v FROM kept")["records"] == [[{"stringValue": "[1,2,3]"}]]
 
 
 def test_state_survives_concurrent_large_uploads(cli):
