@@ -16,6 +16,10 @@ from pipeline.settings import Settings
 Row = list[Any]
 # Polls of a statement left running past the Data API's call timeout (an index build).
 POLL_SECONDS = 5.0
+# A paused Serverless v2 cluster (minimum 0 ACU) refuses calls while it resumes: retried for
+# this long, within the API's 29-second integration timeout.
+RESUME_WAIT_S = 20.0
+RESUME_POLL_S = 2.0
 
 
 class DataApiNotConfigured(RuntimeError):
@@ -70,8 +74,8 @@ class DataApi(aws.Adapter):
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """The statement's rows (none for a statement that returns none)."""
-        response = self.client.execute_statement(
-            **self._target(),
+        response = self._call(
+            "execute_statement",
             sql=sql,
             parameters=[parameter(n, v) for n, v in (params or {}).items()],
         )
@@ -81,8 +85,8 @@ class DataApi(aws.Adapter):
         """One statement for each parameter set, in one call."""
         if not param_sets:
             return
-        self.client.batch_execute_statement(
-            **self._target(),
+        self._call(
+            "batch_execute_statement",
             sql=sql,
             parameterSets=[[parameter(n, v) for n, v in params.items()] for params in param_sets],
         )
@@ -90,15 +94,26 @@ class DataApi(aws.Adapter):
     def execute_long(self, sql: str, done: str, timeout_s: float) -> None:
         """A statement that may outlast the Data API's call timeout (an index build): it goes
         on after the call times out, and `done` (a query of one boolean) says when it has."""
-        client = self.client
         try:
-            client.execute_statement(**self._target(), sql=sql, continueAfterTimeout=True)
-        except client.exceptions.StatementTimeoutException:
+            self._call("execute_statement", sql=sql, continueAfterTimeout=True)
+        except self.client.exceptions.StatementTimeoutException:
             deadline = time.monotonic() + timeout_s
             while not self._true(done):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"still running after {timeout_s:.0f} s: {sql}") from None
                 time.sleep(POLL_SECONDS)
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        """One Data API call, waited out while a paused cluster resumes."""
+        client = self.client
+        deadline = time.monotonic() + RESUME_WAIT_S
+        while True:
+            try:
+                return getattr(client, operation)(**self._target(), **kwargs)
+            except client.exceptions.DatabaseResumingException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(RESUME_POLL_S)
 
     def _true(self, query: str) -> bool:
         rows = self.execute(query)

@@ -1,0 +1,133 @@
+"""Build and sync the vector index of a (prompt, model) from its shards, the record.
+
+A build loads every listed shard into a new table, builds its HNSW index, and only then names
+the table in the manifest (a compare-and-set): lookups use the exact scan until the switch, and
+the shards listed meanwhile stay pending. A sync upserts the pending shards' rows and removes
+deleted images' rows, then takes the shards it upserted off the pending list. Both are
+idempotent (rows are upserted by image and object version), so a retried task does no harm;
+a shard a compaction merged away meanwhile leaves its merged shard pending, synced next time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.index_sync.plan import Target, targets
+from pipeline.settings import Settings
+from pipeline.storage.data_api import DataApi
+from pipeline.storage.manifests_table import Manifest, ManifestStore, is_pointer
+from pipeline.storage.shards import ShardStore
+from pipeline.storage.vector_index import VectorIndex, index_rows, table_name
+
+SHARD_COLUMNS = ["image_id", "embedding", "s3_key", "source_etag"]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    prompt: str
+    model_id: str
+    action: str
+    table: str | None
+    shards: int  # shards whose rows were upserted
+    rows_sent: int
+    deleted: int  # deleted images whose rows were removed
+    index_rows: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class IndexSync:
+    def __init__(
+        self,
+        settings: Settings,
+        manifests: ManifestStore | None = None,
+        shards: ShardStore | None = None,
+        index: VectorIndex | None = None,
+    ) -> None:
+        self.settings = settings
+        self.manifests = manifests or ManifestStore(settings)
+        self.shards = shards or ShardStore(settings)
+        self.index = index or VectorIndex(DataApi(settings))
+
+    def plan(
+        self, prompt: str | None = None, model_id: str | None = None, rebuild: bool = False
+    ) -> list[Target]:
+        """What to do, for every (prompt, model) or the named ones."""
+        if prompt is not None:
+            found = self.manifests.of_prompt(prompt)
+        else:
+            found = list(self._all_manifests())
+        return targets(found, self.settings.vector_index_threshold, prompt, model_id, rebuild)
+
+    def _all_manifests(self) -> Iterable[Manifest]:
+        pages = self.manifests.client.get_paginator("scan").paginate(TableName=self.manifests.table)
+        for page in pages:
+            for item in page.get("Items", []):
+                if not is_pointer(item):
+                    yield ManifestStore.from_item(item)
+
+    def run(self, target: Target) -> SyncResult:
+        self.index.prepare_database()
+        if target.action == "build":
+            return self.build(target.prompt, target.model_id)
+        return self.sync(target.prompt, target.model_id)
+
+    def build(self, prompt: str, model_id: str) -> SyncResult:
+        """A new table of every listed shard, switched to once its index is built."""
+        snapshot = self.manifests.get(prompt, model_id)
+        if snapshot is None or not snapshot.shards:
+            return SyncResult(prompt, model_id, "build", None, 0, 0, 0, 0)
+        table = table_name(prompt, model_id, snapshot.version)
+        sent = self._load(table, snapshot.shards, snapshot.tombstones, create=True)
+        self.index.build_index(table)
+        rows = self.index.count(table)
+        old = snapshot.index_table
+        self.manifests.update(prompt, model_id, lambda m: m.indexed(table, snapshot.shards, rows))
+        if old is not None and old != table:
+            self.index.drop(old)
+        return SyncResult(
+            prompt,
+            model_id,
+            "build",
+            table,
+            len(snapshot.shards),
+            sent,
+            len(snapshot.tombstones),
+            rows,
+        )
+
+    def sync(self, prompt: str, model_id: str) -> SyncResult:
+        """The pending shards upserted, deleted images' rows removed, the pending list cut."""
+        snapshot = self.manifests.get(prompt, model_id)
+        if snapshot is None or snapshot.index_table is None:
+            return SyncResult(prompt, model_id, "sync", None, 0, 0, 0, 0)
+        table, pending = snapshot.index_table, snapshot.pending
+        sent = self._load(table, pending, snapshot.tombstones, create=False)
+        self.index.delete(table, snapshot.tombstones)
+        rows = self.index.count(table)
+
+        def synced(m: Manifest) -> Manifest:
+            return m.indexed(table, pending, rows) if m.index_table == table else m
+
+        self.manifests.update(prompt, model_id, synced)
+        return SyncResult(
+            prompt, model_id, "sync", table, len(pending), sent, len(snapshot.tombstones), rows
+        )
+
+    def _load(
+        self, table: str, keys: tuple[str, ...], tombstones: frozenset[str], create: bool
+    ) -> int:
+        """Upsert the rows of `keys` in manifest order (a later shard's row wins), leaving
+        out deleted images."""
+        sent = 0
+        for key in keys:
+            shard = self.shards.read(key, SHARD_COLUMNS)
+            if create:
+                self.index.create_table(table, shard.column("embedding").type.list_size)
+                create = False
+            rows = (r for r in index_rows(shard) if r.image_id not in tombstones)
+            sent += self.index.upsert(table, rows)
+        return sent
