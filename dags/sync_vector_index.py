@@ -75,7 +75,7 @@ def sync_vector_index() -> None:
             return {}
         return syncer.run(Target(**target)).as_dict()  # type: ignore[arg-type]
 
-    sync.expand(target=plan())
+    sync.partial().expand(target=plan())
 
 
 sync_vector_index_dag = sync_vector_index()
