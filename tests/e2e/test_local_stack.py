@@ -66,6 +66,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             for p in ("MOTO", "API", "SAGEMAKER", "BEDROCK", "AIRFLOW", "MWAA")
         },
         **vector_db_env(),
+        # a prompt of 5 images gets a vector index here (test_a_prompt_over_the_threshold...)
+        "IMGSIM_VECTOR_INDEX_THRESHOLD": "5",
     }
     env.pop("AIRFLOW_HOME", None)
     watch_stack_dir(env["IMGSIM_LOCAL_DIR"])
@@ -184,6 +186,56 @@ def test_generate_now_then_rank_it_against_an_upload(local_stack):
     )
     assert ranked.status_code == 200, ranked.text
     assert [r["image_id"] for r in ranked.json()["results"]] == [image_id]
+
+
+def test_a_prompt_over_the_threshold_is_answered_by_its_vector_index(local_stack):
+    """Uploads through the bucket cross the threshold (5 in this module): the commit triggers
+    sync_vector_index, which builds the prompt's pgvector index (the local PostgreSQL behind
+    the Data API emulator); lookups then say `hnsw` and equal `exact=true`, a deletion
+    included."""
+    _, exports = local_stack
+    api, prompt = exports["IMGSIM_API_URL"], "a shelf of shoes"
+    settings = Settings.from_env(exports)
+    sizes = [(160, 120), (200, 150), (120, 90), (240, 180), (180, 136), (100, 76)]
+    names = [f"e2e-shoe-{n}" for n in range(len(sizes))]
+    s3 = aws.client(settings, "s3")
+    for name, size in zip(names, sizes, strict=True):
+        s3.put_object(
+            Bucket=settings.bucket,
+            Key=f"uploads/{name}.jpg",
+            Body=gradient_jpeg(size),
+            Metadata={"prompt": prompt},
+        )
+    for name in names:
+        _await_embedded(api, name)
+    manifests = ManifestStore(settings)
+    model = "efficientnet-lite0-imagenet"
+
+    def indexed():
+        manifest = manifests.get(prompt, model)
+        return manifest if manifest and manifest.index_table and not manifest.pending else None
+
+    eventually(indexed, 240, 2, "sync_vector_index built and synced the prompt's index")
+
+    def both(query: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        pages = []
+        for exact in ("false", "true"):
+            params = {"image_id": query, "prompt": prompt, "k": 10, "exact": exact}
+            response = requests.get(f"{api}/similarity", params=params, timeout=30)
+            assert response.status_code == 200, response.text
+            pages.append(response.json())
+        return pages[0], pages[1]
+
+    def ids(page: dict[str, Any]) -> list[str]:
+        return [r["image_id"] for r in page["results"]]
+
+    fast, exact = both(names[0])
+    assert (fast["ranking"], exact["ranking"]) == ("hnsw", "exact")
+    assert ids(fast) == ids(exact) and len(ids(fast)) == len(names) - 1
+    assert requests.delete(f"{api}/images/{names[1]}", timeout=30).status_code == 200
+    fast, exact = both(names[0])
+    assert fast["ranking"] == "hnsw" and ids(fast) == ids(exact)
+    assert names[1] not in ids(fast) and len(ids(fast)) == len(names) - 2
 
 
 def test_the_demo_campaign_runs_in_airflow_and_its_images_embed(local_stack):
