@@ -36,10 +36,12 @@ from pipeline.duplicates.near import PostCommit
 from pipeline.embedding.attempts import MAX_ATTEMPTS, Step, gave_up_reason, next_step
 from pipeline.embedding.superseded import SupersededRows
 from pipeline.settings import Settings
+from pipeline.storage.data_api import DataApi
 from pipeline.storage.images_table import EMBEDDED, FAILED, PENDING
 from pipeline.storage.keys import embed_run_prefix, input_part, shard_key
 from pipeline.storage.run_stores import RunStores
 from pipeline.storage.shards import ShardRow
+from pipeline.storage.vector_index import VectorIndex
 
 PART_LINES = 1000  # batch transform spreads input *files* over instances: several per run
 
@@ -272,8 +274,9 @@ class EmbeddingRun:
         done = [t.committed() for t, _ in good]
         committed = [c for c, ok in zip(done, marked, strict=True) if ok]
         refused = [c for c, ok in zip(done, marked, strict=True) if not ok]
+        index = VectorIndex(DataApi(self.settings)) if self.settings.vector_index_enabled else None
         post_commit = PostCommit(
-            self.settings, self.images, self.stores.manifests, self.stores.shards
+            self.settings, self.images, self.stores.manifests, self.stores.shards, index
         )
         post_summary = post_commit.after_commit(model_id, committed, refused)
         restored = SupersededRows(self.stores).restore(refused, model_id, self.run_id)

@@ -12,7 +12,9 @@ import pytest
 import requests
 
 from lambdas.api.handler import make_handler
+from pipeline.commit.writer import Committed
 from pipeline.deletion.deleter import Deleter
+from pipeline.duplicates.near import PostCommit
 from pipeline.embedding.compaction import Compactor
 from pipeline.index_sync.sync import IndexSync
 from pipeline.ingest.ingestor import Ingestor
@@ -21,6 +23,7 @@ from pipeline.lookup.similarity import SimilarityService
 from pipeline.storage.data_api import DataApi
 from pipeline.storage.images_table import ImageStore
 from pipeline.storage.manifests_table import ManifestStore
+from pipeline.storage.shards import ShardStore
 from pipeline.storage.vector_index import VectorIndex
 from tests.helpers import commit_shard, embedded_records
 
@@ -239,3 +242,26 @@ def test_post_similarity_says_which_ranking_answered(world):
     ).json()
     assert fast["queries"][0]["ranking"] == "hnsw" and exact["queries"][0]["ranking"] == "exact"
     assert _ids(fast["queries"][0]) == _ids(exact["queries"][0])
+
+
+def test_near_duplicates_of_a_large_prompt_are_found_through_its_index(world):
+    """The commit's near-duplicate check asks the index, not every shard, and finds what the
+    whole read finds: a copy of an indexed image, and a copy of an image in a pending shard."""
+    world.sync_all()
+    rng = np.random.default_rng(5)
+    copies = {
+        "zcopy-indexed": world.vectors["img005"] + 0.001 * rng.standard_normal(DIM),
+        "zzfirst": rng.standard_normal(DIM) * 5,
+    }
+    copies["zzfirst-copy"] = copies["zzfirst"] + 0.001 * rng.standard_normal(DIM)
+    commit_shard(world.settings, world.prompt, MODEL, "run-copies", copies)
+    embedded_records(world.settings, list(copies), world.prompt)
+    new = [Committed(i, "etag-" + i, world.prompt) for i in copies]
+    stores = (ImageStore(world.settings), world.manifests, ShardStore(world.settings))
+    index = VectorIndex(DataApi(world.settings))
+    with_index = PostCommit(world.settings, *stores, index)
+    assert with_index.mark(world.prompt, MODEL, new) == 2
+    records = ImageStore(world.settings).batch_get(list(copies), ["near_duplicate_of"])
+    assert records["zcopy-indexed"].get("near_duplicate_of") == "img005"
+    assert records["zzfirst-copy"].get("near_duplicate_of") == "zzfirst"
+    assert "near_duplicate_of" not in records["zzfirst"]
