@@ -83,6 +83,9 @@ class Settings:
     # index once built. "off", or no cluster configured: every lookup is the exact scan.
     vector_index: str = "auto"
     vector_index_threshold: int = 100_000
+    # `exact=true` on a prompt with an index scans it in the function's memory: refused past
+    # this many live rows (1280-d float32 vectors of 200k images are 1 GB).
+    exact_scan_max_rows: int = 200_000
     vector_db_cluster_arn: str = ""
     vector_db_secret_arn: str = ""
     vector_db_name: str = "imgsim"
@@ -163,6 +166,7 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "near_duplicate_threshold": "IMGSIM_NEAR_DUPLICATE_THRESHOLD",
     "vector_index": "IMGSIM_VECTOR_INDEX",
     "vector_index_threshold": "IMGSIM_VECTOR_INDEX_THRESHOLD",
+    "exact_scan_max_rows": "IMGSIM_EXACT_SCAN_MAX_ROWS",
     "vector_db_cluster_arn": "IMGSIM_VECTOR_DB_CLUSTER_ARN",
     "vector_db_secret_arn": "IMGSIM_VECTOR_DB_SECRET_ARN",
     "vector_db_name": "IMGSIM_VECTOR_DB_NAME",

@@ -224,6 +224,16 @@ class SimilarityService:
     def _source(self, manifest: Manifest, exact: bool) -> RankingSource:
         """The index where the (prompt, model) has one (the exact scan of its pending shards
         beside it), else the exact scan of every shard."""
+        if exact and manifest.index_table is not None:
+            limit = self.settings.exact_scan_max_rows
+            if manifest.live_rows > limit:
+                raise ApiError(
+                    400,
+                    "exact_scan_too_large",
+                    f"exact=true would scan {manifest.live_rows} vectors of prompt "
+                    f"{manifest.prompt!r} in memory, more than IMGSIM_EXACT_SCAN_MAX_ROWS "
+                    f"({limit}): leave exact out to use the prompt's vector index",
+                )
         if exact or self.index is None or manifest.index_table is None:
             return ExactSource(self.cache.get(manifest))
         pending = manifest.unindexed_shards

@@ -265,3 +265,25 @@ def test_near_duplicates_of_a_large_prompt_are_found_through_its_index(world):
     assert records["zcopy-indexed"].get("near_duplicate_of") == "img005"
     assert records["zzfirst-copy"].get("near_duplicate_of") == "zzfirst"
     assert "near_duplicate_of" not in records["zzfirst"]
+
+
+def test_exact_on_a_prompt_too_large_to_scan_in_memory_is_a_clear_400(world):
+    world.sync_all()
+    small = replace(world.settings, exact_scan_max_rows=299)
+    api = LocalApi(
+        make_handler(
+            Ingestor.from_settings(small), similarity=SimilarityService.from_settings(small)
+        )
+    ).start()
+    try:
+        params = {"image_id": "img000", "prompt": world.prompt}
+        refused = requests.get(
+            f"{api.url}/similarity", params={**params, "exact": "true"}, timeout=30
+        )
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "exact_scan_too_large"
+        assert "IMGSIM_EXACT_SCAN_MAX_ROWS" in refused.json()["error"]["message"]
+        answered = requests.get(f"{api.url}/similarity", params=params, timeout=30)
+        assert answered.status_code == 200 and answered.json()["ranking"] == "hnsw"
+    finally:
+        api.stop()
