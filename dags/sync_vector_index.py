@@ -4,7 +4,9 @@ derived from its shards: triggered by every embedding commit, and runnable by ha
 `plan` lists the (prompt, model) pairs with something to do: `build` (the pair reached
 `IMGSIM_VECTOR_INDEX_THRESHOLD` live rows and has no index, or `rebuild` is set for a named
 prompt) or `sync` (shards committed since the last sync are pending, or images were deleted).
-One mapped `sync` per pair does it and returns what it did (its XCom, and its log). Without a
+One mapped `sync` per pair does it and returns what it did (its XCom, and its log); then, on
+a run over every prompt, `drop_orphans` drops the tables no manifest names (a retired model's,
+a rebuild's old one left by a failure). Without a
 cluster (`IMGSIM_VECTOR_DB_CLUSTER_ARN` unset) or with `IMGSIM_VECTOR_INDEX=off`, `plan` finds
 nothing: every lookup is the exact scan.
 
@@ -75,7 +77,15 @@ def sync_vector_index() -> None:
             return {}
         return syncer.run(Target(**target)).as_dict()  # type: ignore[arg-type]
 
-    sync.partial().expand(target=plan())
+    @task(trigger_rule="all_done")
+    def drop_orphans() -> list[str]:
+        """Tables of retired models and stopped rebuilds, on runs over every prompt."""
+        syncer = _sync()
+        if syncer is None or get_current_context()["params"]["prompt"] is not None:
+            return []
+        return syncer.drop_orphans()
+
+    sync.partial().expand(target=plan()) >> drop_orphans()
 
 
 sync_vector_index_dag = sync_vector_index()

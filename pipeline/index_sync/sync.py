@@ -19,7 +19,13 @@ from pipeline.settings import Settings
 from pipeline.storage.data_api import DataApi
 from pipeline.storage.manifests_table import Manifest, ManifestStore, is_pointer
 from pipeline.storage.shards import ShardStore
-from pipeline.storage.vector_index import VectorIndex, index_rows, table_name
+from pipeline.storage.vector_index import (
+    VectorIndex,
+    index_rows,
+    pair_digest,
+    table_name,
+    table_parts,
+)
 
 SHARD_COLUMNS = ["image_id", "embedding", "s3_key", "source_etag"]
 
@@ -116,6 +122,24 @@ class IndexSync:
         return SyncResult(
             prompt, model_id, "sync", table, len(pending), sent, len(snapshot.tombstones), rows
         )
+
+    def drop_orphans(self) -> list[str]:
+        """Drop the tables no manifest can name again: those of a (prompt, model) that has no
+        manifest any more (a retired model), and older generations than the one a manifest
+        names (a rebuild stopped between its switch and its drop). A table being built is
+        newer than the one named, or of a manifest that names none yet: it is kept."""
+        named: dict[str, int] = {}  # pair digest -> generation named (-1: none yet)
+        for m in self._all_manifests():
+            generation = table_parts(m.index_table)[1] if m.index_table else -1
+            key = pair_digest(m.prompt, m.model_id)
+            named[key] = max(named.get(key, -1), generation)
+        dropped = []
+        for table in self.index.tables():
+            digest, generation = table_parts(table)
+            if digest not in named or generation < named[digest]:
+                self.index.drop(table)
+                dropped.append(table)
+        return dropped
 
     def _load(
         self, table: str, keys: tuple[str, ...], tombstones: frozenset[str], create: bool

@@ -57,8 +57,17 @@ class IndexHit:
 def table_name(prompt: str, model_id: str, generation: int) -> str:
     """The table of one build of a (prompt, model): a rebuild gets a new generation, so it is
     made beside the one answering and switched to whole. Pure."""
-    digest = hashlib.sha256(f"{model_id}\0{prompt}".encode()).hexdigest()[:16]
-    return f"{TABLE_PREFIX}{digest}_{generation}"
+    return f"{TABLE_PREFIX}{pair_digest(prompt, model_id)}_{generation}"
+
+
+def pair_digest(prompt: str, model_id: str) -> str:
+    return hashlib.sha256(f"{model_id}\0{prompt}".encode()).hexdigest()[:16]
+
+
+def table_parts(table: str) -> tuple[str, int]:
+    """(the pair's digest, the generation) of a table `table_name` made. Pure."""
+    digest, generation = _checked(table)[len(TABLE_PREFIX) :].split("_")
+    return digest, int(generation)
 
 
 def _checked(table: str) -> str:

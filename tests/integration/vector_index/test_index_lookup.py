@@ -287,3 +287,17 @@ def test_exact_on_a_prompt_too_large_to_scan_in_memory_is_a_clear_400(world):
         assert answered.status_code == 200 and answered.json()["ranking"] == "hnsw"
     finally:
         api.stop()
+
+
+def test_the_tables_of_a_retired_model_and_of_an_old_generation_are_dropped(world):
+    [first] = world.sync_all()
+    index = VectorIndex(DataApi(world.settings))
+    stale = first.table.rsplit("_", 1)[0] + "_0"  # an older generation, as a crash leaves it
+    index.create_table(stale, DIM)
+    assert stale in index.tables()
+    assert set(world.sync.drop_orphans()) >= {stale} and first.table in index.tables()
+    world.manifests.client.delete_item(  # what `imgsim model retire` does to the manifest
+        TableName=world.manifests.table,
+        Key={"prompt": {"S": world.prompt}, "model_id": {"S": MODEL}},
+    )
+    assert first.table in world.sync.drop_orphans() and first.table not in index.tables()
