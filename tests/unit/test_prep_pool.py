@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -259,5 +260,24 @@ def test_the_ring_goes_to_the_temporary_directory_where_dev_shm_is_too_small(mon
     try:
         assert pool.ring_path.startswith(str(tmp_path)) and not os.path.exists(pool.ring_path)
         assert _count(pool, [bytes([3] * 4)] * 3) == [([24, 24], {}), ([24], {})]
+    finally:
+        pool.close()
+
+
+def _hang(data: bytes) -> np.ndarray:
+    if data == b"hang":
+        time.sleep(3600)  # a decoder that never returns
+    return np.frombuffer(data, np.uint8).astype(np.float32) * 2
+
+
+def test_a_stuck_worker_fails_the_call_after_the_stall_time_and_the_next_call_restarts():
+    pool = PreparationPool(_hang, np.zeros(4, np.float32), workers=1, capacity=2, stall_s=2)
+    try:
+        stuck = pool.pids
+        with pytest.raises(PoolBroken, match="no image prepared for 2 s"):
+            list(pool.batches(2, [b"hang", bytes(4)].__getitem__))
+        assert _count(pool, [bytes([3] * 4)]) == [([24], {})]
+        assert not set(stuck) & set(pool.pids)
+        eventually(lambda: not _alive(stuck[0]), 30, 0.2, "the stuck worker gone")
     finally:
         pool.close()

@@ -23,10 +23,10 @@ from PIL import Image
 
 try:
     from .embedders import Embedder
-    from .prep_pool import PreparationPool
+    from .prep_pool import STALL_S, PreparationPool
 except ImportError:  # SageMaker imports code/ modules top-level
     from embedders import Embedder  # type: ignore[no-redef]
-    from prep_pool import PreparationPool  # type: ignore[no-redef]
+    from prep_pool import STALL_S, PreparationPool  # type: ignore[no-redef]
 
 MAX_PIXELS = 4096 * 4096
 
@@ -73,14 +73,18 @@ class PrepareBytes:
         return np.asarray(self.prepare(decode(data)))
 
 
-def start_pool(embedder: Embedder, workers: int, capacity: int) -> PreparationPool | None:
+def start_pool(
+    embedder: Embedder, workers: int, capacity: int, stall_s: float = STALL_S
+) -> PreparationPool | None:
     """Worker processes preparing `capacity`-image batches for `embedder`, or None where its
     preparation cannot leave this process (the caller keeps threads)."""
     portable = embedder.portable_prepare()
     if portable is None:
         return None
     probe = np.asarray(portable(Image.new("RGB", (64, 48), (128, 128, 128))))
-    return PreparationPool(PrepareBytes(portable), probe, workers=workers, capacity=capacity)
+    return PreparationPool(
+        PrepareBytes(portable), probe, workers=workers, capacity=capacity, stall_s=stall_s
+    )
 
 
 @dataclass

@@ -99,12 +99,13 @@ def model_fn(model_dir: str, context: Any = None) -> EmbeddingModel:
     embedder = load_embedder(Path(model_dir), threads=threads, precision=precision, device=device)
     batch_size = int(os.environ.get("IMGSIM_BATCH_SIZE", "16"))
     workers = int(os.environ.get("IMGSIM_DECODE_WORKERS", "0")) or default_workers(processes)
+    stall_s = float(os.environ.get("IMGSIM_PREPARATION_STALL_SECONDS", "300"))
     return EmbeddingModel(
         embedder=embedder,
         card=read_model_card(Path(model_dir)),
         batch_size=batch_size,
         workers=workers,
-        pool=start_pool(embedder, workers, batch_size) if processes else None,
+        pool=start_pool(embedder, workers, batch_size, stall_s) if processes else None,
     )
 
 

@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import types
 import weakref
 from collections import deque
@@ -42,6 +43,9 @@ WORKER_RUN_NAME = "__imgsim_prep_worker__"
 START_TIMEOUT_S = 120.0
 POLL_S = 1.0
 SHM_DIR = "/dev/shm"
+# No image prepared for this long while some are outstanding: a worker is stuck on one (a
+# decoder that never returns), and the call fails rather than hang the model server.
+STALL_S = 300.0
 
 
 class PoolBroken(RuntimeError):
@@ -59,10 +63,12 @@ class PreparationPool:
         workers: int,
         capacity: int,
         slots: int = 3,
+        stall_s: float = STALL_S,
     ) -> None:
         if workers < 1 or capacity < 1 or slots < 2:
             raise ValueError(f"workers {workers}, capacity {capacity}, slots {slots}: too few")
         self.workers, self.capacity, self.slots = workers, capacity, slots
+        self.stall_s = stall_s
         self.shape, self.dtype = tuple(item.shape), np.dtype(item.dtype)
         self._prepare = pickle.dumps(prepare)
         self._package = _package_of(prepare)
@@ -213,9 +219,10 @@ class PreparationPool:
                 self._outstanding.clear()
 
     def _wait(self, slot: int) -> None:
+        progress = time.monotonic()
         while self._outstanding[slot][0] > 0:
             try:
-                done, pos, error, worker = self._results.get(timeout=POLL_S)
+                done, pos, error, worker = self._results.get(timeout=min(POLL_S, self.stall_s))
             except queue.Empty:
                 dead = [p for p in self._procs if not p.is_alive()]
                 if dead:
@@ -223,7 +230,14 @@ class PreparationPool:
                     raise PoolBroken(
                         f"preparation worker {dead[0].name} exited with code {dead[0].exitcode}"
                     ) from None
+                if time.monotonic() - progress > self.stall_s:
+                    self._broken = True  # the next call starts the workers afresh
+                    raise PoolBroken(
+                        f"no image prepared for {self.stall_s:.0f} s: a preparation worker is "
+                        "stuck (IMGSIM_PREPARATION_STALL_SECONDS)"
+                    ) from None
                 continue
+            progress = time.monotonic()
             if worker >= 0:
                 with self._queued_lock:
                     self._queued[worker] -= 1
