@@ -1,20 +1,26 @@
-"""Compaction: merge a prompt's small shards into one, safely for readers.
+"""Compaction: merge a prompt's small shards and drop deleted images' rows, safely for
+readers, each new shard of at most `max_rows` rows (what one task holds in memory).
 
-Order: write the merged shard (new key), swap it into the manifest in place of the merged ones
-(compare-and-set on the version), repoint the Embeddings items, and only then delete the old
-files. Every image appears exactly once in the result: where shards disagree (an image was
-re-embedded), the row of the later shard in manifest order wins.
+Which shards become which (pipeline.embedding.compaction_plan): runs of consecutive small
+shards of one group (a vector index's, or those it has not synced: never mixed) packed into
+shards of at most `max_rows` rows, and each shard holding a deleted image's row rewritten
+without it (a large one row group by row group, read by ranges). One group per `compact`.
 
-Deleted images: a manifest with tombstones is compacted whole (every shard, whatever its size),
-the tombstoned rows are left out of the merged shard, and the swap clears the tombstones it
-applied, unless another shard is listed beside it (a run's new one, or those a vector index
-keeps apart: it may hold a row of one of them, so the tombstones stay for the next compaction).
+Order, per batch: write the new shard(s) (new keys), swap them into the manifest in place of
+the old (compare-and-set on the version), repoint the Embeddings items, and only then delete
+the old files. Every image appears exactly once in the result: where shards disagree (an image
+was re-embedded), the row of the later shard in manifest order wins.
+
+Deleted images: the shards holding a tombstoned id are found by their image_id column alone;
+once no listed shard holds it, the tombstone is cleared, unless a shard listed meanwhile (a
+run's new one) is there that compaction did not look at. Deletions past the item's room for
+tombstones (`Manifest.deleted_unlisted`) are found by the Images records of every listed row.
 """
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,14 +29,26 @@ import pyarrow.compute as pc
 from botocore.exceptions import ClientError
 
 from pipeline import aws
+from pipeline.embedding.compaction_plan import (
+    Batch,
+    batches,
+    groups,
+    mergeable,
+    replaced,
+    settled,
+)
 from pipeline.settings import Settings
 from pipeline.storage.embeddings_table import EmbeddingStore
+from pipeline.storage.images_table import DELETED, ImageStore
 from pipeline.storage.keys import shard_key, shard_prefix
 from pipeline.storage.manifests_table import Manifest, ManifestStore, is_pointer
 from pipeline.storage.shards import ShardStore, merge_tables
 
 MAX_IN_VALUES = 100  # DynamoDB's limit on the operands of IN
 REPOINT_THREADS = 8
+LOOKUP_THREADS = 4  # shards whose ids are read (and records looked up) at once
+
+Written = tuple[str, int, list[str]]  # a new shard: key, rows, image ids
 
 
 class Compactor:
@@ -41,16 +59,19 @@ class Compactor:
         manifests: ManifestStore | None = None,
         embeddings: EmbeddingStore | None = None,
         s3: Any | None = None,
+        images: ImageStore | None = None,
     ) -> None:
         self.settings = settings
         self.shards = shards or ShardStore(settings)
         self.manifests = manifests or ManifestStore(settings)
         self.embeddings = embeddings or EmbeddingStore(settings)
+        self.images = images or ImageStore(settings)
         self._s3 = s3 or aws.client(settings, "s3")
 
-    def candidates(self, max_rows: int) -> list[dict[str, str]]:
-        """(prompt, model_id) pairs with at least two shards smaller than max_rows, or with
-        tombstones; the prompts' active-model pointers are not manifests."""
+    def candidates(self, max_rows: int, due_only: bool = False) -> list[dict[str, str]]:
+        """(prompt, model_id) pairs with consecutive small shards to merge or with deleted
+        rows to drop; `due_only`: those whose manifest cannot wait for the daily run
+        (`Manifest.compaction_due`). The prompts' active-model pointers are not manifests."""
         pages = self.manifests.client.get_paginator("scan").paginate(TableName=self.manifests.table)
         found = []
         for page in pages:
@@ -58,53 +79,131 @@ class Compactor:
                 if is_pointer(item):
                     continue
                 manifest = ManifestStore.from_item(item)  # the scan already has the item
-                if len(self._picked(manifest, max_rows)) >= 2 or manifest.tombstones:
+                if due_only and not manifest.compaction_due:
+                    continue
+                if (
+                    mergeable(manifest, max_rows)
+                    or manifest.tombstones
+                    or manifest.deleted_unlisted
+                ):
                     found.append({"prompt": manifest.prompt, "model_id": manifest.model_id})
         return found
 
-    @staticmethod
-    def _picked(manifest: Manifest, max_rows: int) -> tuple[str, ...]:
-        """The small shards; every shard when deleted rows are to be dropped. With a vector
-        index, the shards it holds and those it has not synced yet are never merged together
-        (a merged shard would be pending whole, and the exact scan would cover it all): the
-        indexed ones first, then the pending ones."""
-        groups = [manifest.indexed_shards, manifest.unindexed_shards]
-        for group in [g for g in groups if g]:
-            if manifest.tombstones:
-                return group
-            small = tuple(k for k in group if manifest.shard_rows.get(k, 0) < max_rows)
-            if len(small) >= 2:
-                return small
-        return ()
+    def compact_all(
+        self, prompt: str, model_id: str, run_id: str, max_rows: int
+    ) -> list[dict[str, Any]]:
+        """`compact` until nothing is left: one call per group at most."""
+        results = [self.compact(prompt, model_id, run_id, max_rows)]
+        while results[-1]["compacted"] and len(results) < 3:
+            results.append(self.compact(prompt, model_id, run_id, max_rows))
+        return results
 
     def compact(self, prompt: str, model_id: str, run_id: str, max_rows: int) -> dict[str, Any]:
+        """One group's batches written and swapped in, one at a time; then the tombstones
+        (and deletions past them) no listed shard holds any more cleared."""
         manifest = self.manifests.get(prompt, model_id)
-        picked = self._picked(manifest, max_rows) if manifest else ()
-        dropped = manifest.tombstones if manifest else frozenset()
-        if len(picked) < 2 and not (picked and dropped):
+        if manifest is None:
             return {"prompt": prompt, "compacted": 0}
-        merged = merge_tables([self.shards.read(k) for k in picked], dropped)
-        new_key = shard_key(model_id, prompt, run_id, part="compact")
-        self.shards.write(new_key, merged)
-        self.manifests.update(
-            prompt, model_id, lambda m: _swap(m, picked, new_key, merged.num_rows, dropped)
-        )
-        self._repoint(merged, picked, new_key)
-        for key in picked:
-            if key != new_key:
-                self.shards.delete(key)
+        looked = bool(manifest.tombstones or manifest.deleted_unlisted)
+        known = self._deleted_rows(manifest) if looked else {}
+        dropped = manifest.tombstones.union(*known.values())
+        work: list[Batch] = []
+        for group in groups(manifest):
+            work = batches(manifest, group, max_rows, known if looked else None)
+            if work:
+                break
+        written: list[Written] = []
+        for batch in work:
+            new = self._rewrite(batch, dropped, manifest, run_id, max_rows)
+            self._swap(manifest, batch, new)
+            known.update({key: frozenset() for key, _, _ in new})
+            written.extend(new)
+        if looked:
+            self.manifests.update(
+                prompt,
+                model_id,
+                lambda m: settled(m, known, manifest.tombstones, manifest.deleted_unlisted),
+            )
         return {
             "prompt": prompt,
-            "compacted": len(picked),
-            "rows": merged.num_rows,
+            "compacted": sum(len(b.shards) for b in work),
+            "rows": sum(rows for _, rows, _ in written),
             "dropped": len(dropped),
-            "shard": new_key,
+            "shard": written[-1][0] if written else None,
+            "shards": [key for key, _, _ in written],
         }
 
-    def _repoint(self, merged: pa.Table, old: tuple[str, ...], new_key: str) -> None:
-        """Point each merged image's Embeddings item at the new shard if it named one of the
-        merged ones: one conditional UpdateItem per image (`shard_key IN` the old keys), a few
-        in flight at once."""
+    def _deleted_rows(self, manifest: Manifest) -> dict[str, frozenset[str]]:
+        """For each listed shard, the deleted images it holds a row of: tombstoned ids, and
+        with deletions past the tombstones, ids whose Images record is a deletion marker.
+        Only the image_id column is read."""
+        tombstones = pa.array(sorted(manifest.tombstones), pa.string())
+
+        def look(key: str) -> frozenset[str]:
+            ids = self.shards.ids(key)
+            held = set(pc.filter(ids, pc.is_in(ids, value_set=tombstones)).to_pylist())
+            if manifest.deleted_unlisted:
+                records = self.images.batch_get(ids.to_pylist(), ["status"])
+                held |= {i for i, r in records.items() if r.get("status") == DELETED}
+            return frozenset(held)
+
+        with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
+            return dict(zip(manifest.shards, pool.map(look, manifest.shards), strict=True))
+
+    def _rewrite(
+        self, batch: Batch, dropped: frozenset[str], m: Manifest, run_id: str, max_rows: int
+    ) -> list[Written]:
+        """The batch's rows without the `dropped` ids, in new shards of at most `max_rows`
+        rows at keys derived from the run and the batch (a retry overwrites the same)."""
+        digest = hashlib.sha256("\0".join(batch.shards).encode("utf-8")).hexdigest()[:12]
+
+        def write(n: int, table: pa.Table) -> Written:
+            key = shard_key(m.model_id, m.prompt, f"{run_id}.{digest}.{n}", part="compact")
+            self.shards.write(key, table)
+            return key, int(table.num_rows), table.column("image_id").to_pylist()
+
+        if not batch.big:
+            merged = merge_tables([self.shards.read(k) for k in batch.shards], dropped)
+            return [write(0, merged)] if merged.num_rows else []
+        source = self.shards.open(batch.shards[0])
+        gone = pa.array(sorted(dropped), pa.string())
+        written: list[Written] = []
+        held: list[pa.Table] = []
+        count = 0
+        for index in range(source.num_row_groups):
+            group = source.read_row_group(index)
+            group = group.filter(pc.invert(pc.is_in(group.column("image_id"), value_set=gone)))
+            held.append(group)
+            count += group.num_rows
+            while count >= max_rows:
+                table = pa.concat_tables(held)
+                written.append(write(len(written), table.slice(0, max_rows)))
+                rest = table.slice(max_rows)
+                held, count = [rest], rest.num_rows
+        if count:
+            written.append(write(len(written), pa.concat_tables(held)))
+        return written
+
+    def _swap(self, manifest: Manifest, batch: Batch, new: list[Written]) -> None:
+        """The new shards listed in place of the batch's, their images repointed, the old
+        files deleted; nothing but an orphan left when the batch was swapped out already."""
+        after = self.manifests.update(
+            manifest.prompt,
+            manifest.model_id,
+            lambda m: replaced(m, batch.shards, tuple((k, r) for k, r, _ in new)),
+        )
+        if any(k in after.shards for k in batch.shards):
+            return
+        for key, _, ids in new:
+            self._repoint(ids, batch.shards, key)
+        for key in batch.shards:
+            if key not in {k for k, _, _ in new}:
+                self.shards.delete(key)
+
+    def _repoint(self, ids: list[str], old: tuple[str, ...], new_key: str) -> None:
+        """Point each image's Embeddings item at the new shard if it named one of the old
+        ones: one conditional UpdateItem per image (`shard_key IN` the old keys), a few in
+        flight at once."""
         client = self.embeddings.client
         for start in range(0, len(old), MAX_IN_VALUES):
             chunk = old[start : start + MAX_IN_VALUES]
@@ -124,7 +223,7 @@ class Compactor:
                         raise
 
             with ThreadPoolExecutor(REPOINT_THREADS) as pool:
-                list(pool.map(repoint, pc.unique(merged.column("image_id")).to_pylist()))
+                list(pool.map(repoint, ids))
 
     def delete_orphans(self, prompt: str, model_id: str, older_than: timedelta) -> list[str]:
         """Delete shard files of this prompt that no manifest lists and that are older than
@@ -141,16 +240,3 @@ class Compactor:
                     self._s3.delete_object(Bucket=self.settings.bucket, Key=obj["Key"])
                     deleted.append(obj["Key"])
         return deleted
-
-
-def _swap(
-    m: Manifest, picked: tuple[str, ...], new_key: str, rows: int, dropped: frozenset[str]
-) -> Manifest:
-    """The merged shard in place of the picked ones; the tombstones it applied cleared when no
-    other shard is listed beside it. Pure."""
-    if not any(k in m.shards for k in picked):
-        return m
-    swapped = m.swapped(tuple(k for k in picked if k in m.shards), new_key, rows)
-    if set(swapped.shards) == {new_key}:
-        swapped = replace(swapped, tombstones=swapped.tombstones - dropped)
-    return swapped

@@ -61,9 +61,24 @@ def run_slug(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
+SHARD_RUN_CHARS = 64  # a longer run slug is cut and gets a digest of the whole
+SHARD_PART_CHARS = 8
+# The longest shard name inside its folder: the manifest's size rule counts on it
+# (pipeline.storage.manifest_item).
+MAX_SHARD_NAME_CHARS = SHARD_PART_CHARS + 1 + SHARD_RUN_CHARS + len(".parquet")
+_PART = re.compile(rf"[a-z]{{1,{SHARD_PART_CHARS}}}")
+
+
 def shard_key(model_id: str, prompt: str, run_id: str, part: str = "part") -> str:
-    """embeddings/model=<model>/prompt=<prompt>/<part>-<run>.parquet: deterministic per run."""
-    return f"{shard_prefix(model_id, prompt)}{part}-{run_slug(run_id)}.parquet"
+    """embeddings/model=<model>/prompt=<prompt>/<part>-<run>.parquet: deterministic per run,
+    the name at most MAX_SHARD_NAME_CHARS long (a long run id keeps a digest of itself)."""
+    if not _PART.fullmatch(part):
+        raise ValueError(f"a shard part is 1 to {SHARD_PART_CHARS} lowercase letters: {part!r}")
+    name = run_slug(run_id)
+    if len(name) > SHARD_RUN_CHARS:
+        digest = hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8]
+        name = f"{name[: SHARD_RUN_CHARS - 9]}-{digest}"
+    return f"{shard_prefix(model_id, prompt)}{part}-{name}.parquet"
 
 
 def shard_prefix(model_id: str, prompt: str) -> str:

@@ -11,6 +11,15 @@ from typing import Any
 from pipeline import aws
 from pipeline.settings import Settings
 from pipeline.storage.dynamodb_codec import deserialize_item, serialize_item
+from pipeline.storage.manifest_item import (
+    COMPACT_AT_BYTES,
+    ITEM_LIMIT_BYTES,
+    TOMBSTONE_BYTES,
+    ManifestTooLarge,
+    item_bytes,
+    read_shards,
+    shard_attributes,
+)
 
 # The sort key of a prompt's active-model pointer, an item of this table beside the prompt's
 # manifests (pipeline.storage.active_models): never a manifest, so every reader skips it.
@@ -39,6 +48,10 @@ class Manifest:
     index_table: str | None = None
     pending: tuple[str, ...] = ()
     index_rows: int = 0
+    # Deletions past the tombstones' room in the item (TOMBSTONE_BYTES): their ids are not
+    # kept, so compaction finds their rows by the Images records instead (a replayed
+    # deletion may count twice: only "more than none" is acted on).
+    deleted_unlisted: int = 0
 
     @property
     def rows(self) -> int:
@@ -48,7 +61,18 @@ class Manifest:
     def live_rows(self) -> int:
         """The rows less the deleted images' (one row each until compaction drops it): what
         GET /prompts counts, so a deleted image is not counted from its deletion on."""
-        return max(self.rows - len(self.tombstones), 0)
+        return max(self.rows - len(self.tombstones) - self.deleted_unlisted, 0)
+
+    @property
+    def item_bytes(self) -> int:
+        """The size of this manifest's item as DynamoDB counts it."""
+        return item_bytes(to_item(self))
+
+    @property
+    def compaction_due(self) -> bool:
+        """Past the tombstones' room, or large enough that waiting for the daily compaction
+        would bring the item near DynamoDB's limit: compact now."""
+        return self.deleted_unlisted > 0 or self.item_bytes > COMPACT_AT_BYTES
 
     def with_shard(self, key: str, rows: int, ids: Iterable[str]) -> Manifest:
         """The shard `key` listed last, holding the rows of `ids`: those ids leave the
@@ -68,7 +92,23 @@ class Manifest:
         )
 
     def with_tombstones(self, image_ids: frozenset[str]) -> Manifest:
-        return replace(self, tombstones=self.tombstones | image_ids)
+        """The ids tombstoned while the tombstones take at most TOMBSTONE_BYTES of the item;
+        the rest counted in `deleted_unlisted`, so a deletion never fails for the item's
+        size (lookups hide a deleted image by its record either way)."""
+        new = sorted(image_ids - self.tombstones)
+        room = TOMBSTONE_BYTES - tombstone_bytes(self.tombstones)
+        kept = []
+        for image_id in new:
+            cost = 1 + len(image_id.encode("utf-8"))
+            if cost > room:
+                break
+            kept.append(image_id)
+            room -= cost
+        return replace(
+            self,
+            tombstones=self.tombstones | frozenset(kept),
+            deleted_unlisted=self.deleted_unlisted + len(new) - len(kept),
+        )
 
     def swapped(self, old: tuple[str, ...], new_key: str, rows: int) -> Manifest:
         """Replace the shards `old` by `new_key` at the position of the first of them."""
@@ -147,18 +187,21 @@ class ManifestStore(aws.Adapter):
 
     @staticmethod
     def from_item(raw: Mapping[str, Any]) -> Manifest:
-        """A Manifest from a raw (DynamoDB-typed) item, as GetItem or Scan return it."""
+        """A Manifest from a raw (DynamoDB-typed) item, as GetItem or Scan return it: either
+        layout (pipeline.storage.manifest_item), keys always whole."""
         item = deserialize_item(raw)
+        shards, shard_rows, pending = read_shards(item)
         return Manifest(
             prompt=item["prompt"],
             model_id=item["model_id"],
-            shards=tuple(item.get("shards", [])),
-            shard_rows={k: int(v) for k, v in item.get("shard_rows", {}).items()},
+            shards=shards,
+            shard_rows=shard_rows,
             version=int(item["version"]),
             tombstones=frozenset(item.get("tombstones", [])),
             index_table=item.get("index_table") or None,
-            pending=tuple(item.get("pending", [])),
+            pending=pending,
             index_rows=int(item.get("index_rows", 0)),
+            deleted_unlisted=int(item.get("deleted_unlisted", 0)),
         )
 
     def update(
@@ -175,23 +218,20 @@ class ManifestStore(aws.Adapter):
                 "attribute_not_exists(prompt)" if current.version == 0 else "version = :version"
             )
             values = {} if current.version == 0 else {":version": {"N": str(current.version)}}
+            item = to_item(new)
+            size = item_bytes(item)
+            if size > ITEM_LIMIT_BYTES:
+                raise ManifestTooLarge(
+                    f"manifest {prompt!r}/{model_id} would take {size} bytes with "
+                    f"{len(new.shards)} shards (DynamoDB allows {ITEM_LIMIT_BYTES}): run the "
+                    "compact_shards DAG"
+                )
             try:
                 self.client.put_item(
                     TableName=self.table,
                     ConditionExpression=condition,
                     **({"ExpressionAttributeValues": values} if values else {}),
-                    Item=serialize_item(
-                        {
-                            "prompt": prompt,
-                            "model_id": model_id,
-                            "shards": list(new.shards),
-                            "shard_rows": new.shard_rows,
-                            "rows": new.rows,
-                            "version": new.version,
-                            "tombstones": sorted(new.tombstones),
-                            **_index_attributes(new),
-                        }
-                    ),
+                    Item=item,
                 )
                 return new
             except self.client.exceptions.ConditionalCheckFailedException:
@@ -208,15 +248,35 @@ def _content(manifest: Manifest) -> tuple[Any, ...]:
         manifest.index_table,
         manifest.pending,
         manifest.index_rows,
+        manifest.deleted_unlisted,
     )
 
 
-def _index_attributes(manifest: Manifest) -> dict[str, Any]:
-    """The vector index's attributes, only on a manifest that has one."""
-    if manifest.index_table is None:
-        return {}
-    return {
-        "index_table": manifest.index_table,
-        "pending": list(manifest.pending),
-        "index_rows": manifest.index_rows,
+def to_item(manifest: Manifest) -> dict[str, Any]:
+    """The typed item of a manifest (pipeline.storage.manifest_item: relative shard names,
+    counts beside them, pending positions; the index's attributes only with an index, the
+    unlisted deletions only when there are some). Pure."""
+    indexed = manifest.index_table is not None
+    plain: dict[str, Any] = {
+        "prompt": manifest.prompt,
+        "model_id": manifest.model_id,
+        **shard_attributes(
+            manifest.model_id,
+            manifest.prompt,
+            manifest.shards,
+            manifest.shard_rows,
+            manifest.pending if indexed else None,
+        ),
+        "version": manifest.version,
+        "tombstones": sorted(manifest.tombstones),
     }
+    if indexed:
+        plain.update(index_table=manifest.index_table, index_rows=manifest.index_rows)
+    if manifest.deleted_unlisted:
+        plain["deleted_unlisted"] = manifest.deleted_unlisted
+    return serialize_item(plain)
+
+
+def tombstone_bytes(tombstones: frozenset[str]) -> int:
+    """What the tombstones' list takes in the item, its name included."""
+    return len("tombstones") + 3 + sum(1 + len(t.encode("utf-8")) for t in tombstones)

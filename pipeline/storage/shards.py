@@ -130,6 +130,56 @@ class ShardStore(ObjectStore):
         body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         return parse_shard(body, columns)
 
+    def open(self, key: str) -> pq.ParquetFile:
+        """The shard read in ranges: its footer, then only the row groups and columns asked
+        for. For work over shards too large to hold whole (compaction), not for lookups."""
+        return pq.ParquetFile(io.BufferedReader(RangedObject(self.client, self.bucket, key)))
+
+    def ids(self, key: str) -> pa.Array:
+        """The shard's image_id column alone, fetched by ranges."""
+        return self.open(key).read(["image_id"]).column("image_id").combine_chunks()
+
+
+class RangedObject(io.RawIOBase):
+    """A read-only, seekable file over one S3 object: each read is a ranged GetObject."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        super().__init__()
+        self.client, self.bucket, self.key = client, bucket, key
+        head = client.head_object(Bucket=bucket, Key=key)
+        self.size, self.etag = int(head["ContentLength"]), head["ETag"]
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(base + offset, 0)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self.size - self.position)
+        if count <= 0:
+            return 0
+        end = self.position + count - 1
+        response = self.client.get_object(
+            Bucket=self.bucket,
+            Key=self.key,
+            Range=f"bytes={self.position}-{end}",
+            IfMatch=self.etag,  # every range of the one version the footer came from
+        )
+        data = response["Body"].read()
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
 
 def parse_shard(body: bytes, columns: list[str] | None = None) -> pa.Table:
     """Row groups parsed in parallel, each thread through a ParquetFile of its own (a reader
