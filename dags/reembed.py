@@ -131,12 +131,15 @@ def reembed() -> None:
 
     @task(trigger_rule="none_failed", outlets=[model_upgrade])
     def switch() -> dict[str, Any]:
+        from pipeline.index_sync.sync import IndexSync
         from pipeline.upgrade.switch import switch_complete
 
         context = get_current_context()
         backfill = _backfill(context["run_id"])
         planned = backfill.read_plan()
-        report = switch_complete(backfill.images, backfill.active, planned, _now())
+        settings = backfill.settings
+        index = IndexSync(settings).ensure_index if settings.vector_index_enabled else None
+        report = switch_complete(backfill.images, backfill.active, planned, _now(), index)
         extra = {"model_id": planned["model_id"], "run_id": context["run_id"], "prompts": report}
         context["outlet_events"][model_upgrade].extra = extra
         return extra

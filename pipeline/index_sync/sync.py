@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.index_sync.plan import Target, targets
+from pipeline.index_sync.plan import Target, action, targets
 from pipeline.settings import Settings
 from pipeline.storage.data_api import DataApi
 from pipeline.storage.manifests_table import Manifest, ManifestStore, is_pointer
@@ -80,6 +80,16 @@ class IndexSync:
         if target.action == "build":
             return self.build(target.prompt, target.model_id)
         return self.sync(target.prompt, target.model_id)
+
+    def ensure_index(self, prompt: str, model_id: str) -> SyncResult | None:
+        """Build the pair's index now if it needs one: a model upgrade points a large prompt
+        at its new model only once that model's index can answer (not by a scan of a whole
+        prompt in the API function's memory)."""
+        manifest = self.manifests.get(prompt, model_id)
+        if manifest is None or action(manifest, self.settings.vector_index_threshold) != "build":
+            return None
+        self.index.prepare_database()
+        return self.build(prompt, model_id)
 
     def build(self, prompt: str, model_id: str) -> SyncResult:
         """A new table of every listed shard, switched to once its index is built."""

@@ -5,6 +5,7 @@ records the plan's artifact, which re-embeds the prompt's later uploads: see `fo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.storage.active_models import ActiveModels
@@ -23,18 +24,26 @@ def progress(images: ImageStore, prompt: str, model_id: str) -> dict[str, int]:
 
 
 def switch_complete(
-    images: ImageStore, active: ActiveModels, plan: dict[str, Any], at: str
+    images: ImageStore,
+    active: ActiveModels,
+    plan: dict[str, Any],
+    at: str,
+    before_switch: Callable[[str, str], Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per prompt of the plan: done/total, and the active model after switching the complete
     ones. A prompt with an image still missing its vector (failed, or embedded meanwhile by the
     old model) keeps its pointer: a re-run of the backfill embeds what is missing. A prompt
-    already pointing at the new model is left as it is (a re-run, or a follow-up run)."""
+    already pointing at the new model is left as it is (a re-run, or a follow-up run).
+    `before_switch(prompt, model_id)` runs just before a pointer moves (the vector index of a
+    large prompt's new model is built there)."""
     model_id = plan["model_id"]
     report = {}
     for prompt, planned in sorted(plan["prompts"].items()):
         counts = progress(images, prompt, model_id)
         complete = counts["done"] == counts["total"] > 0  # nothing embedded: nothing to switch
         if complete and active.get(prompt) != model_id:  # a re-run writes nothing
+            if before_switch is not None:
+                before_switch(prompt, model_id)
             switched = active.switch(
                 prompt, planned["old_model"], model_id, at, plan.get("model_data_url")
             )
