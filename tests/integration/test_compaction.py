@@ -138,3 +138,52 @@ def test_orphan_shards_are_deleted_only_when_old_enough(stack):
         )["Contents"]
     ]
     assert keys == [listed]
+
+
+def test_merged_shards_hold_at_most_max_rows_each(stack):
+    settings = stack.settings
+    for n in range(5):
+        _commit_run(settings, f"run-{n}", {f"i{n}{m}": n * 10 + m for m in range(3)})
+    compactor = Compactor(settings)
+    result = compactor.compact(PROMPT, MODEL, "compact-1", max_rows=7)
+    # [3, 3] [3, 3] merged; the last shard alone has nothing to merge with
+    assert result["compacted"] == 4 and len(result["shards"]) == 2
+    manifest = ManifestStore(settings).get(PROMPT, MODEL)
+    assert [manifest.shard_rows[k] for k in manifest.shards] == [6, 6, 3]
+    ids = [i for k in manifest.shards for i in ShardStore(settings).ids(k).to_pylist()]
+    assert sorted(ids) == sorted(f"i{n}{m}" for n in range(5) for m in range(3))
+    for key in manifest.shards:
+        assert {
+            EmbeddingStore(settings).get(i)["shard_key"]
+            for i in ShardStore(settings).ids(key).to_pylist()
+        } == {key}
+    assert compactor.candidates(max_rows=7) == []
+    assert compactor.compact(PROMPT, MODEL, "compact-2", max_rows=7)["compacted"] == 0
+
+
+def test_tombstones_rewrite_only_the_shards_that_hold_them_reading_ids_alone(stack):
+    settings = stack.settings
+    keys = [
+        _commit_run(settings, f"run-{n}", {f"i{n}{m}": n * 10 + m for m in range(5)})
+        for n in range(3)
+    ]
+    ManifestStore(settings).update(
+        PROMPT, MODEL, lambda m: m.with_tombstones(frozenset({"i12", "gone"}))
+    )
+    compactor = Compactor(settings)
+    whole_reads: list[str] = []
+    read = compactor.shards.read
+    compactor.shards.read = lambda key, columns=None: whole_reads.append(key) or read(key, columns)  # type: ignore[method-assign]
+
+    result = compactor.compact(PROMPT, MODEL, "compact-1", max_rows=3)  # every shard is big
+    assert whole_reads == []  # found by the image_id column, rewritten row group by row group
+    assert result["compacted"] == 1 and result["rows"] == 4
+    manifest = ManifestStore(settings).get(PROMPT, MODEL)
+    assert manifest.shards[0] == keys[0] and manifest.shards[-1] == keys[2]
+    assert [manifest.shard_rows[k] for k in manifest.shards] == [5, 3, 1, 5]
+    assert manifest.tombstones == frozenset()  # i12's row is gone, "gone" was in no shard
+    middle = [i for k in manifest.shards[1:3] for i in ShardStore(settings).ids(k).to_pylist()]
+    assert middle == ["i10", "i11", "i13", "i14"]
+    assert not ShardStore(settings).exists(keys[1])
+    assert EmbeddingStore(settings).get("i14")["shard_key"] == manifest.shards[2]
+    assert compactor.candidates(max_rows=3) == []

@@ -192,3 +192,25 @@ def test_near_duplicate_grouping_never_roots_a_group_at_a_deleted_image(world):
     }
     assert "near_duplicate_of" not in images.get("e")
     assert sorted(_lists(world, "b")["dedupe_pages"]) == ["c", "d", "e"]
+
+
+def test_deletions_past_the_tombstones_room_are_dropped_by_their_records(world, monkeypatch):
+    """A manifest whose tombstones are full still takes every deletion (counted, not listed):
+    the lookups hide the image by its record, GET /prompts counts it out, and compaction finds
+    its row through the Images records and drops it."""
+    settings = world.settings
+    monkeypatch.setattr("pipeline.storage.manifests_table.TOMBSTONE_BYTES", 0)  # no room
+    assert requests.delete(f"{world.url}/images/b", timeout=10).status_code == 200
+    manifest = ManifestStore(settings).get(PROMPT, MODEL)
+    assert manifest.tombstones == frozenset() and manifest.deleted_unlisted == 1
+    assert manifest.live_rows == 3 and manifest.compaction_due
+    assert sorted(world.similar("a")) == ["c", "d"]
+    compactor = Compactor(settings)
+    assert compactor.candidates(max_rows=100, due_only=True) == [
+        {"prompt": PROMPT, "model_id": MODEL}
+    ]
+    compactor.compact(PROMPT, MODEL, "compact-1", max_rows=100)
+    assert shard_ids(settings) == {"a", "c", "d"}
+    manifest = ManifestStore(settings).get(PROMPT, MODEL)
+    assert manifest.deleted_unlisted == 0 and manifest.live_rows == 3
+    assert compactor.candidates(max_rows=100) == []
