@@ -143,10 +143,10 @@ class ShardStore(ObjectStore):
 class RangedObject(io.RawIOBase):
     """A read-only, seekable file over one S3 object: each read is a ranged GetObject."""
 
-    def __init__(self, client: Any, bucket: str, key: str) -> None:
+    def __init__(self, s3: Any, bucket: str, key: str) -> None:
         super().__init__()
-        self.client, self.bucket, self.key = client, bucket, key
-        head = client.head_object(Bucket=bucket, Key=key)
+        self.s3, self.bucket, self.key = s3, bucket, key
+        head = s3.head_object(Bucket=bucket, Key=key)
         self.size, self.etag = int(head["ContentLength"]), head["ETag"]
         self.position = 0
 
@@ -169,7 +169,7 @@ class RangedObject(io.RawIOBase):
         if count <= 0:
             return 0
         end = self.position + count - 1
-        response = self.client.get_object(
+        response = self.s3.get_object(
             Bucket=self.bucket,
             Key=self.key,
             Range=f"bytes={self.position}-{end}",
