@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from pipeline.api import gallery
 from pipeline.api.openapi import responses
 from pipeline.api.security import requirement
-from pipeline.lookup.catalog import prompt_catalog
+from pipeline.lookup.catalog import newest_listed, prompt_catalog
 from pipeline.settings import Settings
 from pipeline.storage.catalog_reads import CatalogReads
 
@@ -58,7 +58,8 @@ def gallery_router(settings: Settings) -> Router:
     )
     def list_prompts() -> PromptList:
         manifests, active = reads.manifests()
-        catalog = prompt_catalog(manifests, reads.newest_embedded, active)
+        listed = newest_listed(manifests)
+        catalog = prompt_catalog(manifests, lambda p: reads.newest_of(p, listed.get(p)), active)
         return PromptList.model_validate({"prompts": catalog})
 
     return router

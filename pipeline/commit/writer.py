@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.storage.dynamodb_codec import timestamp
 from pipeline.storage.embeddings_table import model_embedding_id
 from pipeline.storage.images_table import DELETED
 from pipeline.storage.manifests_table import Manifest
@@ -58,21 +59,28 @@ class CommitWriter:
     def __init__(self, stores: RunStores) -> None:
         self.stores = stores
         self._listed: set[tuple[str, str, str]] = set()  # (prompt, model_id, image_id)
+        self._newest: dict[str, tuple[str, str]] = {}  # shard key -> its row created last
 
     # ------------------------------------------------------------- 1 and 2: rows
     def write_shard(self, key: str, model_id: str, prompt: str, rows: Sequence[ShardRow]) -> int:
         """Step 1: the shard of `rows` (one per image) at `key`; returns its row count."""
         table = rows_table(rows, len(rows[0].embedding), model_id, prompt)
         self.stores.shards.write(key, table)
+        last = max(rows, key=lambda r: (r.created_at, r.image_id))
+        self._newest[key] = (last.image_id, timestamp(last.created_at))
         return int(table.num_rows)
 
     def list_shard(
         self, key: str, model_id: str, prompt: str, rows: int, ids: Iterable[str]
     ) -> None:
-        """Step 2: the written shard `key` listed last, holding the rows of `ids`."""
+        """Step 2: the written shard `key` listed last, holding the rows of `ids` (and, when
+        this writer wrote it, noting its row created last for GET /prompts)."""
         listed = frozenset(ids)
+        newest = self._newest.get(key)
         self.stores.manifests.update(
-            prompt, model_id, partial(Manifest.with_shard, key=key, rows=rows, ids=listed)
+            prompt,
+            model_id,
+            partial(Manifest.with_shard, key=key, rows=rows, ids=listed, newest=newest),
         )
         self._listed.update((prompt, model_id, image_id) for image_id in listed)
 

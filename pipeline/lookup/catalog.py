@@ -12,7 +12,22 @@ from functools import cache
 from typing import Any
 
 from pipeline.storage.active_models import ACTIVE_KEY
-from pipeline.storage.manifests_table import Manifest
+from pipeline.storage.manifests_table import Manifest, later
+
+
+def newest_listed(manifests: Iterable[Manifest]) -> dict[str, tuple[str, str]]:
+    """Each prompt's row created last of all its models' manifests ({prompt: (image_id,
+    created_at)}), for prompts whose every manifest with rows noted one (a manifest listed
+    before commits noted theirs may hold a later image). Pure."""
+    found: dict[str, tuple[str, str] | None] = {}
+    for m in manifests:
+        if m.model_id == ACTIVE_KEY or not m.rows:
+            continue
+        if m.newest is None:
+            found[m.prompt] = None
+        elif m.prompt not in found or found[m.prompt] is not None:
+            found[m.prompt] = later(found.get(m.prompt), m.newest)
+    return {prompt: newest for prompt, newest in found.items() if newest is not None}
 
 
 def prompt_catalog(

@@ -36,6 +36,27 @@ class CatalogReads(aws.Adapter):
                 manifests.append(ManifestStore.from_item(item))
         return manifests, active
 
+    def newest_of(self, prompt: str, listed: tuple[str, str] | None) -> dict[str, Any] | None:
+        """The prompt's newest embedded image: the row its manifests listed last (`listed`,
+        pipeline.lookup.catalog.newest_listed) when its record is still that embedded image
+        of `prompt` (one GetItem, however many images the prompt has), else the query."""
+        if listed is not None:
+            image_id, created_at = listed
+            response = self.client.get_item(
+                TableName=self.settings.images_table,
+                Key={"image_id": {"S": image_id}},
+                ProjectionExpression="image_id, created_at, prompt, #s",
+                ExpressionAttributeNames={"#s": "status"},
+            )
+            record = deserialize_item(response.get("Item", {}))
+            if (record.get("status"), record.get("prompt"), record.get("created_at")) == (
+                EMBEDDED,
+                prompt,
+                created_at,
+            ):
+                return {"image_id": image_id, "created_at": created_at}
+        return self.newest_embedded(prompt)
+
     def newest_embedded(self, prompt: str) -> dict[str, Any] | None:
         """The most recently created embedded image of `prompt`, or None. The filter runs after
         each page is read, so pages are followed until one holds a match."""

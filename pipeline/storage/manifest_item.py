@@ -24,8 +24,9 @@ ITEM_LIMIT_BYTES = 400 * 1024  # DynamoDB's item limit, names and values togethe
 TOMBSTONE_BYTES = 64 * 1024  # the tombstones' share: past it, deletions are counted
 COMPACT_AT_BYTES = 160 * 1024  # a manifest this large is due for compaction at once
 # Keys (DynamoDB allows a partition key of 2048 bytes and a sort key of 1024), the version,
-# the index table's name (a PostgreSQL identifier: 63 bytes) and counts, the lists' names and
-# overheads: 3,261 bytes at most.
+# the index table's name (a PostgreSQL identifier: 63 bytes) and counts, the newest row (an
+# image id of up to 128 characters and a timestamp), the lists' names and overheads: 3,431
+# bytes at most.
 MAX_FIXED_BYTES = 4 * 1024
 # One listed shard at most: its name (+1 list element), its row count (a number of up to 10
 # digits, +1) and its pending position (up to 5 digits, +1).

@@ -52,6 +52,10 @@ class Manifest:
     # kept, so compaction finds their rows by the Images records instead (a replayed
     # deletion may count twice: only "more than none" is acted on).
     deleted_unlisted: int = 0
+    # The listed row created last: (image_id, created_at), as its commit wrote it. GET /prompts
+    # shows it, once its record says it is still embedded, without querying the prompt's
+    # images (None: listed before commits noted it, or never by a commit).
+    newest: tuple[str, str] | None = None
 
     @property
     def rows(self) -> int:
@@ -74,11 +78,18 @@ class Manifest:
         would bring the item near DynamoDB's limit: compact now."""
         return self.deleted_unlisted > 0 or self.item_bytes > COMPACT_AT_BYTES
 
-    def with_shard(self, key: str, rows: int, ids: Iterable[str]) -> Manifest:
+    def with_shard(
+        self,
+        key: str,
+        rows: int,
+        ids: Iterable[str],
+        newest: tuple[str, str] | None = None,
+    ) -> Manifest:
         """The shard `key` listed last, holding the rows of `ids`: those ids leave the
         tombstones (an image deleted, then uploaded again under its key, gets the same id).
         Sound because the new shard is last, so its row wins over any older row of the id; an
-        image deleted while the shard was made is tombstoned again after the commit."""
+        image deleted while the shard was made is tombstoned again after the commit.
+        `newest`: the shard's row created last, kept if it is later than the manifest's."""
         shards = self.shards if key in self.shards else (*self.shards, key)
         pending = self.pending
         if self.index_table is not None and key not in pending:
@@ -89,6 +100,7 @@ class Manifest:
             shard_rows={**self.shard_rows, key: rows},
             tombstones=self.tombstones - frozenset(ids),
             pending=pending,
+            newest=later(self.newest, newest),
         )
 
     def with_tombstones(self, image_ids: frozenset[str]) -> Manifest:
@@ -202,6 +214,7 @@ class ManifestStore(aws.Adapter):
             pending=pending,
             index_rows=int(item.get("index_rows", 0)),
             deleted_unlisted=int(item.get("deleted_unlisted", 0)),
+            newest=(item["newest_id"], item["newest_at"]) if "newest_id" in item else None,
         )
 
     def update(
@@ -249,7 +262,15 @@ def _content(manifest: Manifest) -> tuple[Any, ...]:
         manifest.pending,
         manifest.index_rows,
         manifest.deleted_unlisted,
+        manifest.newest,
     )
+
+
+def later(a: tuple[str, str] | None, b: tuple[str, str] | None) -> tuple[str, str] | None:
+    """Of two (image_id, created_at), the one created later (ties: the greater id). Pure."""
+    if a is None or b is None:
+        return a or b
+    return max(a, b, key=lambda n: (n[1], n[0]))
 
 
 def to_item(manifest: Manifest) -> dict[str, Any]:
@@ -274,6 +295,8 @@ def to_item(manifest: Manifest) -> dict[str, Any]:
         plain.update(index_table=manifest.index_table, index_rows=manifest.index_rows)
     if manifest.deleted_unlisted:
         plain["deleted_unlisted"] = manifest.deleted_unlisted
+    if manifest.newest is not None:
+        plain.update(newest_id=manifest.newest[0], newest_at=manifest.newest[1])
     return serialize_item(plain)
 
 

@@ -57,3 +57,16 @@ def test_an_image_deleted_while_its_rows_were_listed_is_withdrawn(stack):
     assert records["x"]["status"] == "deleted"
     assert "x" in ManifestStore(settings).get(PROMPT, MODEL).tombstones
     assert EmbeddingStore(settings).get("x") is None
+
+
+def test_listing_notes_the_row_created_last_for_the_prompts_list(stack):
+    writer = CommitWriter(RunStores.from_settings(stack.settings))
+    late = ShardRow("late", VECTOR, datetime(2026, 11, 2, tzinfo=UTC), "uploads/late.jpg", "e")
+    writer.write_and_list(
+        shard_key(MODEL, PROMPT, "run-1"), MODEL, PROMPT, [_row("a", "e"), late, _row("b", "e")]
+    )
+    manifest = ManifestStore(stack.settings).get(PROMPT, MODEL)
+    assert manifest.newest == ("late", "2026-11-02T00:00:00.000Z")
+    # a later commit of older images keeps it
+    writer.write_and_list(shard_key(MODEL, PROMPT, "run-2"), MODEL, PROMPT, [_row("c", "e")])
+    assert ManifestStore(stack.settings).get(PROMPT, MODEL).newest == manifest.newest

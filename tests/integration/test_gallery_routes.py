@@ -120,3 +120,44 @@ def test_the_lambda_code_package_ships_the_gallery(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 5000
+
+
+def test_prompts_answers_a_million_image_prompt_from_its_manifest(api, monkeypatch):
+    """2,000 shards of 500 rows listed (none of them in the bucket: nothing reads a shard),
+    300 newer uploads still pending: the count comes from the manifest, the newest image from
+    the row it noted and one read of that image's record, not a query of the prompt's images."""
+    from dataclasses import replace as changed
+
+    from pipeline.storage.catalog_reads import CatalogReads
+    from tests.integration.million import IMAGES, MODEL, PROMPT, million
+
+    url, settings = api
+    newest = ("shoe0999999", "2026-12-01T00:00:00.000Z")
+    manifest = changed(million(tombstones=1000), newest=newest)
+    ManifestStore(settings).update(PROMPT, MODEL, lambda _: manifest)
+    _record(settings, newest[0], PROMPT, newest[1])
+    for n in range(300):
+        _record(
+            settings, f"up{n:03d}", PROMPT, f"2026-12-02T00:00:{n % 60:02d}.{n:03d}Z", "pending"
+        )
+
+    def no_query(self, prompt):
+        raise AssertionError(f"GET /prompts queried {prompt!r}'s images")
+
+    monkeypatch.setattr(CatalogReads, "newest_embedded", no_query)
+    answer = requests.get(f"{url}/prompts", headers={"x-api-key": "k1"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["prompts"] == [
+        {
+            "prompt": PROMPT,
+            "model_id": MODEL,
+            "images": IMAGES - 1000,
+            "newest": {"image_id": newest[0], "created_at": newest[1]},
+        }
+    ]
+    # the image it noted is deleted: the query finds the newest embedded one instead
+    monkeypatch.undo()
+    _record(settings, "older", PROMPT, "2026-11-30T00:00:00.000Z")
+    ImageStore(settings).mark_deleted(newest[0], None, PROMPT, "2026-12-03T00:00:00.000Z", None)
+    answer = requests.get(f"{url}/prompts", headers={"x-api-key": "k1"}, timeout=10)
+    assert answer.json()["prompts"][0]["newest"]["image_id"] == "older"

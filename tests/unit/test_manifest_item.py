@@ -122,6 +122,7 @@ def test_the_worst_case_item_fits_dynamodb_s_limit():
         pending=keys,
         index_rows=10**20,
         deleted_unlisted=10**20,
+        newest=("n" * 128, "2026-12-07T21:57:08.562Z"),
     ).with_tombstones(frozenset(f"{n:0128d}" for n in range(TOMBSTONE_BYTES // 129 + 50)))
     fixed = {k: v for k, v in to_item(manifest).items() if k not in ("tombstones",)}
     fixed.update(shards={"L": []}, shard_rows={"L": []}, pending={"L": []})
