@@ -2,27 +2,37 @@
 
     python bench/scale_index.py [--n 100000] [--clusters 100] [--sigma 0.5] [--queries 1000]
         [--m 16] [--ef-construction 128] [--ef-search 40,100,200,400,800] [--filter-rows 10000]
+        [--build-workers 1] [--maintenance-work-mem 4GB] [--json FILE]
+    python bench/scale_index.py --fashion-mnist [--dataset DIR] [--model NAME] [--cache-dir DIR]
 
-Data: N synthetic 512-d unit vectors in clusters on the unit sphere. Cluster centers are
+Synthetic data: N 512-d unit vectors in clusters on the unit sphere. Cluster centers are
 uniform on the sphere (normalized Gaussians); each vector picks a center uniformly and is
 normalize(center + sigma * g), g ~ N(0, I/d), so its noise has norm about sigma (0.5: a
 vector's cosine to its center is about 0.89, to another of its cluster about 0.8, to other
-clusters about 0). 1,000 held-out queries come from the same distribution and are not in the
+clusters about 0). The held-out queries come from the same distribution and are not in the
 table. Recall depends on this shape: with fewer than k vectors per cluster in what a query
 searches, the tail of its top-k is near-random vectors of other clusters, which no index finds
 reliably; the run prints the vectors per cluster of each case.
 
+--fashion-mnist: Fashion-MNIST's 70,000 images (Debian's dataset-fashion-mnist, read by
+pipeline/evaluate's loader) embedded in this process by --model's artifact as the evaluation
+harness does, kept in --cache-dir under the model's content key and the data's digest (a
+second run reads them); --queries of them, stratified by label, are held out as the queries.
+
 Measured, per query, against the exact scan (pipeline/lookup/ranking.py's `rank` over the
 in-memory matrix, the ground truth):
-1. one prompt of N vectors: the exact scan, and HNSW (vector_cosine_ops, m, ef_construction)
+1. one prompt of all rows: the exact scan, and HNSW (vector_cosine_ops, m, ef_construction)
    at each ef_search: p50/p95 of the ranking step (for HNSW, the SQL query's round trip on
    loopback), recall@10, the share of queries whose top-10 is identical (same ids, same order);
-   the index's build time and size;
+   the index's build time (leader plus --build-workers parallel workers; the graph must fit in
+   --maintenance-work-mem), its size, and the build's progress while it runs;
 2. the filter case: a prompt of --filter-rows rows inside the same table (a `WHERE prompt =`
    filter), with the planner's own plan, with the index forced, and with the index and no
    iterative scan (rows returned: the under-fill).
-The whole lookup (manifest, visibility checks, URLs) is not measured here: this is the ranking
-step only. --fashion-mnist (the 70,000 real EfficientNet vectors) is not implemented yet.
+The machine's load average and memory in use are sampled through the run. The rows are COPY'd
+in chunks, so memory holds the matrix and one chunk. The whole lookup (manifest, visibility
+checks, URLs) is not timed here: each table row is made by `result_row`, where its columns
+would go, timed through the lookup's entry point for the same queries.
 """
 
 from __future__ import annotations
@@ -371,6 +381,7 @@ def run(
             conn.execute(
                 f"CREATE TABLE items (id int8 PRIMARY KEY, prompt text NOT NULL,"
                 f" embedding vector({dim}) NOT NULL)"
+                " WITH (autovacuum_enabled = off)"  # the run vacuums once, after the build
             )
             t0 = time.perf_counter()
             load(conn, matrix, prompts, args.copy_chunk)
