@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from pipeline.settings import Settings
 from pipeline.storage.dynamodb_codec import deserialize_item
 
 PENDING = "pending"
+SCAN_SEGMENTS = 8  # parallel Scan segments of the Images table, read at once
 DEPTH_ATTRIBUTES = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -45,10 +47,12 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def summarize_images(
-    items: Iterable[Mapping[str, Any]], now: datetime
-) -> tuple[dict[str, dict[str, int]], dict[str, Any] | None]:
-    """Counts by status and source, and the pending image recorded first."""
+Tally = tuple[Counter[tuple[str, str]], Mapping[str, Any] | None]
+
+
+def tally(items: Iterable[Mapping[str, Any]]) -> Tally:
+    """Counts by (status, source) and the pending item recorded first: one pass, constant
+    memory, and tallies of parts of the table merge (`merged`)."""
     counts: Counter[tuple[str, str]] = Counter()
     oldest: Mapping[str, Any] | None = None
     for item in items:
@@ -56,6 +60,30 @@ def summarize_images(
         counts[status, source] += 1
         if status == PENDING and (oldest is None or item["created_at"] < oldest["created_at"]):
             oldest = item
+    return counts, oldest
+
+
+def merged(tallies: Iterable[Tally]) -> Tally:
+    counts: Counter[tuple[str, str]] = Counter()
+    oldest: Mapping[str, Any] | None = None
+    for part, first in tallies:
+        counts.update(part)
+        if first is not None and (oldest is None or first["created_at"] < oldest["created_at"]):
+            oldest = first
+    return counts, oldest
+
+
+def summarize_images(
+    items: Iterable[Mapping[str, Any]], now: datetime
+) -> tuple[dict[str, dict[str, int]], dict[str, Any] | None]:
+    """Counts by status and source, and the pending image recorded first."""
+    return summarized(tally(items), now)
+
+
+def summarized(
+    counted: Tally, now: datetime
+) -> tuple[dict[str, dict[str, int]], dict[str, Any] | None]:
+    counts, oldest = counted
     by_status: dict[str, dict[str, int]] = {}
     for (status, source), count in sorted(counts.items()):
         by_status.setdefault(status, {})[source] = count
@@ -91,22 +119,32 @@ def problems(report: HealthReport, thresholds: Thresholds) -> list[str]:
 
 
 class PipelineProbe:
-    """Reads the Images table and the queues (a paginated Scan of four small attributes:
-    it reads the whole table, fine at a few hundred thousand images every few minutes)."""
+    """Reads the Images table and the queues. The table is read whole (four small attributes
+    of every image, of every prompt) in SCAN_SEGMENTS parallel segments, each tallied on its
+    own: the time grows with the images over the segments, the memory not at all."""
 
     def __init__(self, settings: Settings, dynamodb: Any | None = None, sqs: Any | None = None):
         self.settings = settings
         self.dynamodb = dynamodb or aws.client(settings, "dynamodb")
         self.sqs = sqs or aws.client(settings, "sqs")
 
-    def image_items(self) -> Iterable[dict[str, Any]]:
+    def image_items(self, segment: int = 0, segments: int = 1) -> Iterable[dict[str, Any]]:
+        """The items of one segment of a parallel Scan (all of them by default)."""
         pages = self.dynamodb.get_paginator("scan").paginate(
             TableName=self.settings.images_table,
             ProjectionExpression="image_id, #s, #src, created_at",
             ExpressionAttributeNames={"#s": "status", "#src": "source"},
+            Segment=segment,
+            TotalSegments=segments,
         )
         for page in pages:
             yield from (deserialize_item(item) for item in page.get("Items", []))
+
+    def image_tally(self, segments: int = SCAN_SEGMENTS) -> Tally:
+        """The whole table's tally, its segments scanned at once."""
+        with ThreadPoolExecutor(segments) as pool:
+            parts = pool.map(lambda n: tally(self.image_items(n, segments)), range(segments))
+            return merged(list(parts))
 
     def queue_names(self) -> tuple[list[str], list[str]]:
         """The pipeline's queues and, of those, the dead-letter queues: the ingest queue's
@@ -122,7 +160,7 @@ class PipelineProbe:
         return sum(int(attributes["Attributes"].get(a, 0)) for a in DEPTH_ATTRIBUTES)
 
     def report(self, now: datetime) -> HealthReport:
-        images, oldest = summarize_images(self.image_items(), now)
+        images, oldest = summarized(self.image_tally(), now)
         names, dlqs = self.queue_names()
         return HealthReport(
             checked_at=now.isoformat(timespec="seconds"),
