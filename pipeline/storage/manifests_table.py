@@ -122,19 +122,6 @@ class Manifest:
             deleted_unlisted=self.deleted_unlisted + len(new) - len(kept),
         )
 
-    def swapped(self, old: tuple[str, ...], new_key: str, rows: int) -> Manifest:
-        """Replace the shards `old` by `new_key` at the position of the first of them."""
-        kept = [k for k in self.shards if k not in old]
-        position = min(self.shards.index(k) for k in old)
-        shards = (*kept[:position], new_key, *kept[position:])
-        shard_rows = {k: v for k, v in self.shard_rows.items() if k not in old}
-        pending = tuple(k for k in self.pending if k not in old)
-        if any(k in self.pending for k in old):
-            pending = (*pending, new_key)
-        return replace(
-            self, shards=shards, shard_rows={**shard_rows, new_key: rows}, pending=pending
-        )
-
     @property
     def indexed_shards(self) -> tuple[str, ...]:
         """The listed shards whose rows the index holds (none without an index)."""

@@ -187,3 +187,41 @@ def test_tombstones_rewrite_only_the_shards_that_hold_them_reading_ids_alone(sta
     assert not ShardStore(settings).exists(keys[1])
     assert EmbeddingStore(settings).get("i14")["shard_key"] == manifest.shards[2]
     assert compactor.candidates(max_rows=3) == []
+
+
+def test_a_shard_s_ids_are_read_without_its_vectors(stack):
+    """Finding deleted rows reads the footer and the image_id column chunks by range, not
+    the vectors: a small share of the object."""
+    settings = stack.settings
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((20_000, 512)).astype(np.float32)
+    rows = [ShardRow(f"i{n:05d}", v, T0, "k", "e") for n, v in enumerate(vectors)]
+    key = shard_key(MODEL, PROMPT, "big-run")
+    shards = ShardStore(settings)
+    shards.write(key, rows_table(rows, 512, MODEL, PROMPT))
+    size = aws.client(settings, "s3").head_object(Bucket=settings.bucket, Key=key)["ContentLength"]
+    fetched: list[int] = []
+
+    def count(params, **_):
+        start, end = params["Range"].removeprefix("bytes=").split("-")
+        fetched.append(int(end) - int(start) + 1)
+
+    shards.client.meta.events.register("before-parameter-build.s3.GetObject", count)
+    assert shards.ids(key).to_pylist() == [r.image_id for r in rows]
+    assert fetched and sum(fetched) < size // 50
+
+
+def test_a_large_shard_is_rewritten_row_group_by_row_group_into_max_rows_shards(stack, monkeypatch):
+    settings = stack.settings
+    monkeypatch.setattr("pipeline.storage.shards.ROW_GROUP_ROWS", 4)  # 10 rows: 3 groups
+    key = _commit_run(settings, "run-1", {f"i{n:02d}": n for n in range(10)})
+    assert ShardStore(settings).open(key).num_row_groups == 3
+    ManifestStore(settings).update(PROMPT, MODEL, lambda m: m.with_tombstones(frozenset({"i04"})))
+    result = Compactor(settings).compact(PROMPT, MODEL, "compact-1", max_rows=3)
+    assert (result["compacted"], result["rows"], len(result["shards"])) == (1, 9, 3)
+    manifest = ManifestStore(settings).get(PROMPT, MODEL)
+    assert [manifest.shard_rows[k] for k in manifest.shards] == [3, 3, 3]
+    ids = [i for k in manifest.shards for i in ShardStore(settings).ids(k).to_pylist()]
+    assert ids == [f"i{n:02d}" for n in range(10) if n != 4]
+    assert manifest.tombstones == frozenset()
+    assert EmbeddingStore(settings).get("i09")["shard_key"] == manifest.shards[2]
