@@ -38,11 +38,13 @@ from pipeline.embedding.compaction_plan import (
     settled,
 )
 from pipeline.settings import Settings
+from pipeline.storage.data_api import DataApi
 from pipeline.storage.embeddings_table import EmbeddingStore
 from pipeline.storage.images_table import DELETED, ImageStore
 from pipeline.storage.keys import shard_key, shard_prefix
 from pipeline.storage.manifests_table import Manifest, ManifestStore, is_pointer
 from pipeline.storage.shards import ShardStore, merge_tables
+from pipeline.storage.vector_index import VectorIndex
 
 MAX_IN_VALUES = 100  # DynamoDB's limit on the operands of IN
 REPOINT_THREADS = 8
@@ -60,8 +62,12 @@ class Compactor:
         embeddings: EmbeddingStore | None = None,
         s3: Any | None = None,
         images: ImageStore | None = None,
+        index: VectorIndex | None = None,
     ) -> None:
         self.settings = settings
+        if index is None and settings.vector_index_enabled:
+            index = VectorIndex(DataApi(settings))
+        self.index = index  # deleted images' rows leave it before their tombstones go
         self.shards = shards or ShardStore(settings)
         self.manifests = manifests or ManifestStore(settings)
         self.embeddings = embeddings or EmbeddingStore(settings)
@@ -118,6 +124,9 @@ class Compactor:
             self._swap(manifest, batch, new)
             known.update({key: frozenset() for key, _, _ in new})
             written.extend(new)
+        if looked and dropped and manifest.index_table and self.index is not None:
+            # the tombstones are about to be cleared: the index's rows of those images first
+            self.index.delete(manifest.index_table, dropped)
         if looked:
             self.manifests.update(
                 prompt,

@@ -336,3 +336,14 @@ def test_a_model_upgrade_switches_a_large_prompt_once_its_new_index_is_built(wor
     page = world.get(image_id="img000")
     assert (page["model_id"], page["ranking"]) == (OTHER_MODEL, "hnsw")
     assert world.sync.ensure_index(world.prompt, OTHER_MODEL) is None  # built: nothing to do
+
+
+def test_compaction_removes_a_deleted_images_index_row_before_it_clears_the_tombstone(world):
+    [built] = world.sync_all()
+    Deleter(world.settings).delete_image("img042")
+    assert "img042" in world.manifest().tombstones
+    Compactor(world.settings).compact_all(world.prompt, MODEL, "compact-del", max_rows=1000)
+    assert "img042" not in world.manifest().tombstones  # cleared: no listed shard holds it
+    index = VectorIndex(DataApi(world.settings))
+    assert "img042" not in index.etags(built.table, ["img042"])
+    assert "img042" not in _ids(world.get(image_id="img041", k=100))
