@@ -29,7 +29,7 @@ from pipeline.storage.data_api import DataApi, chunks
 # HNSW build and search settings: docs/performance.md, Vector index (the benchmark picked them).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
-EF_SEARCH = 200
+BUILD_WORKERS = 4  # parallel build workers (capped by the server's maintenance workers)
 ITERATIVE_SCAN = "relaxed_order"  # a filtered query scans on until it has its rows
 MAX_SCAN_TUPLES = 100_000  # how far an iterative scan goes: the depth a cursor can page to
 BUILD_TIMEOUT_S = 6 * 3600.0
@@ -94,7 +94,7 @@ class VectorIndex:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", database):
             raise ValueError(f"database name {database!r}")
         for name, value in (
-            ("hnsw.ef_search", str(EF_SEARCH)),
+            ("hnsw.ef_search", str(int(self.db.settings.vector_index_ef_search))),
             ("hnsw.iterative_scan", ITERATIVE_SCAN),
             ("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES)),
         ):
@@ -111,6 +111,9 @@ class VectorIndex:
         """The HNSW index of a loaded table (built once, after the bulk load: faster than
         growing it row by row). It may outlast one Data API call: polled until valid."""
         t = _checked(table)
+        # vectors live out of line (TOAST): the heap looks too small for the planner's rule
+        # for a parallel build, so the workers are named on the table
+        self.db.execute(f"ALTER TABLE {t} SET (parallel_workers = {BUILD_WORKERS})")
         self.db.execute_long(
             f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw "
             f"(embedding vector_cosine_ops) WITH (m = {HNSW_M}, "
