@@ -71,8 +71,11 @@ class _Transaction:
 class DataApi:
     """The five calls, thread-safe: the HTTP server answers each request in its own thread."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(
+        self, target: Target, statement_timeout_s: float = STATEMENT_TIMEOUT_MS / 1000
+    ) -> None:
         self.target = target
+        self.statement_timeout_s = statement_timeout_s  # how long a call waits for its statement
         self._lock = threading.Lock()
         self._idle: dict[str, list[psycopg.Connection]] = {}
         self._transactions: dict[str, _Transaction] = {}
@@ -85,9 +88,40 @@ class DataApi:
         self._check_target(request)
         sql, names = self._statement(request)
         values = parameter_values(request.get("parameters") or [], names)
+        if request.get("continueAfterTimeout") and not request.get("transactionId"):
+            return self._continuing(request, sql, values)
         with self._connection(request) as (conn, database), psycopg.RawCursor(conn) as cur:
             _run(cur, sql, values)
             return self._result(cur, database, request)
+
+    def _continuing(
+        self, request: Mapping[str, Any], sql: str, values: list[Any]
+    ) -> dict[str, Any]:
+        """`continueAfterTimeout`: the call still times out, the statement runs on (a DDL
+        statement such as an index build), on a connection of its own that is then closed."""
+        database = self._database(request)
+        conn = self._checkout(database)
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                with psycopg.RawCursor(conn) as cur:
+                    cur.execute("SET statement_timeout = 0")
+                    _run(cur, sql, values)
+                    outcome["result"] = self._result(cur, database, request)
+            except AwsError as fault:
+                outcome["error"] = fault
+            finally:
+                conn.close()
+
+        worker = threading.Thread(target=work, name="continue-after-timeout", daemon=True)
+        worker.start()
+        worker.join(self.statement_timeout_s)
+        if worker.is_alive():
+            raise AwsError("StatementTimeoutException", "Request timed out")
+        if "error" in outcome:
+            raise outcome["error"]
+        return dict(outcome["result"])
 
     def batch_execute_statement(self, request: Mapping[str, Any]) -> dict[str, Any]:
         self._check_target(request)
@@ -209,7 +243,7 @@ class DataApi:
                 self.target.dsn(database),
                 autocommit=True,
                 connect_timeout=10,
-                options=f"-c TimeZone=UTC -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                options=f"-c TimeZone=UTC -c statement_timeout={self._timeout_ms}",
             )
         except psycopg.OperationalError as exc:
             message = str(exc).strip().splitlines()[-1]
@@ -220,6 +254,10 @@ class DataApi:
             raise AwsError("DatabaseUnavailableException", message, 504) from None
         prepare_connection(conn)
         return conn
+
+    @property
+    def _timeout_ms(self) -> int:
+        return int(self.statement_timeout_s * 1000)
 
     def _checkin(self, database: str, conn: psycopg.Connection) -> None:
         if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
