@@ -35,7 +35,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.* and tests.helpers
 from bench.scale_index import clustered
-from pipeline import aws
 from pipeline.index_sync.sync import IndexSync
 from pipeline.local import postgres
 from pipeline.local.config import isolated_settings, vector_db_arns
@@ -44,9 +43,8 @@ from pipeline.local.moto_server import MotoServer
 from pipeline.local.processes import free_port, stop_group
 from pipeline.local.vector_db import start_rds_data
 from pipeline.lookup.similarity import SimilarityService
-from pipeline.storage.dynamodb_codec import serialize_item
 from pipeline.storage.embeddings_table import EmbeddingStore
-from tests.helpers import commit_shard, embedded_image
+from tests.helpers import commit_shard, embedded_records
 
 PROMPT, QUERY_PROMPT, MODEL = "a large catalogue", "bench queries", "bench-synthetic-512"
 SHARD_ROWS = 20_000
@@ -59,18 +57,6 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, p95 * 1000
 
 
-def put_records(settings, ids: list[str], prompt: str) -> None:
-    client = aws.client(settings, "dynamodb")
-    for start in range(0, len(ids), 25):
-        batch = [
-            {"PutRequest": {"Item": serialize_item(embedded_image(i, prompt).to_item())}}
-            for i in ids[start : start + 25]
-        ]
-        while batch:
-            response = client.batch_write_item(RequestItems={settings.images_table: batch})
-            batch = response.get("UnprocessedItems", {}).get(settings.images_table, [])
-
-
 def load(settings, n: int, dim: int, queries: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((100, dim)).astype(np.float32)
@@ -80,12 +66,12 @@ def load(settings, n: int, dim: int, queries: int, seed: int) -> list[str]:
     for start in range(0, n, SHARD_ROWS):
         chunk = {ids[i]: matrix[i] for i in range(start, min(n, start + SHARD_ROWS))}
         commit_shard(settings, PROMPT, MODEL, f"run-{start // SHARD_ROWS}", chunk, set())
-    put_records(settings, ids, PROMPT)
+    embedded_records(settings, ids, PROMPT)
     query_ids = [f"query{i:05d}" for i in range(queries)]
     embeddings = EmbeddingStore(settings)
     for n_query, image_id in enumerate(query_ids):
         embeddings.put(image_id, MODEL, matrix[n + n_query], None, "etag-" + image_id, "now")
-    put_records(settings, query_ids, QUERY_PROMPT)
+    embedded_records(settings, query_ids, QUERY_PROMPT)
     return query_ids
 
 

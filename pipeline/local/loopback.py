@@ -3,11 +3,12 @@ thread, and a foreground mode that stops cleanly on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from typing import Any, Self
 
 
 class AwsError(Exception):
@@ -49,3 +50,18 @@ def run_until_signalled(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     stopping.wait()
     stop()
+
+
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, body: Any, error: str | None = None
+) -> None:
+    """A JSON answer as AWS's rest-json services give it: an error names its type in the
+    `x-amzn-ErrorType` header, which botocore reads."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    if error:
+        handler.send_header("x-amzn-ErrorType", error)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from pipeline.local.loopback import AwsError, LoopbackServer
+from pipeline.local.loopback import AwsError, LoopbackServer, send_json
 
 _INVOKE = re.compile(r"^/restapi/([^/?]+)$")
 _ENVIRONMENT = re.compile(r"^/environments/([^/?]+)$")
@@ -112,14 +112,7 @@ def _handler(environment: Environment) -> type[BaseHTTPRequestHandler]:
                 self._send(400, {"message": f"Airflow answered {status}", **out}, error)
 
         def _send(self, status: int, body: dict[str, Any], error: str | None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            if error:
-                self.send_header("x-amzn-ErrorType", error)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body, error)
 
         def log_message(self, format: str, *args: Any) -> None:
             return

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from pipeline.local.loopback import AwsError, LoopbackServer
+from pipeline.local.loopback import AwsError, LoopbackServer, send_json
 from pipeline.local.rds_data.service import DataApi, Target
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,7 @@ def _handler(api: DataApi) -> type[BaseHTTPRequestHandler]:
             self._send(200, answer)
 
         def _send(self, status: int, body: dict[str, Any], error: str | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            if error:
-                self.send_header("x-amzn-ErrorType", error)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body, error)
 
         def log_message(self, format: str, *args: Any) -> None:
             return
