@@ -87,6 +87,9 @@ class Settings:
     # this many live rows (1280-d float32 vectors of 200k images are 1 GB).
     exact_scan_max_rows: int = 200_000
     vector_index_ef_search: int = 400  # HNSW's candidate list per search (recall vs time)
+    # maintenance_work_mem of the index builds: a graph larger than this is built much slower
+    # (about 2.6 GB for a million 512-d vectors at the chosen m)
+    vector_index_build_memory: str = "2GB"
     vector_db_cluster_arn: str = ""
     vector_db_secret_arn: str = ""
     vector_db_name: str = "imgsim"
@@ -169,6 +172,7 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "vector_index_threshold": "IMGSIM_VECTOR_INDEX_THRESHOLD",
     "exact_scan_max_rows": "IMGSIM_EXACT_SCAN_MAX_ROWS",
     "vector_index_ef_search": "IMGSIM_VECTOR_INDEX_EF_SEARCH",
+    "vector_index_build_memory": "IMGSIM_VECTOR_INDEX_BUILD_MEMORY",
     "vector_db_cluster_arn": "IMGSIM_VECTOR_DB_CLUSTER_ARN",
     "vector_db_secret_arn": "IMGSIM_VECTOR_DB_SECRET_ARN",
     "vector_db_name": "IMGSIM_VECTOR_DB_NAME",

@@ -88,13 +88,19 @@ class VectorIndex:
 
     # ---------------------------------------------------------------- set-up
     def prepare_database(self) -> None:
-        """The extension, and the search settings every later session of the database gets."""
+        """The extension, and the search and build settings every later session of the
+        database gets."""
         self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        database = self.db.settings.vector_db_name
+        settings = self.db.settings
+        database = settings.vector_db_name
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", database):
             raise ValueError(f"database name {database!r}")
+        memory = settings.vector_index_build_memory
+        if not re.match(r"^[0-9]+(kB|MB|GB)$", memory):
+            raise ValueError(f"IMGSIM_VECTOR_INDEX_BUILD_MEMORY={memory!r}: a size like 2GB")
         for name, value in (
-            ("hnsw.ef_search", str(int(self.db.settings.vector_index_ef_search))),
+            ("maintenance_work_mem", memory),
+            ("hnsw.ef_search", str(int(settings.vector_index_ef_search))),
             ("hnsw.iterative_scan", ITERATIVE_SCAN),
             ("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES)),
         ):

@@ -100,7 +100,7 @@ class DataApi:
         """`continueAfterTimeout`: the call still times out, the statement runs on (a DDL
         statement such as an index build), on a connection of its own that is then closed."""
         database = self._database(request)
-        conn = self._checkout(database)
+        conn = self._connect(database)
         outcome: dict[str, Any] = {}
 
         def work() -> None:
@@ -238,6 +238,10 @@ class DataApi:
                 conn = idle.pop()
                 if not conn.closed:
                     return conn
+        return self._connect(database)
+
+    def _connect(self, database: str) -> psycopg.Connection:
+        """A new session: it starts with the database's own settings (ALTER DATABASE ... SET)."""
         try:
             conn = psycopg.connect(
                 self.target.dsn(database),
