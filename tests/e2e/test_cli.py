@@ -48,7 +48,8 @@ def test_the_cli_drives_the_whole_stack(imgsim, tmp_path):
     status = json.loads(up.stdout)
     assert status["running"] is True
     assert {s["service"]: s["health"] for s in status["services"]} == dict.fromkeys(
-        ("moto", "api", "sagemaker", "bedrock", "airflow", "mwaa"), "healthy"
+        ("moto", "api", "sagemaker", "bedrock", "airflow", "mwaa", "postgres", "rds-data"),
+        "healthy",
     )
 
     photo = tmp_path / "owl.jpg"
