@@ -85,6 +85,9 @@ def test_an_interrupted_session_stops_the_servers_it_started(tmp_path, signum):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # a session started in the background (`make test &`) inherits SIGINT ignored, and
+        # Python then never turns it into KeyboardInterrupt: the default, as at a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     server = None
     try:
