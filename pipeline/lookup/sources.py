@@ -114,7 +114,7 @@ class IndexSource:
         after: Position | None,
     ) -> Hits:
         newer = self.newer.rank(query, limit, exclude, min_score, after) if self.newer else Hits()
-        shadowed = self.newer._rows if self.newer else {}
+        newer_rows = self.newer  # their images' rows in the index are shadowed
         found: list[tuple[float, str, str, str | None]] = []
         position, exhausted = after, False
         while len(found) < limit and not exhausted:
@@ -122,7 +122,7 @@ class IndexSource:
             found += [
                 (h.score, h.image_id, h.s3_key, h.source_etag)
                 for h in batch
-                if h.image_id not in shadowed
+                if newer_rows is None or h.image_id not in newer_rows
             ]
             exhausted = len(batch) < limit
             if batch:
