@@ -8,9 +8,13 @@ Rows are keyed by image; an upsert changes a row only when its object version (`
 did, so a replayed sync changes nothing.
 
 Scores are pgvector's (`1 - cosine distance`, float8): a row's score depends on its values
-and the query alone, so a keyset cursor's (score, image_id) cuts the next page exactly. The
-search settings (`hnsw.ef_search`, `hnsw.iterative_scan`) are the database's own
-(`ALTER DATABASE ... SET`, by `prepare_database`), so no statement pays a `SET` round trip.
+and the query alone, so a keyset cursor's (score, image_id) cuts the next page exactly.
+
+Search and build settings (`hnsw.ef_search`, `hnsw.iterative_scan`, `maintenance_work_mem`)
+travel with each statement, inside two SQL functions (`SEARCH_FUNCTION`, `BUILD_FUNCTION`)
+whose `SET` clauses scope them to the call. Neither session nor database settings would do:
+the Data API runs statements on pooled sessions, and a session keeps the settings it opened
+with; a `SET` statement of its own would cost a round trip and may land on another session.
 """
 
 from __future__ import annotations
@@ -36,6 +40,62 @@ BUILD_TIMEOUT_S = 6 * 3600.0
 UPSERT_REQUEST_BYTES = 2_000_000  # under the Data API's request size limit, with margin
 TABLE_PREFIX = "vec_"
 _TABLE = re.compile(r"^vec_[0-9a-f]{16}_[0-9]+$")
+
+
+# The search, with its settings scoped to the call (the SET clauses; set_config inside a
+# function that has one for the same setting ends with the call). The filters are on the same
+# score the rows are returned with, so keyset pages cut exactly; relaxed_order may hand rows
+# back slightly out of order, so they are re-sorted after a materialized CTE.
+SEARCH_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION imgsim_search(
+    tbl text, q vector, k integer, ef_search integer, exclude_id text,
+    min_score float8, after_score float8, after_id text)
+RETURNS TABLE (image_id text, score float8, s3_key text, source_etag text)
+LANGUAGE plpgsql
+SET hnsw.ef_search = 40
+SET hnsw.iterative_scan = {ITERATIVE_SCAN}
+SET hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}
+AS $body$
+DECLARE
+    cond text := '';
+BEGIN
+    PERFORM set_config('hnsw.ef_search', ef_search::text, true);
+    IF exclude_id IS NOT NULL THEN
+        cond := cond || ' AND t.image_id <> $3';
+    END IF;
+    IF min_score IS NOT NULL THEN
+        cond := cond || ' AND 1 - (t.embedding <=> $1) >= $4';
+    END IF;
+    IF after_score IS NOT NULL THEN
+        cond := cond || ' AND (1 - (t.embedding <=> $1) < $5'
+            || ' OR (1 - (t.embedding <=> $1) = $5 AND t.image_id > $6))';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'WITH hits AS MATERIALIZED (SELECT t.image_id, 1 - (t.embedding <=> $1) AS score, '
+        || 't.s3_key, t.source_etag FROM %I t WHERE true%s ORDER BY t.embedding <=> $1 '
+        || 'LIMIT $2) SELECT h.image_id, h.score, h.s3_key, h.source_etag FROM hits h '
+        || 'ORDER BY h.score DESC, h.image_id', tbl, cond)
+    USING q, k, exclude_id, min_score, after_score, after_id;
+END
+$body$
+"""
+
+# The HNSW build, with the build's memory scoped to the call, as the search's settings are.
+BUILD_FUNCTION = """
+CREATE OR REPLACE FUNCTION imgsim_build_hnsw(tbl text, m integer, ef_construction integer,
+    memory text)
+RETURNS void
+LANGUAGE plpgsql
+SET maintenance_work_mem = '64MB'
+AS $body$
+BEGIN
+    PERFORM set_config('maintenance_work_mem', memory, true);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I USING hnsw '
+        || '(embedding vector_cosine_ops) WITH (m = %s, ef_construction = %s)',
+        tbl || '_hnsw', tbl, m, ef_construction);
+END
+$body$
+"""
 
 
 @dataclass(frozen=True)
@@ -88,23 +148,11 @@ class VectorIndex:
 
     # ---------------------------------------------------------------- set-up
     def prepare_database(self) -> None:
-        """The extension, and the search and build settings every later session of the
-        database gets."""
+        """The extension and the search and build functions (replaced, so an upgrade of this
+        code reaches a database prepared by an older one)."""
         self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        settings = self.db.settings
-        database = settings.vector_db_name
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", database):
-            raise ValueError(f"database name {database!r}")
-        memory = settings.vector_index_build_memory
-        if not re.match(r"^[0-9]+(kB|MB|GB)$", memory):
-            raise ValueError(f"IMGSIM_VECTOR_INDEX_BUILD_MEMORY={memory!r}: a size like 2GB")
-        for name, value in (
-            ("maintenance_work_mem", memory),
-            ("hnsw.ef_search", str(int(settings.vector_index_ef_search))),
-            ("hnsw.iterative_scan", ITERATIVE_SCAN),
-            ("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES)),
-        ):
-            self.db.execute(f"ALTER DATABASE {database} SET {name} = '{value}'")
+        self.db.execute(SEARCH_FUNCTION)
+        self.db.execute(BUILD_FUNCTION)
 
     def create_table(self, table: str, dim: int) -> None:
         t = _checked(table)
@@ -117,13 +165,14 @@ class VectorIndex:
         """The HNSW index of a loaded table (built once, after the bulk load: faster than
         growing it row by row). It may outlast one Data API call: polled until valid."""
         t = _checked(table)
+        memory = self.db.settings.vector_index_build_memory
+        if not re.match(r"^[0-9]+(kB|MB|GB)$", memory):
+            raise ValueError(f"IMGSIM_VECTOR_INDEX_BUILD_MEMORY={memory!r}: a size like 2GB")
         # vectors live out of line (TOAST): the heap looks too small for the planner's rule
         # for a parallel build, so the workers are named on the table
         self.db.execute(f"ALTER TABLE {t} SET (parallel_workers = {BUILD_WORKERS})")
         self.db.execute_long(
-            f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw "
-            f"(embedding vector_cosine_ops) WITH (m = {HNSW_M}, "
-            f"ef_construction = {HNSW_EF_CONSTRUCTION})",
+            f"SELECT imgsim_build_hnsw('{t}', {HNSW_M}, {HNSW_EF_CONSTRUCTION}, '{memory}')",
             done=(
                 "SELECT coalesce(bool_and(i.indisvalid), false) FROM pg_index i "
                 f"JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = '{t}_hnsw'"
@@ -194,28 +243,21 @@ class VectorIndex:
         """The `limit` nearest rows after the keyset position `after`, best first (ties by
         image id), by HNSW with an iterative scan. The filters are on the same score the rows
         are returned with, so pages cut exactly."""
-        t = _checked(table)
-        params: dict[str, Any] = {"q": vector_text(query), "limit": int(limit)}
-        where = []
-        if exclude is not None:
-            where.append("image_id <> :exclude")
-            params["exclude"] = exclude
-        if min_score is not None:
-            where.append("1 - (embedding <=> CAST(:q AS vector)) >= :min_score")
-            params["min_score"] = float(min_score)
-        if after is not None:
-            where.append(
-                "(1 - (embedding <=> CAST(:q AS vector)) < :after_score OR "
-                "(1 - (embedding <=> CAST(:q AS vector)) = :after_score AND image_id > :after_id))"
-            )
-            params["after_score"], params["after_id"] = float(after[0]), after[1]
-        condition = f"WHERE {' AND '.join(where)} " if where else ""
-        # relaxed_order may hand rows back slightly out of order: a materialized CTE, re-sorted
+        params: dict[str, Any] = {
+            "table": _checked(table),
+            "q": vector_text(query),
+            "limit": int(limit),
+            "ef_search": int(self.db.settings.vector_index_ef_search),
+            "exclude": exclude,
+            "min_score": None if min_score is None else float(min_score),
+            "after_score": None if after is None else float(after[0]),
+            "after_id": None if after is None else after[1],
+        }
         rows = self.db.execute(
-            "WITH hits AS MATERIALIZED (SELECT image_id, s3_key, source_etag, "
-            f"1 - (embedding <=> CAST(:q AS vector)) AS score FROM {t} {condition}"
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :limit) "
-            "SELECT image_id, score, s3_key, source_etag FROM hits ORDER BY score DESC, image_id",
+            "SELECT image_id, score, s3_key, source_etag FROM imgsim_search(CAST(:table AS text), "
+            "CAST(:q AS vector), CAST(:limit AS integer), CAST(:ef_search AS integer), "
+            "CAST(:exclude AS text), CAST(:min_score AS float8), CAST(:after_score AS float8), "
+            "CAST(:after_id AS text))",
             params,
         )
         return [IndexHit(str(r[0]), float(r[1]), str(r[2]), r[3]) for r in rows]
