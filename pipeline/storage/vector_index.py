@@ -138,8 +138,9 @@ def _checked(table: str) -> str:
 
 
 def vector_text(vector: np.ndarray) -> str:
-    """pgvector's text form, every float32 digit kept (a row and a query read back exactly)."""
-    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, np.float32)) + "]"
+    """pgvector's text form; nine significant digits read back as the same float32 (a row and a
+    query are stored and searched exactly), in about half the text and time of a float's repr."""
+    return "[" + ",".join(map("{:.9g}".format, np.asarray(vector, np.float32).tolist())) + "]"
 
 
 class VectorIndex:
