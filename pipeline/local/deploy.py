@@ -3,7 +3,9 @@
 moto 5.2.5 reaches CREATE_COMPLETE for every resource of the template, but it does not
 apply the bucket's NotificationConfiguration; the bootstrap reads that block from the same
 template and applies it through the S3 API. Event source mappings are not created locally
-(CreateEventSourceMappings=false): the event pump plays that part.
+(CreateEventSourceMappings=false): the event pump plays that part. A stack kept from an older
+template (the local state survives `imgsim down`/`up`) is not updated: the bootstrap adds the
+table indexes declared since, and gives the pending images written before Pending_GSI its key.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from pipeline import aws
 from pipeline.aws_build.cfn_template import TEMPLATE_PATH, load_template, template_body
 from pipeline.aws_build.lambda_package import lambda_package
 from pipeline.settings import Settings
+from pipeline.storage.images_table import PENDING_INDEX, ImageStore
 
 BUCKET_RESOURCE = "ImagesBucket"
+IMAGES_RESOURCE = "ImagesTable"
 CODE_KEY = "lambda/imgsim.zip"
 
 
@@ -69,8 +73,37 @@ def deploy(settings: Settings, spec: StackSpec, template: Path = TEMPLATE_PATH) 
         for page in pages
         for r in page["StackResourceSummaries"]
     }
-    apply_bucket_notifications(settings, load_template(template), resources)
+    declared = load_template(template)
+    apply_bucket_notifications(settings, declared, resources)
+    added = add_missing_indexes(settings, declared, resources)
+    if PENDING_INDEX in added.get(IMAGES_RESOURCE, []):
+        ImageStore(settings).backfill_pending_keys()
     return resources
+
+
+def add_missing_indexes(
+    settings: Settings, template: dict[str, Any], resources: dict[str, str]
+) -> dict[str, list[str]]:
+    """Create the global secondary indexes the template declares and a kept table lacks, one
+    UpdateTable each (as DynamoDB requires); the names added, by the table's logical id."""
+    dynamodb = aws.client(settings, "dynamodb")
+    added: dict[str, list[str]] = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::DynamoDB::Table" or logical_id not in resources:
+            continue
+        properties = resource["Properties"]
+        table = dynamodb.describe_table(TableName=resources[logical_id])["Table"]
+        present = {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
+        for index in properties.get("GlobalSecondaryIndexes", []):
+            if index["IndexName"] in present:
+                continue
+            dynamodb.update_table(
+                TableName=resources[logical_id],
+                AttributeDefinitions=properties["AttributeDefinitions"],
+                GlobalSecondaryIndexUpdates=[{"Create": index}],
+            )
+            added.setdefault(logical_id, []).append(index["IndexName"])
+    return added
 
 
 def _stack_exists(cfn: Any, name: str) -> bool:

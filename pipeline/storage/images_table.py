@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,6 +17,16 @@ from pipeline.storage.dynamodb_codec import deserialize_item, serialize_item
 PENDING, EMBEDDED, FAILED = "pending", "embedded", "failed"
 DELETED = "deleted"  # a marker: the object was removed; GET answers 410, lookups skip it
 SHA256_INDEX = "Sha256_GSI"  # partition sha256, sort created_at: exact copies of an image
+# Partition pending_shard, sort created_at, `source` projected: a sparse index of the images
+# pending now (only their items carry pending_shard), so the embed run's safety net and the
+# health probe read the backlog, not the catalogue.
+PENDING_INDEX = "Pending_GSI"
+PENDING_SHARD = "pending_shard"
+# The index's partition key is a write shard of the image id, not a constant: with one key
+# value every pending image lands in one index partition, which takes about 1,000 writes a
+# second; a bulk ingest past that throttles the index, and a throttled GSI throttles the
+# table's writes. Readers query each shard (a few small Queries).
+PENDING_SHARDS = 16
 # What a deletion marker keeps: enough to finish the deletion again and to order later
 # events; the rest (fingerprint, size, generation, index keys) goes with the image.
 DELETION_REMOVES = (
@@ -37,6 +49,50 @@ DELETION_REMOVES = (
     "near_duplicate_of",
 )
 BATCH_ATTEMPTS = 8  # BatchGetItem calls for one chunk of keys, backing off between them
+
+
+def pending_shard(image_id: str) -> str:
+    """The image's Pending_GSI partition: stable across processes (crc32, not `hash`)."""
+    return f"{zlib.crc32(image_id.encode()) % PENDING_SHARDS:02d}"
+
+
+@dataclass(frozen=True)
+class PendingKey:
+    """The Pending_GSI part of a write that sets `status`: the shard key while the new status
+    is pending, none otherwise. Every status write takes it from `pending_key`, the one place
+    that decides which images the index holds; a write that leaves the status alone leaves
+    the key alone."""
+
+    shard: str | None
+
+    @property
+    def values(self) -> dict[str, str]:
+        return {f":{PENDING_SHARD}": self.shard} if self.shard else {}
+
+    def update(self, sets: Iterable[str], removes: Iterable[str] = ()) -> str:
+        """An UpdateExpression of `sets` and `removes`, the key set or removed with them."""
+        sets, removes = list(sets), list(removes)
+        if self.shard:
+            sets.append(f"{PENDING_SHARD} = :{PENDING_SHARD}")
+        else:
+            removes.append(PENDING_SHARD)
+        clauses = [f"SET {', '.join(sets)}"] if sets else []
+        return " ".join([*clauses, f"REMOVE {', '.join(removes)}"] if removes else clauses)
+
+
+def all_pending_shards() -> list[str]:
+    return [f"{n:02d}" for n in range(PENDING_SHARDS)]
+
+
+def pending_key(image_id: str, status: str | None) -> PendingKey:
+    return PendingKey(pending_shard(image_id) if status == PENDING else None)
+
+
+def with_pending_key(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole item to put, carrying pending_shard exactly when its status is pending."""
+    put = {k: v for k, v in item.items() if k != PENDING_SHARD}
+    shard = pending_key(str(put["image_id"]), put.get("status")).shard
+    return {**put, PENDING_SHARD: shard} if shard else put
 
 
 def embedded_with(record: Mapping[str, Any], model_id: str, strict: bool = False) -> bool:
@@ -69,10 +125,11 @@ class ImageRecord:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_item(self) -> dict[str, Any]:
-        """The item without empty attributes (a GSI key may be absent, never null)."""
+        """The item without empty attributes (a GSI key may be absent, never null), with
+        Pending_GSI's key while pending."""
         data = asdict(self)
         data.update(data.pop("extra"))
-        return {k: v for k, v in data.items() if v is not None}
+        return with_pending_key({k: v for k, v in data.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -130,19 +187,25 @@ class ImageStore(aws.Adapter):
 
     def set_outcome(self, image_id: str, etag: str, values: dict[str, Any]) -> bool:
         """Set attributes on the record only if it still is this version (ETag) and was not
-        deleted meanwhile; the values come from the run, so a rerun writes the same item."""
+        deleted meanwhile; the values come from the run, so a rerun writes the same item. A
+        `status` among them sets or removes Pending_GSI's key with it."""
+        if PENDING_SHARD in values:
+            raise ValueError(f"{PENDING_SHARD} follows status; set status instead")
         names = {f"#{k}": k for k in values}
+        sets = [f"#{k} = :{k}" for k in values]
+        key = pending_key(image_id, values["status"]) if "status" in values else None
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"image_id": {"S": image_id}},
-                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+                UpdateExpression=key.update(sets) if key else "SET " + ", ".join(sets),
                 ConditionExpression="etag = :etag_expected AND #status_now <> :deleted",
                 ExpressionAttributeNames={**names, "#status_now": "status"},
                 ExpressionAttributeValues={
                     ":etag_expected": {"S": etag},
                     ":deleted": {"S": DELETED},
                     **serialize_item({f":{k}": v for k, v in values.items()}),
+                    **serialize_item(key.values if key else {}),
                 },
             )
         except self.client.exceptions.ConditionalCheckFailedException:
@@ -191,18 +254,72 @@ class ImageStore(aws.Adapter):
         return True
 
     def pending(self, created_before: str) -> list[dict[str, Any]]:
-        """Images still pending that were recorded before the given time (a full scan: the
-        safety net runs on a schedule, not per request)."""
+        """Images still pending that were recorded before the given time: their ids from
+        Pending_GSI (the backlog, whatever the catalogue's size), then their whole records
+        read consistently, less any that left pending since the index was written (a GSI
+        follows its table a moment behind)."""
+        with ThreadPoolExecutor(PENDING_SHARDS) as pool:
+            shards = pool.map(
+                lambda s: [i["image_id"] for i in self.pending_in_shard(s, created_before)],
+                all_pending_shards(),
+            )
+            ids = [image_id for shard in list(shards) for image_id in shard]
+        records = self.batch_get(ids)
+        return [
+            record
+            for image_id in ids
+            if (record := records.get(image_id))
+            and record.get("status") == PENDING
+            and record["created_at"] < created_before
+        ]
+
+    def pending_in_shard(
+        self, shard: str, created_before: str | None = None
+    ) -> Iterable[dict[str, Any]]:
+        """One Pending_GSI partition's images (image_id, created_at, source), oldest first,
+        page by page; only those recorded before `created_before` when given."""
+        if created_before == "":
+            return  # nothing sorts before it (and a key condition may not hold an empty string)
+        condition, values = f"{PENDING_SHARD} = :shard", {":shard": {"S": shard}}
+        if created_before is not None:
+            condition += " AND created_at < :before"
+            values[":before"] = {"S": created_before}
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            IndexName=PENDING_INDEX,
+            KeyConditionExpression=condition,
+            ProjectionExpression="image_id, created_at, #src",
+            ExpressionAttributeNames={"#src": "source"},
+            ExpressionAttributeValues=values,
+            ScanIndexForward=True,
+        )
+        for page in pages:
+            yield from (deserialize_item(item) for item in page.get("Items", []))
+
+    def backfill_pending_keys(self) -> int:
+        """Give Pending_GSI's key to pending items written without it (a table kept from
+        before the index, as a local stack's state is); how many. A Scan: a one-off."""
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table,
-            FilterExpression="#s = :pending AND created_at < :before",
+            FilterExpression=f"#s = :pending AND attribute_not_exists({PENDING_SHARD})",
+            ProjectionExpression="image_id",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":pending": {"S": PENDING},
-                ":before": {"S": created_before},
-            },
+            ExpressionAttributeValues={":pending": {"S": PENDING}},
         )
-        return [deserialize_item(item) for page in pages for item in page.get("Items", [])]
+        added = 0
+        for item in (deserialize_item(i) for page in pages for i in page.get("Items", [])):
+            key = pending_key(item["image_id"], PENDING)
+            with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+                self.client.update_item(
+                    TableName=self.table,
+                    Key={"image_id": {"S": item["image_id"]}},
+                    UpdateExpression=key.update([]),
+                    ConditionExpression="#s = :pending",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues=serialize_item({":pending": PENDING, **key.values}),
+                )
+                added += 1
+        return added
 
     def embedded(self, prompt: str | None = None) -> list[dict[str, Any]]:
         """Embedded records: of one prompt (a Prompt_GSI Query), or all of them (a Scan, for
@@ -320,7 +437,9 @@ class ImageStore(aws.Adapter):
             self.client.update_item(
                 TableName=self.table,
                 Key={"image_id": {"S": image_id}},
-                UpdateExpression="SET #s = :failed, #e = :reason",
+                UpdateExpression=pending_key(image_id, FAILED).update(
+                    ["#s = :failed", "#e = :reason"]
+                ),
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#s": "status", "#e": "error"},
                 ExpressionAttributeValues=serialize_item(values),
@@ -346,29 +465,37 @@ class ImageStore(aws.Adapter):
     def reopen_failed(self, image_id: str, etag: str, reason_prefix: str) -> bool:
         """This failed version back to pending with no attempts counted, if its reason still
         starts with `reason_prefix`; False otherwise."""
+        key = pending_key(image_id, PENDING)
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"image_id": {"S": image_id}},
-                UpdateExpression="SET #s = :pending REMOVE #e, embed_attempts, embed_attempt_run,"
-                " embed_attempted_at",
+                UpdateExpression=key.update(
+                    ["#s = :pending"],
+                    ["#e", "embed_attempts", "embed_attempt_run", "embed_attempted_at"],
+                ),
                 ConditionExpression="etag = :etag AND #s = :failed AND begins_with(#e, :prefix)",
                 ExpressionAttributeNames={"#s": "status", "#e": "error"},
-                ExpressionAttributeValues={
-                    ":pending": {"S": PENDING},
-                    ":failed": {"S": FAILED},
-                    ":etag": {"S": etag},
-                    ":prefix": {"S": reason_prefix},
-                },
+                ExpressionAttributeValues=serialize_item(
+                    {":pending": PENDING, ":failed": FAILED, ":etag": etag}
+                    | {":prefix": reason_prefix, **key.values}
+                ),
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
-    def batch_get(self, image_ids: list[str], attributes: list[str]) -> dict[str, dict[str, Any]]:
+    def batch_get(
+        self, image_ids: list[str], attributes: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """The records of these ids that exist ({image_id: item}, only `attributes` and the
-        id), read consistently in BatchGetItem calls of 100 keys."""
-        names = {f"#a{i}": a for i, a in enumerate(["image_id", *attributes])}
+        id when given, whole otherwise), read consistently in BatchGetItem calls of 100 keys."""
+        names = {f"#a{i}": a for i, a in enumerate(["image_id", *(attributes or [])])}
+        projection = (
+            {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+            if attributes is not None
+            else {}
+        )
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(image_ids))
         for start in range(0, len(unique), 100):
@@ -376,8 +503,7 @@ class ImageStore(aws.Adapter):
                 self.table: {
                     "Keys": [{"image_id": {"S": i}} for i in unique[start : start + 100]],
                     "ConsistentRead": True,
-                    "ProjectionExpression": ", ".join(names),
-                    "ExpressionAttributeNames": names,
+                    **projection,
                 }
             }
             for attempt in range(BATCH_ATTEMPTS):
@@ -421,10 +547,9 @@ class ImageStore(aws.Adapter):
             self.client.update_item(
                 TableName=self.table,
                 Key={"image_id": {"S": image_id}},
-                UpdateExpression="SET "
-                + ", ".join(sets)
-                + " REMOVE "
-                + ", ".join(k for k in names if k.startswith("#r")),
+                UpdateExpression=pending_key(image_id, DELETED).update(
+                    sets, [k for k in names if k.startswith("#r")]
+                ),
                 ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames={"#s": "status", **names},
                 ExpressionAttributeValues=serialize_item(values),
@@ -445,7 +570,7 @@ class ImageStore(aws.Adapter):
         try:
             self.client.put_item(
                 TableName=self.table,
-                Item=serialize_item(item),
+                Item=serialize_item(with_pending_key(item)),
                 ConditionExpression="attribute_not_exists(image_id)",
             )
         except self.client.exceptions.ConditionalCheckFailedException:
