@@ -3,11 +3,12 @@
 
 Every 5 minutes, one look at the whole pipeline:
 
-* **measure** counts images by status (`pending`, `embedded`, `failed`) and source (`uploaded`,
-  `generated`), reads the depth of the ingest queue, its dead-letter queue and the embed
-  queue, and finds the oldest `pending` image. The numbers are in this task's log, in its
-  return value (XCom) and in the extra of each `imgsim_pipeline_health` asset event (Assets
-  view): a history of the pipeline's state.
+* **measure** counts the `pending` images by source (`uploaded`, `generated`), finds the
+  oldest of them, and reads the depth of the ingest queue, its dead-letter queue and the
+  embed queue. With `count_all_images` on it counts every image by status (`pending`,
+  `embedded`, `failed`, `deleted`) instead; `images_counted` says which (`pending` or `all`).
+  The numbers are in this task's log, in its return value (XCom) and in the extra of each
+  `imgsim_pipeline_health` asset event (Assets view): a history of the pipeline's state.
 * **assess** turns red when a dead-letter queue holds more than `max_dlq_messages` messages,
   or an image has been `pending` for more than `max_pending_minutes`; its log says which.
 
@@ -25,9 +26,11 @@ them, so a failed embedding is counted on the image's record instead. After 4 fa
 the image is `failed` with the reason `embedding_gave_up: ...` (counted under `failed` here);
 once the cause is fixed, the `redrive_dlq` DAG with queue `embed` sends them back.
 
-`measure` reads every Images item (four attributes each, of every prompt) in 8 parallel Scan
-segments, each counted on its own: no prompt's manifests or shards are read, the memory stays
-flat, and the time grows with the whole table's images over the 8 segments.
+`measure` reads only the pending images, from the Images table's sparse `Pending_GSI` (16
+small Queries, one per shard of the index): its cost follows the backlog, not the catalogue.
+`count_all_images` reads every Images item instead (four attributes each, of every prompt) in
+8 parallel Scan segments: its time and read units grow with the whole table, so trigger it by
+hand when the full tally is wanted rather than scheduling it.
 """
 
 from __future__ import annotations
@@ -66,6 +69,12 @@ health_asset = Asset(name="imgsim_pipeline_health")
             minimum=0,
             description="a dead-letter queue holding more messages than this turns the run red",
         ),
+        "count_all_images": Param(
+            False,
+            type="boolean",
+            description="count every image by status (a Scan of the whole Images table) "
+            "instead of the pending ones only",
+        ),
     },
     default_args={"retries": 0},
 )
@@ -75,7 +84,10 @@ def pipeline_health() -> None:
         from pipeline.airflow_connection import settings_from_connection
         from pipeline.monitoring.health import PipelineProbe
 
-        report = PipelineProbe(settings_from_connection(AWS_CONN_ID)).report(datetime.now(UTC))
+        all_images = bool(get_current_context()["params"]["count_all_images"])
+        probe = PipelineProbe(settings_from_connection(AWS_CONN_ID))
+        report = probe.report(datetime.now(UTC), all_images=all_images)
+        log.info("images counted: %s", report.images_counted)
         for status, sources in report.images.items():
             log.info("images %s: %s", status, sources)
         for queue, depth in report.queues.items():

@@ -366,11 +366,22 @@ def health(
     ctx: typer.Context,
     max_pending_minutes: Annotated[float, typer.Option(min=0)] = 60,
     max_dlq_messages: Annotated[int, typer.Option(min=0)] = 0,
+    all_images: Annotated[
+        bool,
+        typer.Option(
+            "--all-images",
+            help="count every image by status (a Scan of the whole Images table), not only "
+            "the pending ones",
+        ),
+    ] = False,
 ) -> None:
-    """What the pipeline_health DAG checks: images by status, queues, the oldest pending."""
+    """What the pipeline_health DAG checks: pending images, queues, the oldest pending."""
     session = _session(ctx)
     pipeline_commands.health(
-        session.target.settings(), Thresholds(max_pending_minutes, max_dlq_messages), session.out
+        session.target.settings(),
+        Thresholds(max_pending_minutes, max_dlq_messages),
+        session.out,
+        all_images,
     )
 
 

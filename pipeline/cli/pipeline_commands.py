@@ -11,15 +11,18 @@ from pipeline.monitoring.redrive import redrive_named
 from pipeline.settings import Settings
 
 
-def health(settings: Settings, thresholds: Thresholds, out: Output) -> None:
-    with out.busy("counting images and reading queue depths ..."):
-        report = PipelineProbe(settings).report(datetime.now(UTC))
+def health(
+    settings: Settings, thresholds: Thresholds, out: Output, all_images: bool = False
+) -> None:
+    which = "all images" if all_images else "pending images"
+    with out.busy(f"counting {which} and reading queue depths ..."):
+        report = PipelineProbe(settings).report(datetime.now(UTC), all_images=all_images)
     image_rows = [
         {"status": status, "source": source, "images": count}
         for status, sources in report.images.items()
         for source, count in sources.items()
     ]
-    out.table("images", ["status", "source", "images"], image_rows)
+    out.table(f"images ({report.images_counted})", ["status", "source", "images"], image_rows)
     queue_rows = [{"queue": name, "messages": depth} for name, depth in report.queues.items()]
     out.table("queues", ["queue", "messages"], queue_rows)
     oldest = report.oldest_pending

@@ -1,5 +1,6 @@
-"""One look at the whole pipeline: images by status and source, queue depths, the oldest
-pending image; and the rules that call it unhealthy."""
+"""One look at the whole pipeline: pending images by source (every image by status and
+source, on request), queue depths, the oldest pending image; and the rules that call it
+unhealthy."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from typing import Any
 from pipeline import aws
 from pipeline.settings import Settings
 from pipeline.storage.dynamodb_codec import deserialize_item
+from pipeline.storage.images_table import PENDING, PENDING_SHARDS, ImageStore, all_pending_shards
 
-PENDING = "pending"
-SCAN_SEGMENTS = 8  # parallel Scan segments of the Images table, read at once
+SCAN_SEGMENTS = 8  # parallel Scan segments of the Images table, read at once (all images)
+PENDING_ONLY, ALL_IMAGES = "pending", "all"  # what a report's `images` counted
 DEPTH_ATTRIBUTES = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -34,10 +36,11 @@ class Thresholds:
 @dataclass(frozen=True)
 class HealthReport:
     checked_at: str
-    images: dict[str, dict[str, int]]  # status -> source -> count
+    images: dict[str, dict[str, int]]  # status -> source -> count (of `images_counted`)
     queues: dict[str, int]  # queue name -> messages (visible + in flight + delayed)
     oldest_pending: dict[str, Any] | None = None  # image_id, created_at, age_minutes
     dead_letter_queues: list[str] = field(default_factory=list)
+    images_counted: str = PENDING_ONLY  # "pending": Pending_GSI only; "all": the whole table
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,9 +122,11 @@ def problems(report: HealthReport, thresholds: Thresholds) -> list[str]:
 
 
 class PipelineProbe:
-    """Reads the Images table and the queues. The table is read whole (four small attributes
-    of every image, of every prompt) in SCAN_SEGMENTS parallel segments, each tallied on its
-    own: the time grows with the images over the segments, the memory not at all."""
+    """Reads the Images table and the queues. By default only the pending images are read,
+    from the sparse Pending_GSI (a Query per shard, at once): the cost follows the backlog,
+    not the catalogue. On request the whole table is read (four small attributes of every
+    image, of every prompt) in SCAN_SEGMENTS parallel segments. Each part is tallied on its
+    own: the memory stays flat either way."""
 
     def __init__(self, settings: Settings, dynamodb: Any | None = None, sqs: Any | None = None):
         self.settings = settings
@@ -146,6 +151,18 @@ class PipelineProbe:
             parts = pool.map(lambda n: tally(self.image_items(n, segments)), range(segments))
             return merged(list(parts))
 
+    def pending_tally(self) -> Tally:
+        """The pending images' tally from Pending_GSI, its shards queried at once (each
+        oldest first, so its first item is its oldest). The index follows the table a
+        moment behind, as an eventually consistent Scan does."""
+        store = ImageStore(self.settings, self.dynamodb)
+
+        def shard_tally(shard: str) -> Tally:
+            return tally({**item, "status": PENDING} for item in store.pending_in_shard(shard))
+
+        with ThreadPoolExecutor(PENDING_SHARDS) as pool:
+            return merged(list(pool.map(shard_tally, all_pending_shards())))
+
     def queue_names(self) -> tuple[list[str], list[str]]:
         """The pipeline's queues and, of those, the dead-letter queues: the ingest queue's
         only (embed-queue messages are deleted on reception; an embedding's failures are
@@ -159,8 +176,11 @@ class PipelineProbe:
         attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=DEPTH_ATTRIBUTES)
         return sum(int(attributes["Attributes"].get(a, 0)) for a in DEPTH_ATTRIBUTES)
 
-    def report(self, now: datetime) -> HealthReport:
-        images, oldest = summarized(self.image_tally(), now)
+    def report(self, now: datetime, all_images: bool = False) -> HealthReport:
+        """The report; `all_images` counts every image by status (a Scan of the table)
+        instead of the pending ones only. The oldest pending image is the same either way."""
+        counted = self.image_tally() if all_images else self.pending_tally()
+        images, oldest = summarized(counted, now)
         names, dlqs = self.queue_names()
         return HealthReport(
             checked_at=now.isoformat(timespec="seconds"),
@@ -168,4 +188,5 @@ class PipelineProbe:
             queues={name: self.depth(name) for name in names},
             oldest_pending=oldest,
             dead_letter_queues=dlqs,
+            images_counted=ALL_IMAGES if all_images else PENDING_ONLY,
         )

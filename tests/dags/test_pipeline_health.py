@@ -1,6 +1,7 @@
 """Airflow as the pipeline's monitor, with dag.test() on the local stack: pipeline_health green
-with nothing stuck, red with a stuck image or a dead-letter message, green again after the
-redrive_dlq DAG; and the reports embed and campaign runs leave as asset-event extras."""
+with nothing stuck (the pending images counted, every image on request), red with a stuck image
+or a dead-letter message, green again after the redrive_dlq DAG; and the reports embed and
+campaign runs leave as asset-event extras."""
 
 from __future__ import annotations
 
@@ -75,11 +76,8 @@ def test_healthy_pipeline_is_green_and_records_its_counts(dags, airflow_stack):
 
     assert run.state == "success", _states(run)
     extra = _health_extra()
-    assert extra["images"] == {
-        "embedded": {"uploaded": 1},
-        "failed": {"uploaded": 1},
-        "pending": {"uploaded": 1},
-    }
+    # the 5-minute run counts the pending images only (Pending_GSI, no Scan of the table)
+    assert (extra["images_counted"], extra["images"]) == ("pending", {"pending": {"uploaded": 1}})
     assert extra["oldest_pending"]["image_id"] == "fresh"
     assert extra["queues"][f"{settings.ingest_queue}-dlq"] == 0
     # the embed queue's messages are deleted on reception: it has no DLQ to watch
@@ -89,6 +87,26 @@ def test_healthy_pipeline_is_green_and_records_its_counts(dags, airflow_stack):
         settings.embed_queue,
         *extra["dead_letter_queues"],
     }
+
+
+def test_count_all_images_counts_every_image_by_status(dags, airflow_stack):
+    settings, _ = airflow_stack
+    health, _ = dags
+    embedded_record(settings, "done", "a cat")
+    embedded_record(settings, "broken", "a cat", status="failed", error="not_an_image: x")
+    _pending(settings, "fresh", timedelta(minutes=2))
+
+    run = health.test(run_conf={"count_all_images": True})
+
+    assert run.state == "success", _states(run)
+    extra = _health_extra()
+    assert extra["images_counted"] == "all"
+    assert extra["images"] == {
+        "embedded": {"uploaded": 1},
+        "failed": {"uploaded": 1},
+        "pending": {"uploaded": 1},
+    }
+    assert extra["oldest_pending"]["image_id"] == "fresh"
 
 
 def test_a_stuck_image_turns_the_run_red(dags, airflow_stack):

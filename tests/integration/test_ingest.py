@@ -307,15 +307,15 @@ def test_objects_outside_the_prefixes_are_ignored(stack):
     assert _records(settings) == {}
 
 
-def test_pending_reads_every_page_of_the_scan(stack):
+def test_pending_reads_every_page_of_the_index(stack):
     settings = stack.settings
     for name in ("p1", "p2", "p3"):
         _put(settings, f"uploads/{name}.jpg", gradient_jpeg())
     _pump(settings).drain()
     client = aws.client(settings, "dynamodb")
-    # one item per Scan page: only a caller that follows LastEvaluatedKey sees all three
+    # one item per Query page: only a caller that follows LastEvaluatedKey sees all three
     client.meta.events.register(
-        "before-parameter-build.dynamodb.Scan", lambda params, **_: params.update(Limit=1)
+        "before-parameter-build.dynamodb.Query", lambda params, **_: params.update(Limit=1)
     )
     store = ImageStore(settings, client)
     assert sorted(r["image_id"] for r in store.pending(utc_now())) == ["p1", "p2", "p3"]

@@ -26,7 +26,11 @@ def test_template_deploys_with_every_resource_the_design_names(stack):
 
     ddb = aws.client(settings, "dynamodb")
     table = ddb.describe_table(TableName=settings.images_table)["Table"]
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["Prompt_GSI", "Sha256_GSI"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == [
+        "Prompt_GSI",
+        "Sha256_GSI",
+        "Pending_GSI",
+    ]
 
     sqs = aws.client(settings, "sqs")
     url = sqs.get_queue_url(QueueName=settings.ingest_queue)["QueueUrl"]

@@ -1,6 +1,7 @@
 """infra/template.yaml: lint-clean, and declaring what docs/deploy.md says of it."""
 
 import json
+from fnmatch import fnmatchcase
 
 from cfnlint.api import lint_file
 
@@ -41,9 +42,20 @@ def test_tables_match_the_data_model():
     }
     images = tables["ImagesTableName"]
     indexes = {g["IndexName"]: g for g in images["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"Prompt_GSI", "Sha256_GSI"}
+    assert set(indexes) == {"Prompt_GSI", "Sha256_GSI", "Pending_GSI"}
     keys = {name: [k["AttributeName"] for k in g["KeySchema"]] for name, g in indexes.items()}
-    assert keys == {"Prompt_GSI": ["prompt", "created_at"], "Sha256_GSI": ["sha256", "created_at"]}
+    assert keys == {
+        "Prompt_GSI": ["prompt", "created_at"],
+        "Sha256_GSI": ["sha256", "created_at"],
+        "Pending_GSI": ["pending_shard", "created_at"],
+    }
+    # the health probe counts pending images by source from the index alone
+    assert indexes["Pending_GSI"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["source"],
+    }
+    defined = {d["AttributeName"]: d["AttributeType"] for d in images["AttributeDefinitions"]}
+    assert defined["pending_shard"] == "S"
     assert [k["AttributeName"] for k in tables["ShardManifestsTableName"]["KeySchema"]] == [
         "prompt",
         "model_id",
@@ -109,6 +121,41 @@ def test_function_roles_are_least_privilege():
             resources = resources if isinstance(resources, list) else [resources]
             if not set(actions) <= UNSCOPED_ACTIONS:
                 assert "*" not in resources, name
+
+
+def _arns_granted(identity, action):
+    """The resources (resolved with made-up names) on which `identity` may call `action`;
+    resources that name something else than the stack's tables and bucket are left out."""
+    refs = {"AWS::Partition": "aws", "AWS::Region": "r", "AWS::AccountId": "1", "BucketName": "b"}
+    attributes = {
+        f"{t}.Arn": f"arn:aws:dynamodb:r:1:table/{t}" for t in _of_type("AWS::DynamoDB::Table")
+    }
+    arns = []
+    for statement in _statements(identity):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else []
+        if statement["Effect"] != "Allow" or action not in [statement["Action"], *actions]:
+            continue
+        resources = statement["Resource"]
+        for resource in resources if isinstance(resources, list) else [resources]:
+            try:
+                arns.append(resolve(resource, refs, attributes))
+            except KeyError:
+                continue
+    return arns
+
+
+def test_the_pending_index_s_readers_may_query_it():
+    """The DAG tasks (the embed run's safety net, pipeline_health) Query Pending_GSI and read
+    the pending records whole with BatchGetItem; the count of every image Scans the table."""
+    table = "arn:aws:dynamodb:r:1:table/ImagesTable"
+    needs = {
+        "dynamodb:Query": f"{table}/index/Pending_GSI",
+        "dynamodb:BatchGetItem": table,
+        "dynamodb:Scan": table,
+    }
+    for action, arn in needs.items():
+        granted = _arns_granted("AirflowTasksPolicy", action)
+        assert any(fnmatchcase(arn, pattern) for pattern in granted), (action, granted)
 
 
 def test_bedrock_is_called_and_granted_in_its_own_region_with_marketplace_subscription():
