@@ -129,7 +129,11 @@ def test_health_is_green_then_names_the_stuck_image(imgsim, api):
     drain_messages(settings, f"{settings.ingest_queue}-dlq")
     healthy = imgsim("--json", "health", "--max-pending-minutes", "30")
     assert healthy.exit_code == 0, healthy.output
-    assert json.loads(healthy.stdout)["images"]["embedded"]["uploaded"] >= 12
+    assert json.loads(healthy.stdout)["images_counted"] == "pending"
+    assert "embedded" not in json.loads(healthy.stdout)["images"]
+    counted = imgsim("--json", "health", "--all-images")
+    assert json.loads(counted.stdout)["images_counted"] == "all"
+    assert json.loads(counted.stdout)["images"]["embedded"]["uploaded"] >= 12
 
     created = (datetime.now(UTC) - timedelta(hours=2)).isoformat().replace("+00:00", "Z")
     ImageStore(settings).put_version(
