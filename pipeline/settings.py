@@ -90,6 +90,10 @@ class Settings:
     # maintenance_work_mem of the index builds: a graph larger than this is built much slower
     # (about 2.6 GB for a million 512-d vectors at the chosen m)
     vector_index_build_memory: str = "2GB"
+    # the HNSW graph of a new build: denser (larger m, ef_construction) reaches a higher recall
+    # on hard data at a longer build and a larger index (docs/performance.md, Vector index)
+    vector_index_m: int = 16
+    vector_index_ef_construction: int = 128
     vector_db_cluster_arn: str = ""
     vector_db_secret_arn: str = ""
     vector_db_name: str = "imgsim"
@@ -173,6 +177,8 @@ SETTINGS_VARIABLES: dict[str, str] = {
     "exact_scan_max_rows": "IMGSIM_EXACT_SCAN_MAX_ROWS",
     "vector_index_ef_search": "IMGSIM_VECTOR_INDEX_EF_SEARCH",
     "vector_index_build_memory": "IMGSIM_VECTOR_INDEX_BUILD_MEMORY",
+    "vector_index_m": "IMGSIM_VECTOR_INDEX_M",
+    "vector_index_ef_construction": "IMGSIM_VECTOR_INDEX_EF_CONSTRUCTION",
     "vector_db_cluster_arn": "IMGSIM_VECTOR_DB_CLUSTER_ARN",
     "vector_db_secret_arn": "IMGSIM_VECTOR_DB_SECRET_ARN",
     "vector_db_name": "IMGSIM_VECTOR_DB_NAME",

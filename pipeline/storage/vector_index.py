@@ -28,11 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.settings import Settings
 from pipeline.storage.data_api import DataApi, chunks
 
-# HNSW build and search settings: docs/performance.md, Vector index (the benchmark picked them).
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 128
+# HNSW build and search settings: docs/performance.md, Vector index (the benchmark picked the
+# defaults, pipeline.settings). pgvector's limits:
+M_RANGE = (2, 100)
+EF_CONSTRUCTION_MAX = 1000  # and at least 2 m
+EF_SEARCH_RANGE = (1, 1000)
 BUILD_WORKERS = 4  # parallel build workers (capped by the server's maintenance workers)
 ITERATIVE_SCAN = "relaxed_order"  # a filtered query scans on until it has its rows
 MAX_SCAN_TUPLES = 100_000  # how far an iterative scan goes: the depth a cursor can page to
@@ -166,14 +169,12 @@ class VectorIndex:
         """The HNSW index of a loaded table (built once, after the bulk load: faster than
         growing it row by row). It may outlast one Data API call: polled until valid."""
         t = _checked(table)
-        memory = self.db.settings.vector_index_build_memory
-        if not re.match(r"^[0-9]+(kB|MB|GB)$", memory):
-            raise ValueError(f"IMGSIM_VECTOR_INDEX_BUILD_MEMORY={memory!r}: a size like 2GB")
+        m, ef_construction, memory = build_settings(self.db.settings)
         # vectors live out of line (TOAST): the heap looks too small for the planner's rule
         # for a parallel build, so the workers are named on the table
         self.db.execute(f"ALTER TABLE {t} SET (parallel_workers = {BUILD_WORKERS})")
         self.db.execute_long(
-            f"SELECT imgsim_build_hnsw('{t}', {HNSW_M}, {HNSW_EF_CONSTRUCTION}, '{memory}')",
+            f"SELECT imgsim_build_hnsw('{t}', {m}, {ef_construction}, '{memory}')",
             done=(
                 "SELECT coalesce(bool_and(i.indisvalid), false) FROM pg_index i "
                 f"JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = '{t}_hnsw'"
@@ -248,7 +249,7 @@ class VectorIndex:
             "table": _checked(table),
             "q": vector_text(query),
             "limit": int(limit),
-            "ef_search": int(self.db.settings.vector_index_ef_search),
+            "ef_search": ef_search(self.db.settings),
             "exclude": exclude,
             "min_score": None if min_score is None else float(min_score),
             "after_score": None if after is None else float(after[0]),
@@ -273,6 +274,32 @@ class VectorIndex:
             {"ids": json.dumps(list(image_ids))},
         )
         return {str(r[0]): r[1] for r in rows}
+
+
+def build_settings(settings: Settings) -> tuple[int, int, str]:
+    """(m, ef_construction, maintenance_work_mem) of a new build, checked against pgvector's
+    limits before a build starts rather than failing in the database. Pure."""
+    m, ef_construction = settings.vector_index_m, settings.vector_index_ef_construction
+    memory = settings.vector_index_build_memory
+    if not M_RANGE[0] <= m <= M_RANGE[1]:
+        raise ValueError(f"IMGSIM_VECTOR_INDEX_M={m}: pgvector takes {M_RANGE[0]} to {M_RANGE[1]}")
+    if not 2 * m <= ef_construction <= EF_CONSTRUCTION_MAX:
+        raise ValueError(
+            f"IMGSIM_VECTOR_INDEX_EF_CONSTRUCTION={ef_construction}: pgvector takes 2 m "
+            f"({2 * m}) to {EF_CONSTRUCTION_MAX}"
+        )
+    if not re.match(r"^[0-9]+(kB|MB|GB)$", memory):
+        raise ValueError(f"IMGSIM_VECTOR_INDEX_BUILD_MEMORY={memory!r}: a size like 2GB")
+    return m, ef_construction, memory
+
+
+def ef_search(settings: Settings) -> int:
+    """The search's candidate list, checked against pgvector's limits. Pure."""
+    value = settings.vector_index_ef_search
+    low, high = EF_SEARCH_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"IMGSIM_VECTOR_INDEX_EF_SEARCH={value}: pgvector takes {low} to {high}")
+    return value
 
 
 def index_rows(table: Any, etag_column: str = "source_etag") -> Iterable[IndexRow]:

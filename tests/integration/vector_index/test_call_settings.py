@@ -60,6 +60,10 @@ def test_the_build_gets_the_memory_it_is_given_not_the_sessions(database) -> Non
         small = build(conn, "1MB")
         large = build(conn, "256MB")
         assert conn.execute("SHOW maintenance_work_mem").fetchone()[0] == "1MB"
+        options = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = %s", (f"{TABLE}_hnsw",)
+        ).fetchone()
+    assert options is not None and sorted(options[0]) == ["ef_construction=64", "m=16"]
     assert any("no longer fits into maintenance_work_mem" in n for n in small), small
     assert not any("no longer fits" in n for n in large), large
 
