@@ -22,8 +22,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,8 @@ BUILD_TIMEOUT_S = 6 * 3600.0
 UPSERT_REQUEST_BYTES = 2_000_000  # under the Data API's request size limit, with margin
 TABLE_PREFIX = "vec_"
 _TABLE = re.compile(r"^vec_[0-9a-f]{16}_[0-9]+$")
+# what PostgreSQL says to the loser of two concurrent creations of one object
+RACE_MESSAGES = ("tuple concurrently updated", "duplicate key value", "already exists")
 
 
 # The search, with its settings scoped to the call (the SET clauses; set_config inside a
@@ -62,7 +65,7 @@ AS $body$
 DECLARE
     cond text := '';
 BEGIN
-    PERFORM set_config('hnsw.ef_search', ef_search::text, true);
+    PERFORM set_config('hnsw.ef_search', CAST(ef_search AS text), true);
     IF exclude_id IS NOT NULL THEN
         cond := cond || ' AND t.image_id <> $3';
     END IF;
@@ -99,6 +102,9 @@ BEGIN
 END
 $body$
 """
+
+
+FUNCTIONS = {"imgsim_search": SEARCH_FUNCTION, "imgsim_build_hnsw": BUILD_FUNCTION}
 
 
 @dataclass(frozen=True)
@@ -152,11 +158,34 @@ class VectorIndex:
 
     # ---------------------------------------------------------------- set-up
     def prepare_database(self) -> None:
-        """The extension and the search and build functions (replaced, so an upgrade of this
-        code reaches a database prepared by an older one)."""
-        self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        self.db.execute(SEARCH_FUNCTION)
-        self.db.execute(BUILD_FUNCTION)
+        """The extension and the search and build functions of this code's version. Each
+        sync task calls it, and two may run at once: what is already there is not written
+        again (PostgreSQL refuses a second concurrent CREATE OR REPLACE of one function with
+        "tuple concurrently updated"), and a write that lost such a race is checked, not
+        failed."""
+        self._ensure("CREATE EXTENSION IF NOT EXISTS vector", self._has_vector)
+        for name, sql in FUNCTIONS.items():
+            tag = version_tag(sql)
+            self._ensure(tagged(sql), partial(self._has_function, name, tag))
+
+    def _has_vector(self) -> bool:
+        return bool(self.db.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'"))
+
+    def _has_function(self, name: str, tag: str) -> bool:
+        rows = self.db.execute(
+            "SELECT 1 FROM pg_proc WHERE proname = :name AND position(:tag IN prosrc) > 0",
+            {"name": name, "tag": tag},
+        )
+        return bool(rows)
+
+    def _ensure(self, sql: str, present: Callable[[], bool]) -> None:
+        if present():
+            return
+        try:
+            self.db.execute(sql)
+        except Exception as exc:  # the Data API's error, the database's message in its text
+            if not any(m in str(exc) for m in RACE_MESSAGES) or not present():
+                raise
 
     def create_table(self, table: str, dim: int) -> None:
         t = _checked(table)
@@ -274,6 +303,17 @@ class VectorIndex:
             {"ids": json.dumps(list(image_ids))},
         )
         return {str(r[0]): r[1] for r in rows}
+
+
+def version_tag(sql: str) -> str:
+    """The line a function's body carries to say which definition it is. Pure."""
+    return f"-- imgsim {hashlib.sha256(sql.encode()).hexdigest()[:16]}"
+
+
+def tagged(sql: str) -> str:
+    """A function's definition with its version line (of the definition without it) first in
+    its body. Pure."""
+    return sql.replace("AS $body$\n", f"AS $body$\n{version_tag(sql)}\n", 1)
 
 
 def build_settings(settings: Settings) -> tuple[int, int, str]:

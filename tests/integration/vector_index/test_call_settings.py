@@ -1,11 +1,15 @@
 """The index's search and build settings travel with each call (pipeline/storage/vector_index.py's
 SQL functions), so a session that opened with other settings, as the Data API's pooled sessions
 do, still searches with ef_search and an iterative scan and builds with the memory given; and
-the session's own settings are left as they were."""
+the session's own settings are left as they were. The functions are made once per version,
+also when two syncs prepare the database at once."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import psycopg
@@ -13,7 +17,16 @@ import pytest
 
 from pipeline.local import postgres
 from pipeline.lookup.ranking import rank
-from pipeline.storage.vector_index import BUILD_FUNCTION, SEARCH_FUNCTION, vector_text
+from pipeline.settings import Settings
+from pipeline.storage.data_api import DataApi
+from pipeline.storage.vector_index import (
+    BUILD_FUNCTION,
+    FUNCTIONS,
+    SEARCH_FUNCTION,
+    VectorIndex,
+    tagged,
+    vector_text,
+)
 
 DIM = 32
 ROWS = 4000
@@ -106,3 +119,42 @@ def test_a_session_with_pgvectors_defaults_still_searches_with_the_calls_setting
             "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
         ).fetchone()
     assert settings == ("10", "off")
+
+
+def fresh_database(rds_data, name: str) -> tuple[VectorIndex, str]:
+    """A database of its own behind the Data API emulator, and the index on it."""
+    postgres.create_database(rds_data.server, name)
+    settings = replace(rds_data.settings(Settings()), vector_db_name=name)
+    return VectorIndex(DataApi(settings)), postgres.dsn(rds_data.server.port, database=name)
+
+
+def function_rows(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT proname, xmin::text FROM pg_proc WHERE proname LIKE 'imgsim%' ORDER BY 1"
+        ).fetchall()
+
+
+def test_preparing_a_prepared_database_writes_nothing(rds_data) -> None:
+    index, dsn = fresh_database(rds_data, "prepare_twice")
+    index.prepare_database()
+    first = function_rows(dsn)
+    index.prepare_database()
+    assert [name for name, _ in first] == ["imgsim_build_hnsw", "imgsim_search"]
+    assert function_rows(dsn) == first  # not replaced: the same row versions
+
+
+def test_a_sync_that_loses_the_race_to_create_the_functions_goes_on(rds_data) -> None:
+    """Another sync's uncommitted creation holds the catalog row: ours waits on it, and is
+    refused once it commits (duplicate key); the functions are then there, so ours goes on."""
+    index, dsn = fresh_database(rds_data, "prepare_race")
+    index.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    with psycopg.connect(dsn) as other, ThreadPoolExecutor(1) as pool:
+        for sql in FUNCTIONS.values():
+            other.execute(tagged(sql))  # in its open transaction
+        ours = pool.submit(index.prepare_database)
+        time.sleep(2)  # ours is waiting on the other's transaction
+        assert not ours.done()
+        other.commit()
+        ours.result(timeout=60)
+    assert [name for name, _ in function_rows(dsn)] == ["imgsim_build_hnsw", "imgsim_search"]
