@@ -65,12 +65,17 @@ def _latest_extra(asset_name: str) -> dict:
         return dict(event.extra)
 
 
-def test_healthy_pipeline_is_green_and_records_its_counts(dags, airflow_stack):
-    settings, _ = airflow_stack
-    health, _ = dags
+def _one_of_each_status(settings) -> None:
+    """An embedded image, a failed one and one pending for two minutes."""
     embedded_record(settings, "done", "a cat")
     embedded_record(settings, "broken", "a cat", status="failed", error="not_an_image: x")
     _pending(settings, "fresh", timedelta(minutes=2))
+
+
+def test_healthy_pipeline_is_green_and_records_its_counts(dags, airflow_stack):
+    settings, _ = airflow_stack
+    health, _ = dags
+    _one_of_each_status(settings)
 
     run = health.test(run_conf={"max_pending_minutes": 60})
 
@@ -92,9 +97,7 @@ def test_healthy_pipeline_is_green_and_records_its_counts(dags, airflow_stack):
 def test_count_all_images_counts_every_image_by_status(dags, airflow_stack):
     settings, _ = airflow_stack
     health, _ = dags
-    embedded_record(settings, "done", "a cat")
-    embedded_record(settings, "broken", "a cat", status="failed", error="not_an_image: x")
-    _pending(settings, "fresh", timedelta(minutes=2))
+    _one_of_each_status(settings)
 
     run = health.test(run_conf={"count_all_images": True})
 
