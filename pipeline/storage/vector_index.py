@@ -48,12 +48,16 @@ _TABLE = re.compile(r"^vec_[0-9a-f]{16}_[0-9]+$")
 RACE_MESSAGES = ("tuple concurrently updated", "duplicate key value", "already exists")
 
 
+# The functions' names carry their signatures' version: a changed signature is a new name
+# (CREATE OR REPLACE cannot change a return type), and code of either version finds its own.
+SEARCH_NAME, BUILD_NAME = "imgsim_search_v1", "imgsim_build_hnsw_v1"
+
 # The search, with its settings scoped to the call (the SET clauses; set_config inside a
 # function that has one for the same setting ends with the call). The filters are on the same
 # score the rows are returned with, so keyset pages cut exactly; relaxed_order may hand rows
 # back slightly out of order, so they are re-sorted after a materialized CTE.
 SEARCH_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION imgsim_search(
+CREATE OR REPLACE FUNCTION {SEARCH_NAME}(
     tbl text, q vector, k integer, ef_search integer, exclude_id text,
     min_score float8, after_score float8, after_id text)
 RETURNS TABLE (image_id text, score float8, s3_key text, source_etag text)
@@ -87,8 +91,8 @@ $body$
 """
 
 # The HNSW build, with the build's memory scoped to the call, as the search's settings are.
-BUILD_FUNCTION = """
-CREATE OR REPLACE FUNCTION imgsim_build_hnsw(tbl text, m integer, ef_construction integer,
+BUILD_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {BUILD_NAME}(tbl text, m integer, ef_construction integer,
     memory text)
 RETURNS void
 LANGUAGE plpgsql
@@ -104,7 +108,7 @@ $body$
 """
 
 
-FUNCTIONS = {"imgsim_search": SEARCH_FUNCTION, "imgsim_build_hnsw": BUILD_FUNCTION}
+FUNCTIONS = {SEARCH_NAME: SEARCH_FUNCTION, BUILD_NAME: BUILD_FUNCTION}
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ class VectorIndex:
         # for a parallel build, so the workers are named on the table
         self.db.execute(f"ALTER TABLE {t} SET (parallel_workers = {BUILD_WORKERS})")
         self.db.execute_long(
-            f"SELECT imgsim_build_hnsw('{t}', {m}, {ef_construction}, '{memory}')",
+            f"SELECT {BUILD_NAME}('{t}', {m}, {ef_construction}, '{memory}')",
             done=(
                 "SELECT coalesce(bool_and(i.indisvalid), false) FROM pg_index i "
                 f"JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = '{t}_hnsw'"
@@ -284,13 +288,21 @@ class VectorIndex:
             "after_score": None if after is None else float(after[0]),
             "after_id": None if after is None else after[1],
         }
-        rows = self.db.execute(
-            "SELECT image_id, score, s3_key, source_etag FROM imgsim_search(CAST(:table AS text), "
-            "CAST(:q AS vector), CAST(:limit AS integer), CAST(:ef_search AS integer), "
-            "CAST(:exclude AS text), CAST(:min_score AS float8), CAST(:after_score AS float8), "
-            "CAST(:after_id AS text))",
-            params,
+        sql = (
+            f"SELECT image_id, score, s3_key, source_etag FROM {SEARCH_NAME}("
+            "CAST(:table AS text), CAST(:q AS vector), CAST(:limit AS integer), "
+            "CAST(:ef_search AS integer), CAST(:exclude AS text), CAST(:min_score AS float8), "
+            "CAST(:after_score AS float8), CAST(:after_id AS text))"
         )
+        try:
+            rows = self.db.execute(sql, params)
+        except Exception as exc:  # the Data API's error, the database's message in its text
+            if SEARCH_NAME not in str(exc) or "does not exist" not in str(exc):
+                raise
+            # a database prepared by older code (the sync prepares it, and may not have run
+            # since this code was deployed): prepared here, once
+            self.prepare_database()
+            rows = self.db.execute(sql, params)
         return [IndexHit(str(r[0]), float(r[1]), str(r[2]), r[3]) for r in rows]
 
     def etags(self, table: str, image_ids: Sequence[str]) -> dict[str, str | None]:
@@ -328,7 +340,7 @@ def build_settings(settings: Settings) -> tuple[int, int, str]:
             f"IMGSIM_VECTOR_INDEX_EF_CONSTRUCTION={ef_construction}: pgvector takes 2 m "
             f"({2 * m}) to {EF_CONSTRUCTION_MAX}"
         )
-    if not re.match(r"^[0-9]+(kB|MB|GB)$", memory):
+    if not re.fullmatch(r"[0-9]+(kB|MB|GB)", memory):
         raise ValueError(f"IMGSIM_VECTOR_INDEX_BUILD_MEMORY={memory!r}: a size like 2GB")
     return m, ef_construction, memory
 

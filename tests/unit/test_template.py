@@ -434,6 +434,15 @@ def test_the_vector_index_exists_only_when_asked_for_and_is_reached_through_the_
     scaling = cluster["ServerlessV2ScalingConfiguration"]
     assert scaling["MinCapacity"] == {"Ref": "VectorDbMinCapacity"}
     assert TEMPLATE["Parameters"]["VectorDbMinCapacity"]["Default"] == 0  # pauses when idle
+    # the search's ef_search is the API function's, within pgvector's limits, default the code's
+    ef_search = TEMPLATE["Parameters"]["VectorIndexEfSearch"]
+    assert (ef_search["Default"], ef_search["MinValue"], ef_search["MaxValue"]) == (
+        Settings().vector_index_ef_search,
+        1,
+        1000,
+    )
+    api_env = RESOURCES["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert api_env["IMGSIM_VECTOR_INDEX_EF_SEARCH"] == {"Ref": "VectorIndexEfSearch"}
     assert scaling["SecondsUntilAutoPause"]["Fn::If"][0] == "VectorDbPauses"
     # Aurora PostgreSQL 17 (17.4 is its first minor): pgvector 0.8, iterative index scans
     major, minor = TEMPLATE["Parameters"]["VectorDbEngineVersion"]["Default"].split(".")

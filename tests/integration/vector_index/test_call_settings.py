@@ -21,8 +21,11 @@ from pipeline.settings import Settings
 from pipeline.storage.data_api import DataApi
 from pipeline.storage.vector_index import (
     BUILD_FUNCTION,
+    BUILD_NAME,
     FUNCTIONS,
     SEARCH_FUNCTION,
+    SEARCH_NAME,
+    IndexRow,
     VectorIndex,
     tagged,
     vector_text,
@@ -62,7 +65,7 @@ def build(conn: psycopg.Connection, memory: str) -> list[str]:
     notices: list[str] = []
     conn.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
     conn.execute(f"DROP INDEX IF EXISTS {TABLE}_hnsw")
-    conn.execute("SELECT imgsim_build_hnsw(%s, 16, 64, %s)", (TABLE, memory))
+    conn.execute(f"SELECT {BUILD_NAME}(%s, 16, 64, %s)", (TABLE, memory))
     return notices
 
 
@@ -101,7 +104,7 @@ def test_a_session_with_pgvectors_defaults_still_searches_with_the_calls_setting
 
         def search(query: np.ndarray, k: int, ef_search: int) -> list[tuple[str, float]]:
             rows = conn.execute(
-                "SELECT image_id, score FROM imgsim_search(%s, %s::vector, %s, %s, "
+                f"SELECT image_id, score FROM {SEARCH_NAME}(%s, %s::vector, %s, %s, "
                 "NULL, NULL, NULL, NULL)",
                 (TABLE, vector_text(query), k, ef_search),
             ).fetchall()
@@ -140,7 +143,7 @@ def test_preparing_a_prepared_database_writes_nothing(rds_data) -> None:
     index.prepare_database()
     first = function_rows(dsn)
     index.prepare_database()
-    assert [name for name, _ in first] == ["imgsim_build_hnsw", "imgsim_search"]
+    assert [name for name, _ in first] == sorted(FUNCTIONS)
     assert function_rows(dsn) == first  # not replaced: the same row versions
 
 
@@ -157,4 +160,21 @@ def test_a_sync_that_loses_the_race_to_create_the_functions_goes_on(rds_data) ->
         assert not ours.done()
         other.commit()
         ours.result(timeout=60)
-    assert [name for name, _ in function_rows(dsn)] == ["imgsim_build_hnsw", "imgsim_search"]
+    assert [name for name, _ in function_rows(dsn)] == sorted(FUNCTIONS)
+
+
+def test_a_search_on_a_database_prepared_by_older_code_prepares_it_and_answers(rds_data) -> None:
+    """The API function may run this code before any sync has: its first search finds no
+    function of its version, makes them, and answers."""
+    index, dsn = fresh_database(rds_data, "search_first")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    index.create_table(TABLE, 3)
+    index.upsert(
+        TABLE,
+        [IndexRow(f"img{i}", f"k/{i}", "e", np.eye(3, dtype=np.float32)[i]) for i in range(3)],
+    )
+    assert function_rows(dsn) == []
+    hits = index.search(TABLE, np.array([1.0, 0.1, 0.0], np.float32), 2)
+    assert [h.image_id for h in hits] == ["img0", "img1"]
+    assert [name for name, _ in function_rows(dsn)] == sorted(FUNCTIONS)
