@@ -19,10 +19,9 @@ from pipeline import aws
 from pipeline.aws_build.cfn_template import TEMPLATE_PATH, load_template, template_body
 from pipeline.aws_build.lambda_package import lambda_package
 from pipeline.settings import Settings
-from pipeline.storage.images_table import PENDING_INDEX, ImageStore
+from pipeline.storage.images_table import ImageStore
 
 BUCKET_RESOURCE = "ImagesBucket"
-IMAGES_RESOURCE = "ImagesTable"
 CODE_KEY = "lambda/imgsim.zip"
 
 
@@ -75,9 +74,10 @@ def deploy(settings: Settings, spec: StackSpec, template: Path = TEMPLATE_PATH) 
     }
     declared = load_template(template)
     apply_bucket_notifications(settings, declared, resources)
-    added = add_missing_indexes(settings, declared, resources)
-    if PENDING_INDEX in added.get(IMAGES_RESOURCE, []):
-        ImageStore(settings).backfill_pending_keys()
+    add_missing_indexes(settings, declared, resources)
+    # idempotent, and cheap on a local table: run every time, so a bootstrap interrupted
+    # between adding the index and filling it is finished by the next one
+    ImageStore(settings).backfill_pending_keys()
     return resources
 
 
@@ -97,9 +97,12 @@ def add_missing_indexes(
         for index in properties.get("GlobalSecondaryIndexes", []):
             if index["IndexName"] in present:
                 continue
+            keys = {k["AttributeName"] for k in index["KeySchema"]}
             dynamodb.update_table(
                 TableName=resources[logical_id],
-                AttributeDefinitions=properties["AttributeDefinitions"],
+                AttributeDefinitions=[
+                    d for d in properties["AttributeDefinitions"] if d["AttributeName"] in keys
+                ],
                 GlobalSecondaryIndexUpdates=[{"Create": index}],
             )
             added.setdefault(logical_id, []).append(index["IndexName"])
