@@ -62,16 +62,20 @@ def test_a_long_statement_times_out_the_call_and_runs_on_when_asked(quick_timeou
 
 
 def test_a_statement_run_on_starts_a_session_with_the_databases_settings(quick_timeout):
-    """An index build gets the build memory the sync set on the database, even where earlier
-    statements left pooled sessions that started before it was set."""
+    """A statement that runs on past the call's timeout gets a session of its own, which starts
+    with the database's settings (as a new connection does), even where earlier statements
+    left pooled sessions that started before a setting."""
     db = quick_timeout
     db.execute("SELECT 1")  # a pooled session, started before the setting
     db.execute("ALTER DATABASE imgsim SET maintenance_work_mem = '96MB'")
-    answer = db.client.execute_statement(
-        resourceArn=db.settings.vector_db_cluster_arn,
-        secretArn=db.settings.vector_db_secret_arn,
-        database="imgsim",
-        sql="SELECT current_setting('maintenance_work_mem')",
-        continueAfterTimeout=True,
-    )
+    try:
+        answer = db.client.execute_statement(
+            resourceArn=db.settings.vector_db_cluster_arn,
+            secretArn=db.settings.vector_db_secret_arn,
+            database="imgsim",
+            sql="SELECT current_setting('maintenance_work_mem')",
+            continueAfterTimeout=True,
+        )
+    finally:
+        db.execute("ALTER DATABASE imgsim RESET maintenance_work_mem")
     assert answer["records"] == [[{"stringValue": "96MB"}]]
