@@ -297,7 +297,8 @@ class VectorIndex:
         try:
             rows = self.db.execute(sql, params)
         except Exception as exc:  # the Data API's error, the database's message in its text
-            if SEARCH_NAME not in str(exc) or "does not exist" not in str(exc):
+            # undefined_function; not a missing table, whose message names the function too
+            if f"ERROR: function {SEARCH_NAME}(" not in str(exc) and "42883" not in str(exc):
                 raise
             # a database prepared by older code (the sync prepares it, and may not have run
             # since this code was deployed): prepared here, once
