@@ -14,7 +14,7 @@ from typing import Any
 from pipeline import aws
 from pipeline.settings import Settings
 from pipeline.storage.dynamodb_codec import deserialize_item
-from pipeline.storage.images_table import PENDING, PENDING_SHARDS, ImageStore, all_pending_shards
+from pipeline.storage.images_table import PENDING, ImageStore
 
 SCAN_SEGMENTS = 8  # parallel Scan segments of the Images table, read at once (all images)
 PENDING_ONLY, ALL_IMAGES = "pending", "all"  # what a report's `images` counted
@@ -157,11 +157,10 @@ class PipelineProbe:
         moment behind, as an eventually consistent Scan does."""
         store = ImageStore(self.settings, self.dynamodb)
 
-        def shard_tally(shard: str) -> Tally:
-            return tally({**item, "status": PENDING} for item in store.pending_in_shard(shard))
+        def shard_tally(items: Iterable[Mapping[str, Any]]) -> Tally:
+            return tally({**item, "status": PENDING} for item in items)
 
-        with ThreadPoolExecutor(PENDING_SHARDS) as pool:
-            return merged(list(pool.map(shard_tally, all_pending_shards())))
+        return merged(store.over_pending_shards(shard_tally))
 
     def queue_names(self) -> tuple[list[str], list[str]]:
         """The pipeline's queues and, of those, the dead-letter queues: the ingest queue's

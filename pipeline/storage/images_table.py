@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline import aws
 from pipeline.settings import Settings
 from pipeline.storage.dynamodb_codec import deserialize_item, serialize_item
 
+T = TypeVar("T")
 PENDING, EMBEDDED, FAILED = "pending", "embedded", "failed"
 DELETED = "deleted"  # a marker: the object was removed; GET answers 410, lookups skip it
 SHA256_INDEX = "Sha256_GSI"  # partition sha256, sort created_at: exact copies of an image
@@ -53,7 +54,11 @@ BATCH_ATTEMPTS = 8  # BatchGetItem calls for one chunk of keys, backing off betw
 
 def pending_shard(image_id: str) -> str:
     """The image's Pending_GSI partition: stable across processes (crc32, not `hash`)."""
-    return f"{zlib.crc32(image_id.encode()) % PENDING_SHARDS:02d}"
+    return _shard_name(zlib.crc32(image_id.encode()) % PENDING_SHARDS)
+
+
+def _shard_name(n: int) -> str:
+    return f"{n:02d}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class PendingKey:
 
 
 def all_pending_shards() -> list[str]:
-    return [f"{n:02d}" for n in range(PENDING_SHARDS)]
+    return [_shard_name(n) for n in range(PENDING_SHARDS)]
 
 
 def pending_key(image_id: str, status: str | None) -> PendingKey:
@@ -258,12 +263,8 @@ class ImageStore(aws.Adapter):
         Pending_GSI (the backlog, whatever the catalogue's size), then their whole records
         read consistently, less any that left pending since the index was written (a GSI
         follows its table a moment behind)."""
-        with ThreadPoolExecutor(PENDING_SHARDS) as pool:
-            shards = pool.map(
-                lambda s: [i["image_id"] for i in self.pending_in_shard(s, created_before)],
-                all_pending_shards(),
-            )
-            ids = [image_id for shard in list(shards) for image_id in shard]
+        shards = self.over_pending_shards(list, created_before)
+        ids = [item["image_id"] for shard in shards for item in shard]
         records = self.batch_get(ids)
         return [
             record
@@ -272,6 +273,19 @@ class ImageStore(aws.Adapter):
             and record.get("status") == PENDING
             and record["created_at"] < created_before
         ]
+
+    def over_pending_shards(
+        self, reduce: Callable[[Iterable[dict[str, Any]]], T], created_before: str | None = None
+    ) -> list[T]:
+        """`reduce` of each Pending_GSI shard's images (`pending_in_shard`), the shards read at
+        once: what each reader keeps of a shard is its own (ids, a tally)."""
+        with ThreadPoolExecutor(PENDING_SHARDS) as pool:
+            return list(
+                pool.map(
+                    lambda shard: reduce(self.pending_in_shard(shard, created_before)),
+                    all_pending_shards(),
+                )
+            )
 
     def pending_in_shard(
         self, shard: str, created_before: str | None = None
