@@ -510,6 +510,9 @@ def _services(program: _Program) -> set[str]:
 def _calls_in(scanner: _Scanner, scope: _Scope, operation_names: dict[str, str]) -> list[AwsCall]:
     calls: list[AwsCall] = []
     for node in ast.walk(scope.function):
+        if isinstance(node, ast.Call) and _is_getattr(node.func):
+            calls += _dispatched_calls(scanner, scope, node)
+            continue
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         method = node.func.attr
@@ -545,6 +548,115 @@ def _calls_in(scanner: _Scanner, scope: _Scope, operation_names: dict[str, str])
         implied = IMPLIED_ACTIONS.get(action.split(":", 1)[0], ())
         calls += [AwsCall(f"{where} (implied by {action})", extra) for extra in implied]
     return calls
+
+
+def _is_getattr(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "getattr"
+        and len(node.args) >= 2
+    )
+
+
+def _with_implied(where: str, action: str) -> list[AwsCall]:
+    implied = IMPLIED_ACTIONS.get(action.split(":", 1)[0], ())
+    return [AwsCall(where, action)] + [
+        AwsCall(f"{where} (implied by {action})", extra) for extra in implied
+    ]
+
+
+def _dispatched_calls(scanner: _Scanner, scope: _Scope, node: ast.Call) -> list[AwsCall]:
+    """`getattr(client, operation)(...)`: a client's operation chosen by name. A constant name is
+    that operation; a name that is a parameter of the enclosing function (a dispatcher such as
+    `DataApi._call(operation, ...)`) is each constant its callers pass there, attributed to the
+    caller's line. Anything else raises UnknownCallSite."""
+    assert isinstance(node.func, ast.Call)
+    target, name = node.func.args[:2]
+    where = f"{scope.module.name}:{node.lineno}"
+    receiver = scanner.kind(target, scope)
+    if not isinstance(receiver, _Client):
+        if isinstance(name, ast.Constant) and name.value in _operations_of_any(scanner):
+            raise UnknownCallSite(f"{where}: getattr(..., {name.value!r}) of no known client")
+        return []  # not a client: one of our objects, or no AWS call
+    service = receiver.service
+    if isinstance(name, ast.Constant) and isinstance(name.value, str):
+        return _with_implied(where, _dispatched_action(service, name.value, where))
+    function, is_method = _enclosing_function(scope, node)
+    parameter = ast.unparse(name)
+    if not (
+        isinstance(name, ast.Name)
+        and isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        and parameter in {a.arg for a in _parameters(function)}
+    ):
+        raise UnknownCallSite(f"{where}: getattr of {service}'s client with a computed name")
+    args = function.args
+    positional = [a.arg for a in (*args.posonlyargs, *args.args)]
+    if is_method:
+        positional = positional[1:]  # self: the callers write self.<method>(operation, ...)
+    calls: list[AwsCall] = []
+    for module in scanner.program.modules.values():
+        for site in ast.walk(module.tree):
+            if not (isinstance(site, ast.Call) and _names(site.func, function.name)):
+                continue
+            site_where = f"{module.name}:{site.lineno}"
+            passed = [k.value for k in site.keywords if k.arg == parameter]
+            if parameter in positional and len(site.args) > positional.index(parameter):
+                passed.append(site.args[positional.index(parameter)])
+            if not (
+                len(passed) == 1
+                and isinstance(passed[0], ast.Constant)
+                and isinstance(passed[0].value, str)
+            ):
+                raise UnknownCallSite(
+                    f"{site_where}: {function.name}() dispatches {service}'s client by name "
+                    f"(getattr at {where}), and this call's {parameter} is no constant"
+                )
+            action = _dispatched_action(service, passed[0].value, site_where)
+            calls += _with_implied(f"{site_where} (through {where})", action)
+    return calls
+
+
+def _enclosing_function(scope: _Scope, node: ast.AST) -> tuple[ast.AST | None, bool]:
+    """The innermost function of the scope around `node`, and whether it is a method (defined
+    directly in a class body)."""
+    root = scope.function
+    found: tuple[ast.AST | None, bool] = (None, False)
+
+    def visit(parent: ast.AST, in_class: bool) -> bool:
+        nonlocal found
+        for child in ast.iter_child_nodes(parent):
+            if child is node:
+                return True
+            if visit(child, isinstance(child, ast.ClassDef)):
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) and found[0] is None:
+                    found = (child, in_class)
+                return True
+        return False
+
+    if isinstance(root, ast.FunctionDef | ast.AsyncFunctionDef):
+        if not visit(root, False):
+            return None, False
+        method = scope.cls is not None and any(item is root for item in scope.cls[1].body)
+        return found if found[0] is not None else (root, method)
+    visit(root, isinstance(root, ast.ClassDef))
+    return found
+
+
+def _names(func: ast.expr, name: str) -> bool:
+    return (isinstance(func, ast.Attribute) and func.attr == name) or (
+        isinstance(func, ast.Name) and func.id == name
+    )
+
+
+def _dispatched_action(service: str, method: str, where: str) -> str:
+    if method not in _operations(service):
+        raise UnknownCallSite(f"{where}: {method} is no operation of {service}")
+    return iam_action(service, _operations(service)[method])
+
+
+def _operations_of_any(scanner: _Scanner) -> set[str]:
+    return {op for svc in _services(scanner.program) for op in _operations(svc)}
 
 
 def _reached(scanner: _Scanner, scope: _Scope) -> list[_Scope]:

@@ -96,6 +96,10 @@ def test_the_scan_finds_the_calls_behind_each_flow() -> None:
     }
     airflow = {c.action for c in aws_calls(CODE_OF["AirflowTasksPolicy"])}
     assert {"iam:PassRole", "sagemaker:CreateTransformJob", "s3:ListBucket"} <= airflow
+    # the vector index's SQL: DataApi._call picks the operation by name (getattr)
+    data_api = {"rds-data:ExecuteStatement", "rds-data:BatchExecuteStatement"}
+    assert data_api | {"secretsmanager:GetSecretValue"} <= airflow & {c.action for c in api}
+    assert data_api.isdisjoint(ingest)
     assert {c.action for c in aws_calls(CODE_OF["SageMakerExecutionRole"])} == {"s3:GetObject"}
 
 
@@ -137,6 +141,33 @@ def test_a_new_call_without_a_grant_fails(tmp_path: Path) -> None:
 def test_an_unknown_call_site_fails_the_scan(tmp_path: Path, source: str) -> None:
     _package(tmp_path, source)
     with pytest.raises(UnknownCallSite):
+        aws_calls(["pipeline.entry"], tmp_path)
+
+
+def test_an_operation_picked_by_name_is_each_name_its_callers_pass(tmp_path: Path) -> None:
+    _package(
+        tmp_path,
+        "from pipeline import aws\n\n\n"
+        "class Index(aws.Adapter):\n"
+        "    service = 'rds-data'\n\n"
+        "    def run(self) -> None:\n"
+        "        self._call('execute_statement', sql='s')\n"
+        "        self._call(operation='batch_execute_statement', sql='s')\n"
+        "        getattr(self.client, 'begin_transaction')()\n\n"
+        "    def _call(self, operation: str, **kwargs) -> None:\n"
+        "        getattr(self.client, operation)(**kwargs)\n",
+    )
+    calls = {(c.where, c.action) for c in aws_calls(["pipeline.entry"], tmp_path)}
+    assert {
+        ("pipeline.entry:8 (through pipeline.entry:13)", "rds-data:ExecuteStatement"),
+        ("pipeline.entry:9 (through pipeline.entry:13)", "rds-data:BatchExecuteStatement"),
+        ("pipeline.entry:10", "rds-data:BeginTransaction"),
+    } <= calls
+    source = (tmp_path / "pipeline" / "entry.py").read_text()
+    (tmp_path / "pipeline" / "entry.py").write_text(
+        source.replace("'batch_execute_statement'", "'batch_' + 'execute_statement'")
+    )
+    with pytest.raises(UnknownCallSite, match="entry:9: _call"):
         aws_calls(["pipeline.entry"], tmp_path)
 
 
