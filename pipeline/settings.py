@@ -88,7 +88,7 @@ class Settings:
     exact_scan_max_rows: int = 200_000
     vector_index_ef_search: int = 400  # HNSW's candidate list per search (recall vs time)
     # maintenance_work_mem of the index builds: a graph larger than this is built much slower
-    # (about 2.6 GB for a million 512-d vectors at the chosen m)
+    # (a million 512-d vectors at the chosen m need more: docs/performance.md, 1M x 512)
     vector_index_build_memory: str = "2GB"
     # the HNSW graph of a new build: denser (larger m, ef_construction) reaches a higher recall
     # on hard data at a longer build and a larger index (docs/performance.md, Vector index)
