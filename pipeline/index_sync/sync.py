@@ -3,9 +3,11 @@
 A build loads every listed shard into a new table, builds its HNSW index, and only then names
 the table in the manifest (a compare-and-set): lookups use the exact scan until the switch, and
 the shards listed meanwhile stay pending. A sync upserts the pending shards' rows and removes
-deleted images' rows, then takes the shards it upserted off the pending list. Both are
-idempotent (rows are upserted by image and object version), so a retried task does no harm;
-a shard a compaction merged away meanwhile leaves its merged shard pending, synced next time.
+deleted images' rows, then takes the shards it upserted off the pending list. After copying,
+both read the manifest's tombstones again and remove those images' rows, so a deletion that
+lands mid-copy leaves no row in the table they count and name. Both are idempotent (rows
+are upserted by image and object version), so a retried task does no harm; a shard a
+compaction merged away meanwhile leaves its merged shard pending, synced next time.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class IndexSync:
         table = table_name(prompt, model_id, snapshot.version)
         sent = self._load(table, snapshot.shards, snapshot.tombstones, create=True)
         self.index.build_index(table)
+        self.index.delete(table, self._deleted_since(snapshot) - snapshot.tombstones)
         rows = self.index.count(table)
         old = snapshot.index_table
         self.manifests.update(prompt, model_id, lambda m: m.indexed(table, snapshot.shards, rows))
@@ -122,16 +125,15 @@ class IndexSync:
             return SyncResult(prompt, model_id, "sync", None, 0, 0, 0, 0)
         table, pending = snapshot.index_table, snapshot.pending
         sent = self._load(table, pending, snapshot.tombstones, create=False)
-        self.index.delete(table, snapshot.tombstones)
+        deleted = self._deleted_since(snapshot)
+        self.index.delete(table, deleted)
         rows = self.index.count(table)
 
         def synced(m: Manifest) -> Manifest:
             return m.indexed(table, pending, rows) if m.index_table == table else m
 
         self.manifests.update(prompt, model_id, synced)
-        return SyncResult(
-            prompt, model_id, "sync", table, len(pending), sent, len(snapshot.tombstones), rows
-        )
+        return SyncResult(prompt, model_id, "sync", table, len(pending), sent, len(deleted), rows)
 
     def drop_orphans(self) -> list[str]:
         """Drop the tables no manifest can name again: those of a (prompt, model) that has no
@@ -150,6 +152,13 @@ class IndexSync:
                 self.index.drop(table)
                 dropped.append(table)
         return dropped
+
+    def _deleted_since(self, snapshot: Manifest) -> frozenset[str]:
+        """The snapshot's tombstones and those of the manifest now, read after the rows were
+        copied: an image deleted while they were copied (after the snapshot) loses the row
+        the copy gave it before the table is counted and named."""
+        latest = self.manifests.get(snapshot.prompt, snapshot.model_id)
+        return snapshot.tombstones | (latest.tombstones if latest is not None else frozenset())
 
     def _load(
         self, table: str, keys: tuple[str, ...], tombstones: frozenset[str], create: bool
