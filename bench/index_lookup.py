@@ -83,7 +83,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    # a 1M x 512 graph is about 2.6 GB: larger than the build's memory, it is built far slower
+    # a 1M x 512 graph outgrows 2 GB (docs/performance.md, 1M x 512), and a graph larger than
+    # the build's memory is built far slower
     parser.add_argument("--build-memory", default="4GB", help="IMGSIM_VECTOR_INDEX_BUILD_MEMORY")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
