@@ -165,6 +165,35 @@ def test_ingest_records_and_queues_under_the_ingest_role(enforced: EnforcedStack
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
+def test_the_health_probe_reads_the_pending_index_and_the_queues_under_the_airflow_tasks_policy(
+    enforced: EnforcedStack,
+) -> None:
+    """pipeline_health's reads: a Query per Pending_GSI shard (authorized on the index's ARN),
+    the pending records, the queues' depths; the whole-table tally on request (a Scan)."""
+    from datetime import UTC, datetime
+
+    from pipeline.monitoring.health import PipelineProbe
+
+    admin = enforced.admin
+    image_id = f"hp{uuid.uuid4().hex[:8]}"
+    _put(admin, f"uploads/{image_id}.jpg", gradient_jpeg(), "an iam owl")
+    _ingest_as(enforced, enforced.identities["IngestFunctionRole"])
+    drain_messages(admin, admin.embed_queue)
+
+    probe = PipelineProbe(enforced.as_role("AirflowTasksPolicy"))
+    report = probe.report(datetime.now(UTC))
+    assert report.images["pending"]["uploaded"] >= 1
+    assert set(report.queues) == {
+        admin.ingest_queue,
+        admin.embed_queue,
+        f"{admin.ingest_queue}-dlq",
+    }
+    assert probe.report(datetime.now(UTC), all_images=True).images["pending"]["uploaded"] >= 1
+    without_query = enforced.identity_without("AirflowTasksPolicy", "dynamodb:Query")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        PipelineProbe(enforced.settings_of(without_query)).report(datetime.now(UTC))
+
+
 @pytest.mark.parametrize("missing", ["sqs:GetQueueUrl", "s3:ListBucket"])
 def test_the_ingest_role_without_a_permission_fails_the_message(
     enforced: EnforcedStack, missing: str
