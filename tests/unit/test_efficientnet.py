@@ -18,6 +18,9 @@ from sagemaker_jobs.image_embed.code.batch import Request
 from sagemaker_jobs.image_embed.code.embedders import ResizeCropNormalize
 from tests.helpers import gradient_jpeg
 
+# Loads the pretrained network (torch): the model tier, not `make unit`.
+pytestmark = pytest.mark.model
+
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 # ImageNet class indices
 TABBY, TIGER_CAT, EGYPTIAN_CAT, ESPRESSO = 281, 282, 285, 967

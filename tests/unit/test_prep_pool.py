@@ -24,6 +24,9 @@ from tests.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Spawns the model server's preparation workers: the model tier, not `make unit`.
+pytestmark = pytest.mark.model
+
 
 def _photos(n: int) -> list[bytes]:
     out = []
