@@ -34,6 +34,9 @@ from pipeline.storage.images_table import ImageStore
 from tests.events import batch, s3_put_record
 from tests.helpers import commit_shard, embedded_records, gradient_jpeg
 
+# Builds the layer from about 100 MB of wheels: in `make test`, not in the middle tier.
+pytestmark = pytest.mark.package
+
 # Room left under the limit for the code to grow (10 % of 250 MiB).
 MARGIN = LAMBDA_UNZIPPED_LIMIT // 10
 

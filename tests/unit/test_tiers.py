@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TIERS = ("stack", "model", "airflow", "browser", "e2e", "mwaa")
+TIERS = ("stack", "model", "airflow", "browser", "e2e", "mwaa", "package")
 UNIT = "not (stack or model)"
-MIDDLE = "(stack or model) and not (airflow or browser or e2e or mwaa)"
+MIDDLE = "(stack or model) and not (airflow or browser or e2e or mwaa or package)"
 PROBE = """
 import json
 

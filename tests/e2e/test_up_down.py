@@ -1,12 +1,9 @@
-"""`imgsim up|status|env|down` as a newcomer runs it: background servers, an upload seen
-through the API within seconds, and state kept across down/up; and `python -m pipeline.local
-deploy`, which the compose file's containers run."""
+"""`imgsim up|status|env|down` as a newcomer runs it: background servers (Airflow left to the
+other e2e tests), an upload seen through the API within seconds, and state kept across down/up."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -153,34 +150,3 @@ def test_state_survives_concurrent_large_uploads(cli):
         assert again.status_code == 200, (image_id, again.text)
         assert again.json()["sha256"] == recorded[image_id]["sha256"]
     assert s3.get_object(Bucket=bucket, Key="uploads/load007.jpg")["Body"].read() == photo
-
-
-def test_deploy_targets_an_existing_moto_server(moto_server, tmp_path):
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": moto_server.url,
-        "IMGSIM_BUCKET": "compose-style",
-        "IMGSIM_LOCAL_DIR": str(tmp_path),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.local", "deploy"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    s3 = boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1")
-    assert s3.get_bucket_notification_configuration(Bucket="compose-style")["QueueConfigurations"]
-
-
-def test_deploy_refuses_to_run_without_a_local_endpoint(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.local", "deploy"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0 and "AWS_ENDPOINT_URL" in result.stderr
