@@ -46,7 +46,7 @@ unit: setup
 # The middle tier: the API, ingest, embedding and lookups on moto and the emulators, and the
 # models; not Airflow, the browser, the whole stack or the AWS packages (Lambda layer, MWAA venv).
 integration: setup
-	$(PY) -m pytest -n 3 --dist loadfile -m "(stack or model) and not (airflow or browser or e2e or mwaa or package)"
+	$(PY) -m pytest -n 4 --dist loadfile -m "(stack or model) and not (airflow or browser or e2e or mwaa or package)"
 
 # Test files spread over 3 workers (pytest-xdist, whole files per worker so module fixtures are
 # shared): most of the suite waits on servers, Airflow and subprocesses, not on the 2 cores.

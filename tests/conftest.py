@@ -3,6 +3,7 @@ names, same template) per test that needs one, so no test sees another's leftove
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -206,20 +207,33 @@ def rds_data(
         stop_group(pid)
 
 
+def _built_once(tmp_path_factory: pytest.TempPathFactory, name: str, **options: Any) -> Path:
+    """A model artifact built once per test run, shared by every xdist worker (their base
+    temporary folders share a parent): the first worker builds it under a lock, the others
+    wait and read it. Tests only read artifacts."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / "models" / name
+    path.parent.mkdir(exist_ok=True)
+    with open(path.with_name(f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            build(path.with_name(f"{name}.partial"), **options)
+            path.with_name(f"{name}.partial").rename(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny randomly initialised CLIP packed by the real builder (session-wide, built once)."""
-    path = tmp_path_factory.mktemp("models") / "tiny-clip.tar.gz"
-    build(path, random_config="tiny", seed=0)
-    return path
+    """A tiny randomly initialised CLIP packed by the real builder (built once per run)."""
+    return _built_once(tmp_path_factory, "tiny-clip.tar.gz", random_config="tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def efficientnet_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ImageNet EfficientNet-Lite0 artifact (ONNX fp32) by the real builder, built once."""
-    path = tmp_path_factory.mktemp("models") / "efficientnet-lite0.tar.gz"
-    build(path, family="efficientnet-lite0")
-    return path
+    return _built_once(tmp_path_factory, "efficientnet-lite0.tar.gz", family="efficientnet-lite0")
 
 
 @pytest.fixture(scope="session")
