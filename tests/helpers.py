@@ -102,6 +102,25 @@ def commit_shard(
     return key
 
 
+def commit_upgrade_rows(
+    settings: Settings, prompt: str, model_id: str, names: list[str], dim: int, seed: int
+) -> None:
+    """An upgrade's batch for every image of `names`: one shard of `model_id`'s (random)
+    vectors, and each record noting that model's vector beside its own (versions "etag-<id>")."""
+    import numpy as np
+
+    from pipeline.storage.images_table import ImageStore
+
+    rng = np.random.default_rng(seed)
+    vectors = {n: rng.standard_normal(dim) for n in names}
+    commit_shard(
+        settings, prompt, model_id, "upgrade-0", vectors, etags={n: "etag-" + n for n in names}
+    )
+    images = ImageStore(settings)
+    for name in names:
+        assert images.add_embedded_models(name, "etag-" + name, {model_id})
+
+
 def embedded_image(
     image_id: str, prompt: str, status: str = "embedded", error: str | None = None
 ) -> Any:

@@ -29,7 +29,7 @@ from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
 from pipeline.storage.vector_index import VectorIndex
 from pipeline.upgrade.switch import switch_complete
-from tests.helpers import commit_shard, embedded_records
+from tests.helpers import commit_shard, commit_upgrade_rows, embedded_records
 
 MODEL = "clip-tiny-random-init-seed0"
 OTHER_MODEL = "clip-tiny-random-init-seed1"
@@ -168,19 +168,7 @@ def test_a_model_switch_after_a_deletion_keeps_the_image_out_of_the_new_models_a
     """An upgrade's rows of every image are committed, then one image is deleted, then the
     prompt switches (its new model's index built just before): neither the new model's index
     nor its exact scan shows the image."""
-    names = sorted(world.vectors)
-    rng = np.random.default_rng(4)
-    commit_shard(
-        world.settings,
-        world.prompt,
-        OTHER_MODEL,
-        "upgrade-0",
-        {n: rng.standard_normal(DIM) for n in names},
-        etags={n: "etag-" + n for n in names},
-    )
-    images = ImageStore(world.settings)
-    for name in names:
-        assert images.add_embedded_models(name, "etag-" + name, {OTHER_MODEL})
+    commit_upgrade_rows(world.settings, world.prompt, OTHER_MODEL, sorted(world.vectors), DIM, 4)
     answer = requests.delete(f"{world.url}/images/img050", timeout=30)
     assert answer.json() == {"image_id": "img050", "status": "deleted"}
     active = ActiveModels(world.settings)
@@ -188,7 +176,11 @@ def test_a_model_switch_after_a_deletion_keeps_the_image_out_of_the_new_models_a
     plan = {"model_id": OTHER_MODEL, "prompts": {world.prompt: {"old_model": MODEL}}}
     sync = IndexSync(world.settings)
     report = switch_complete(
-        images, active, plan, "2026-12-02T00:00:00Z", lambda p, m: sync.ensure_index(p, m)
+        ImageStore(world.settings),
+        active,
+        plan,
+        "2026-12-02T00:00:00Z",
+        lambda p, m: sync.ensure_index(p, m),
     )
     assert report[world.prompt]["active_model"] == OTHER_MODEL
     manifest = ManifestStore(world.settings).get(world.prompt, OTHER_MODEL)

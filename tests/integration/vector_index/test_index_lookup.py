@@ -27,7 +27,7 @@ from pipeline.storage.manifests_table import ManifestStore
 from pipeline.storage.shards import ShardStore
 from pipeline.storage.vector_index import VectorIndex
 from pipeline.upgrade.switch import switch_complete
-from tests.helpers import commit_shard, embedded_records
+from tests.helpers import commit_shard, commit_upgrade_rows, embedded_records
 
 MODEL = "clip-tiny-random-init-seed0"
 OTHER_MODEL = "clip-tiny-random-init-seed1"
@@ -307,19 +307,7 @@ def test_the_tables_of_a_retired_model_and_of_an_old_generation_are_dropped(worl
 
 def test_a_model_upgrade_switches_a_large_prompt_once_its_new_index_is_built(world):
     world.sync_all()
-    rng = np.random.default_rng(4)
-    names = sorted(world.vectors)
-    commit_shard(
-        world.settings,
-        world.prompt,
-        OTHER_MODEL,
-        "upgrade-0",
-        {n: rng.standard_normal(DIM) for n in names},
-        etags={n: "etag-" + n for n in names},
-    )
-    images = ImageStore(world.settings)
-    for name in names:  # each record notes the new model's vector beside its own
-        assert images.add_embedded_models(name, "etag-" + name, {OTHER_MODEL})
+    commit_upgrade_rows(world.settings, world.prompt, OTHER_MODEL, sorted(world.vectors), DIM, 4)
     active = ActiveModels(world.settings, world.manifests.client)
     assert active.switch(world.prompt, None, MODEL, "2026-12-01T00:00:00Z")
     plan = {"model_id": OTHER_MODEL, "prompts": {world.prompt: {"old_model": MODEL}}}
@@ -329,7 +317,9 @@ def test_a_model_upgrade_switches_a_large_prompt_once_its_new_index_is_built(wor
         assert active.get(prompt) == MODEL  # the old model answers while the index builds
         built.append(world.sync.ensure_index(prompt, model_id))
 
-    report = switch_complete(images, active, plan, "2026-12-02T00:00:00Z", before_switch)
+    report = switch_complete(
+        ImageStore(world.settings), active, plan, "2026-12-02T00:00:00Z", before_switch
+    )
     assert report[world.prompt]["active_model"] == OTHER_MODEL
     assert built[0].action == "build" and built[0].index_rows == 300
     assert world.manifest(OTHER_MODEL).index_table == built[0].table
