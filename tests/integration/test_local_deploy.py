@@ -11,6 +11,12 @@ import sys
 import boto3
 
 
+def _deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline.local deploy` as a compose container runs it."""
+    argv = [sys.executable, "-m", "pipeline.local", "deploy"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+
 def test_deploy_targets_an_existing_moto_server(moto_server, tmp_path):
     env = {
         **os.environ,
@@ -18,13 +24,7 @@ def test_deploy_targets_an_existing_moto_server(moto_server, tmp_path):
         "IMGSIM_BUCKET": "compose-style",
         "IMGSIM_LOCAL_DIR": str(tmp_path),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.local", "deploy"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _deploy(env)
     assert result.returncode == 0, result.stderr
     s3 = boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1")
     assert s3.get_bucket_notification_configuration(Bucket="compose-style")["QueueConfigurations"]
@@ -32,11 +32,5 @@ def test_deploy_targets_an_existing_moto_server(moto_server, tmp_path):
 
 def test_deploy_refuses_to_run_without_a_local_endpoint(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.local", "deploy"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _deploy(env)
     assert result.returncode != 0 and "AWS_ENDPOINT_URL" in result.stderr
